@@ -1,0 +1,40 @@
+# kube-vast — the commands the README uses.
+#   make test     set up what is missing (virtualenv, control-plane binaries) and run every test
+#   make demo     set up what is missing and run the whole flow on the simulator and a local control plane
+#   make dev      just the virtualenv with the package and its test extra
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: dev test unit lint typecheck control-plane bench clean
+
+dev: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+control-plane:
+	tools/build-control-plane.sh
+
+lint: $(STAMP)
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy vastmarket
+
+unit: $(STAMP)
+	$(BIN)/pytest -m 'not cluster'
+
+test: $(STAMP) control-plane lint typecheck
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/ranking.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis build *.egg-info
