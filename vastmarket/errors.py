@@ -1,0 +1,58 @@
+"""The domain's own exceptions. Every failure that leaves ``vastmarket`` is one of these."""
+
+from __future__ import annotations
+
+
+class KubeVastError(Exception):
+    """Base of every error kube-vast raises on purpose."""
+
+
+class ConfigError(KubeVastError):
+    """A configuration file, environment variable or setting is wrong; the process must not start."""
+
+
+class RequirementError(KubeVastError):
+    """A requirement (annotation, flag, config value) has a wrong value.
+
+    ``field`` names where it came from (``vast.ai/price-max``, ``VAST_GPU_TYPE``), ``value`` is
+    what was given and ``accepted`` describes the accepted form.
+    """
+
+    def __init__(self, field: str, value: object, accepted: str) -> None:
+        self.field = field
+        self.value = value
+        self.accepted = accepted
+        super().__init__(f"{field}: invalid value {value!r}: expected {accepted}")
+
+
+class VastError(KubeVastError):
+    """A call to the Vast API failed."""
+
+
+class VastUnavailable(VastError):
+    """Vast could not be reached or answered 5xx after the bounded retries."""
+
+
+class RateLimited(VastUnavailable):
+    """Vast kept answering 429 after the bounded retries."""
+
+
+class VastRejected(VastError):
+    """Vast refused the request (4xx with ``error``/``msg``)."""
+
+    def __init__(self, message: str, *, status: int, error: str | None = None) -> None:
+        self.status = status
+        self.error = error
+        super().__init__(message)
+
+
+class OfferGone(VastRejected):
+    """The offer was rented by someone else or withdrawn (404/410 ``no_such_ask``)."""
+
+
+class AuthenticationFailed(VastRejected):
+    """Vast does not accept the API key (the key itself is never included)."""
+
+
+class InvalidResponse(VastError):
+    """Vast answered something that is not the documented shape."""

@@ -1,0 +1,296 @@
+"""What a pod needs from an offer, built layer by layer.
+
+Precedence, lowest first: built-in defaults → config file → ``VAST_*`` environment (both in
+:class:`~vastmarket.config.SelectionConfig`) → the pod itself (GPU count from ``nvidia.com/gpu``,
+CPU and memory requests, number of container ports) → ``vast.ai/*`` annotations. Every value is
+validated; a wrong one raises :class:`~vastmarket.errors.RequirementError` naming the field, the
+value and the accepted form. Pods are plain Kubernetes JSON dicts. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from .config import Blacklist, SelectionConfig, parse_gpu_list, parse_location_list
+from .errors import RequirementError
+from .names import display_gpu
+from .quantities import (
+    BOOL_FORM, FRACTION_FORM, PRICE_FORM, QUANTITY_FORM, RATE_FORM, SIZE_FORM, parse_bool,
+    parse_fraction, parse_mbps, parse_price, parse_quantity, parse_size_gb,
+)
+
+GPU_RESOURCE = "nvidia.com/gpu"
+ANNOTATION_PREFIX = "vast.ai/"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """The hard requirements and preference orders for one pod. Hashable: rankings are cached
+    by it."""
+
+    gpu_types: tuple[str, ...] = ()
+    min_gpu_memory_gb: float = 0.0
+    num_gpus: int = 1
+    max_price: float = 1.0
+    min_reliability: float = 0.0
+    min_download_mbps: float = 0.0
+    locations: tuple[str, ...] = ()
+    min_cpu_cores: float = 0.0
+    min_ram_gb: float = 0.0
+    min_disk_gb: float = 0.0
+    direct_ports: int = 0
+    verified_only: bool = False
+    blacklist: Blacklist = Blacklist()
+
+    def describe(self) -> str:
+        """One line in the seed's style: ``RTX3060, 12GB+, <$0.50/hr``."""
+        parts = ["/".join(display_gpu(g) for g in self.gpu_types) if self.gpu_types else "any GPU"]
+        if self.num_gpus > 1:
+            parts.append(f"{self.num_gpus}x")
+        if self.min_gpu_memory_gb:
+            parts.append(f"{self.min_gpu_memory_gb:g}GB+")
+        parts.append(f"<${self.max_price:.2f}/hr")
+        if self.min_reliability:
+            parts.append(f"{self.min_reliability:.0%}+ reliability")
+        if self.min_download_mbps:
+            parts.append(f"{self.min_download_mbps:g}+ Mbps")
+        if self.locations:
+            parts.append("in " + "/".join(self.locations))
+        if self.direct_ports:
+            parts.append(f"{self.direct_ports} ports")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "gpu_types": list(self.gpu_types), "min_gpu_memory_gb": self.min_gpu_memory_gb,
+            "num_gpus": self.num_gpus, "max_price": self.max_price,
+            "min_reliability": self.min_reliability, "min_download_mbps": self.min_download_mbps,
+            "locations": list(self.locations), "min_cpu_cores": self.min_cpu_cores,
+            "min_ram_gb": round(self.min_ram_gb, 3), "min_disk_gb": self.min_disk_gb,
+            "direct_ports": self.direct_ports, "verified_only": self.verified_only,
+        }
+
+
+def base_requirements(config: SelectionConfig) -> Requirements:
+    """The requirements every pod starts from: the config's defaults (file + environment)."""
+    d = config.defaults
+    return Requirements(
+        gpu_types=d.gpu_types, min_gpu_memory_gb=d.min_gpu_memory_gb, max_price=d.max_price,
+        min_reliability=d.min_reliability, min_download_mbps=d.min_download_mbps,
+        locations=d.locations, min_disk_gb=d.min_disk_gb, verified_only=d.verified_only,
+        blacklist=config.blacklist,
+    )
+
+
+# --- the pod ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PodNeeds:
+    """What the pod's spec asks for, read like the scheduler reads it."""
+
+    num_gpus: int
+    cpu_cores: float
+    ram_gb: float
+    ports: tuple[int, ...]
+
+
+def _containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    spec = pod.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    containers = spec.get("containers")
+    return [c for c in containers if isinstance(c, Mapping)] if isinstance(containers, list) else []
+
+
+def _resource(container: Mapping[str, Any], name: str) -> Any:
+    resources = container.get("resources")
+    if not isinstance(resources, Mapping):
+        return None
+    for kind in ("requests", "limits"):
+        section = resources.get(kind)
+        if isinstance(section, Mapping) and section.get(name) is not None:
+            return section[name]
+    return None
+
+
+def pod_needs(pod: Mapping[str, Any]) -> PodNeeds:
+    """GPU count, CPU and memory requests (limits when no request) and TCP container ports."""
+    gpus, cpu, ram = 0, 0.0, 0.0
+    ports: list[int] = []
+    for idx, container in enumerate(_containers(pod)):
+        where = f"spec.containers[{idx}].resources"
+        for name in (GPU_RESOURCE, "cpu", "memory"):
+            raw = _resource(container, name)
+            if raw is None:
+                continue
+            try:
+                amount = parse_quantity(raw)
+            except ValueError:
+                raise RequirementError(f"{where}.{name}", raw, QUANTITY_FORM) from None
+            if amount < 0:
+                raise RequirementError(f"{where}.{name}", raw, QUANTITY_FORM)
+            if name == GPU_RESOURCE:
+                if amount != int(amount):
+                    raise RequirementError(f"{where}.{name}", raw, "a whole number of GPUs")
+                gpus += int(amount)
+            elif name == "cpu":
+                cpu += float(amount)
+            else:
+                ram += float(amount) / 1e9
+        for port in container.get("ports") or []:
+            if isinstance(port, Mapping) and str(port.get("protocol", "TCP")).upper() == "TCP":
+                number = port.get("containerPort")
+                if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 65536:
+                    ports.append(number)
+    return PodNeeds(num_gpus=max(gpus, 1), cpu_cores=cpu, ram_gb=ram, ports=tuple(ports))
+
+
+# --- annotations ------------------------------------------------------------------------------
+
+IMAGE_FORM = "a container image reference such as ghcr.io/org/app:1.2 (no spaces, at most 1024 characters)"
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+
+
+def _image(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 1024 or not _IMAGE.match(value):
+        raise ValueError(IMAGE_FORM)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Override:
+    key: str
+    form: str
+    parse: Callable[[str], Any]
+
+
+def _wrap(field: str, parser: Callable[[str], Any], form: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return parser(text)
+        except ValueError:
+            raise RequirementError(field, text, form) from None
+    return parse
+
+
+def _override(name: str, parser: Callable[[str], Any], form: str) -> _Override:
+    key = ANNOTATION_PREFIX + name
+    return _Override(key, form, _wrap(key, parser, form))
+
+
+GPU_FORM = "a GPU model such as RTX3060, RTX 4090 or A4000"
+LOCATIONS_FORM = "comma-separated locations such as US, EU, ASIA, DE or US-CA"
+
+OVERRIDES: dict[str, _Override] = {o.key: o for o in (
+    _Override("vast.ai/gpu-type", GPU_FORM, lambda t: parse_gpu_list("vast.ai/gpu-type", t)),
+    _Override("vast.ai/gpu-fallbacks", "comma-separated GPU models such as RTX4090,A4000",
+              lambda t: parse_gpu_list("vast.ai/gpu-fallbacks", t)),
+    _override("price-max", parse_price, PRICE_FORM),
+    _override("min-gpu-memory", parse_size_gb, SIZE_FORM),
+    _override("min-reliability", parse_fraction, FRACTION_FORM),
+    _override("min-download-mbps", parse_mbps, RATE_FORM),
+    _Override("vast.ai/region", LOCATIONS_FORM, lambda t: parse_location_list("vast.ai/region", t)),
+    _Override("vast.ai/locations", LOCATIONS_FORM, lambda t: parse_location_list("vast.ai/locations", t)),
+    _override("disk", parse_size_gb, SIZE_FORM),
+    _override("image", _image, IMAGE_FORM),
+    _override("verified-only", parse_bool, BOOL_FORM),
+)}
+
+# Annotations kube-vast itself writes on pods; they are outputs, not overrides.
+OUTPUT_ANNOTATIONS = frozenset({
+    "vast.ai/offer-id", "vast.ai/offer-score", "vast.ai/offer-price", "vast.ai/offer-gpu",
+    "vast.ai/offer-location", "vast.ai/offer-reliability", "vast.ai/selected-at",
+    "vast.ai/selection", "vast.ai/selection-error", "vast.ai/instance-id", "vast.ai/public-ip",
+    "vast.ai/ports", "vast.ai/launch", "vast.ai/enabled", "vast.ai/failed-hosts",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """The validated ``vast.ai/*`` annotations of a pod."""
+
+    gpu_types: tuple[str, ...] | None = None
+    gpu_fallbacks: tuple[str, ...] | None = None
+    max_price: float | None = None
+    min_gpu_memory_gb: float | None = None
+    min_reliability: float | None = None
+    min_download_mbps: float | None = None
+    locations: tuple[str, ...] | None = None
+    disk_gb: float | None = None
+    image: str | None = None
+    verified_only: bool | None = None
+
+
+_OVERRIDE_ATTRS = {
+    "vast.ai/gpu-type": "gpu_types", "vast.ai/gpu-fallbacks": "gpu_fallbacks",
+    "vast.ai/price-max": "max_price", "vast.ai/min-gpu-memory": "min_gpu_memory_gb",
+    "vast.ai/min-reliability": "min_reliability", "vast.ai/min-download-mbps": "min_download_mbps",
+    "vast.ai/region": "locations", "vast.ai/locations": "locations", "vast.ai/disk": "disk_gb",
+    "vast.ai/image": "image", "vast.ai/verified-only": "verified_only",
+}
+
+
+def parse_overrides(annotations: Mapping[str, Any] | None) -> Overrides:
+    """Validate every ``vast.ai/*`` annotation. Unknown ``vast.ai/`` keys are refused too, so a
+    typo (``vast.ai/price_max``) is an error, not a silently ignored wish."""
+    if not annotations:
+        return Overrides()
+    values: dict[str, Any] = {}
+    for key in sorted(annotations):
+        if not key.startswith(ANNOTATION_PREFIX) or key in OUTPUT_ANNOTATIONS:
+            continue
+        raw = annotations[key]
+        override = OVERRIDES.get(key)
+        if override is None:
+            raise RequirementError(key, raw, "one of the known annotations: " + ", ".join(sorted(OVERRIDES)))
+        if not isinstance(raw, str):
+            raise RequirementError(key, raw, override.form)
+        attr = _OVERRIDE_ATTRS[key]
+        if attr in values and key == "vast.ai/region":
+            raise RequirementError(key, raw, "either vast.ai/region or vast.ai/locations, not both")
+        values[attr] = override.parse(raw)
+    if "gpu_fallbacks" in values and "gpu_types" not in values:
+        raise RequirementError("vast.ai/gpu-fallbacks", annotations["vast.ai/gpu-fallbacks"],
+                               "to be used together with vast.ai/gpu-type (the first choice)")
+    return Overrides(**values)
+
+
+def requirements_for(
+    config: SelectionConfig,
+    pod: Mapping[str, Any] | None = None,
+    *,
+    annotations: Mapping[str, Any] | None = None,
+) -> Requirements:
+    """The requirements of ``pod`` (its annotations unless ``annotations`` is given)."""
+    req = base_requirements(config)
+    if pod is not None:
+        needs = pod_needs(pod)
+        req = replace(req, num_gpus=needs.num_gpus, min_cpu_cores=needs.cpu_cores,
+                      min_ram_gb=needs.ram_gb, direct_ports=len(needs.ports))
+        if annotations is None:
+            meta = pod.get("metadata")
+            found = meta.get("annotations") if isinstance(meta, Mapping) else None
+            annotations = found if isinstance(found, Mapping) else None
+    return apply_overrides(req, parse_overrides(annotations))
+
+
+def apply_overrides(req: Requirements, ov: Overrides) -> Requirements:
+    updates: dict[str, Any] = {}
+    if ov.gpu_types is not None:
+        updates["gpu_types"] = ov.gpu_types + (ov.gpu_fallbacks or ())
+    for attr in ("max_price", "min_gpu_memory_gb", "min_reliability", "min_download_mbps",
+                 "locations", "verified_only"):
+        value = getattr(ov, attr)
+        if value is not None:
+            updates[attr] = value
+    if ov.disk_gb is not None:
+        updates["min_disk_gb"] = ov.disk_gb
+    result = replace(req, **updates) if updates else req
+    if not math.isfinite(result.max_price) or result.max_price <= 0:
+        raise RequirementError("max price", result.max_price, PRICE_FORM)
+    return result
