@@ -121,7 +121,7 @@ class SelectionConfig:
 
 # --- value fields that report the accepted form ------------------------------------------------
 
-class _Parsed(fields.Field):
+class _Parsed(fields.Field):  # type: ignore[type-arg]
     """A field parsed by one of :mod:`vastmarket.quantities`' parsers."""
 
     def __init__(self, parser: Any, form: str, **kwargs: Any) -> None:

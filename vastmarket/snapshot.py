@@ -1,0 +1,219 @@
+"""The offer snapshot: the one broad Vast search that every reader ranks against.
+
+* :class:`OfferSnapshot` — immutable offers + the time they were fetched; ranks requirements
+  against them and caches the answer, so the same pod asked twice (filter, prioritize, webhook)
+  costs a dictionary lookup.
+* :class:`SnapshotFile` — publishes a snapshot atomically as JSON (write + rename) for readers
+  in other processes (the extender and the webhook beside the controller), and loads it back.
+* :class:`SnapshotFollower` — a reader's background thread that reloads the file when it
+  changes and swaps the current snapshot; request paths only read :attr:`current`.
+* :class:`SnapshotPoller` — the single place that runs the broad search on an interval and
+  publishes what it finds; on failure it keeps the last snapshot (whose age then grows).
+
+The poller and follower do I/O (files, and the injected search callable); the rest is pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, KubeVastError, VastError
+from .offers import Offer
+from .requirements import Requirements
+from .selection import OfferTable, Ranking, ScoringPolicy, rank
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+_OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(Offer) if f.init)
+FORMAT_VERSION = 1
+
+
+class OfferSnapshot:
+    """Offers fetched at ``taken_at`` (epoch seconds). Immutable; ranking results are cached."""
+
+    def __init__(self, offers: Sequence[Offer], *, taken_at: float, source: str = "",
+                 cache_size: int = 512) -> None:
+        self.table = OfferTable(offers)
+        self.taken_at = taken_at
+        self.source = source
+        self._cache: OrderedDict[tuple[Requirements, ScoringPolicy], Ranking] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def offers(self) -> tuple[Offer, ...]:
+        return self.table.offers
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.taken_at)
+
+    def rank(self, requirements: Requirements, policy: ScoringPolicy = ScoringPolicy()) -> Ranking:
+        """Rank this snapshot for ``requirements``; repeated questions are answered from cache."""
+        key = (requirements, policy)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        result = rank(self.table, requirements, policy)
+        with self._lock:
+            self._cache[key] = result
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "taken_at": self.taken_at,
+            "source": self.source,
+            "offers": [{f: getattr(o, f) for f in _OFFER_FIELDS} for o in self.offers],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> OfferSnapshot:
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            raise ConfigError("offer snapshot file has an unknown format")
+        try:
+            offers = [Offer(**{f: raw.get(f) for f in _OFFER_FIELDS}) for raw in data["offers"]]
+            return cls(offers, taken_at=float(data["taken_at"]), source=str(data.get("source", "")))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"offer snapshot file is damaged: {exc}") from None
+
+
+class SnapshotFile:
+    """A snapshot published as one JSON file, replaced atomically."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def publish(self, snapshot: OfferSnapshot) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(snapshot.to_json(), fh, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self) -> OfferSnapshot:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read the offer snapshot: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{self.path}: the offer snapshot is not JSON: {exc}") from None
+        return OfferSnapshot.from_json(data)
+
+    def stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_ino)
+
+
+class SnapshotFollower:
+    """Keeps :attr:`current` equal to the newest snapshot in a :class:`SnapshotFile`."""
+
+    def __init__(self, source: SnapshotFile, *, interval: float = 1.0) -> None:
+        self.source = source
+        self.interval = interval
+        self.current: OfferSnapshot | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Reload if the file changed; True when a new snapshot was installed."""
+        stamp = self.source.stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        try:
+            snapshot = self.source.load()
+        except KubeVastError as exc:
+            log.warning("offer snapshot not reloaded: %s", exc)
+            return False
+        self._stamp = stamp
+        self.current = snapshot
+        return True
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="snapshot-follower", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+Search = Callable[[], Sequence[Offer]]
+
+
+class SnapshotPoller:
+    """Runs ``search`` every ``interval`` seconds and hands each snapshot to ``publish``."""
+
+    def __init__(self, search: Search, publish: Callable[[OfferSnapshot], None], *,
+                 interval: float = 30.0, clock: Clock = time.time, source: str = "") -> None:
+        if interval <= 0:
+            raise ConfigError(f"offer poll interval must be positive, got {interval}")
+        self._search = search
+        self._publish = publish
+        self.interval = interval
+        self._clock = clock
+        self.source = source
+        self.latest: OfferSnapshot | None = None
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll_once(self) -> OfferSnapshot | None:
+        """One search; returns the new snapshot, or ``None`` (and keeps the old one) on failure."""
+        try:
+            offers = self._search()
+        except VastError as exc:
+            self.failures += 1
+            log.warning("offer search failed, keeping the previous snapshot: %s", exc)
+            return None
+        snapshot = OfferSnapshot(offers, taken_at=self._clock(), source=self.source)
+        self._publish(snapshot)
+        self.latest = snapshot
+        self.failures = 0
+        log.info("offer snapshot published: offers=%d", len(snapshot))
+        return snapshot
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="offer-poller", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.poll_once()
+        while not self._stop.wait(self.interval):
+            self.poll_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
