@@ -26,7 +26,12 @@ class RequirementError(KubeVastError):
 
 
 class VastError(KubeVastError):
-    """A call to the Vast API failed."""
+    """A call to the Vast API failed. ``uncertain`` is True when Vast may nevertheless have
+    acted (a rent whose answer was lost): look the instance up before trying again."""
+
+    def __init__(self, message: str, *, uncertain: bool = False) -> None:
+        self.uncertain = uncertain
+        super().__init__(message)
 
 
 class VastUnavailable(VastError):
