@@ -1,0 +1,240 @@
+"""``kube-vast`` — the command line. Subcommands decode flags, call the domain, print.
+
+Exit codes: 0 success; 1 ``offers`` found no matching offer; 2 bad input (flags, config, pod
+file) or a Vast error, with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vastmarket.client import VastClient, broad_query
+from vastmarket.config import SelectionConfig, apply_env, load_config
+from vastmarket.errors import ConfigError, KubeVastError, RequirementError
+from vastmarket.explain import explanation, selection_log
+from vastmarket.offers import ParsedOffers, parse_search_response
+from vastmarket.requirements import requirements_for
+from vastmarket.selection import ScoringPolicy
+from vastmarket.snapshot import OfferSnapshot
+
+# flag dest → the annotation it stands for (flags and annotations share one validator)
+FLAG_OVERRIDES = {
+    "gpu_type": ("--gpu-type", "vast.ai/gpu-type"),
+    "gpu_fallbacks": ("--gpu-fallbacks", "vast.ai/gpu-fallbacks"),
+    "max_price": ("--max-price", "vast.ai/price-max"),
+    "min_gpu_memory": ("--min-gpu-memory", "vast.ai/min-gpu-memory"),
+    "min_reliability": ("--min-reliability", "vast.ai/min-reliability"),
+    "min_download": ("--min-download", "vast.ai/min-download-mbps"),
+    "location": ("--location", "vast.ai/locations"),
+    "disk": ("--disk", "vast.ai/disk"),
+}
+
+
+class UsageError(KubeVastError):
+    """Wrong use of the command line."""
+
+
+def _add_offer_flags(p: argparse.ArgumentParser) -> None:
+    req = p.add_argument_group("requirements (override --config, VAST_* and --pod)")
+    req.add_argument("--gpu-type", metavar="GPU[,GPU...]", help="allowed GPU models, first choice first (RTX3060, RTX 4090, A4000)")
+    req.add_argument("--gpu-fallbacks", metavar="GPU[,GPU...]", help="fallback GPU models after --gpu-type")
+    req.add_argument("--max-price", metavar="USD", help="maximum $/hour (dph_total), e.g. 0.50")
+    req.add_argument("--min-gpu-memory", metavar="GB", help="minimum VRAM per GPU, e.g. 12 or 12GB")
+    req.add_argument("--min-reliability", metavar="R", help="minimum host reliability, 0.95 or 95%%")
+    req.add_argument("--min-download", metavar="MBPS", help="minimum download bandwidth in Mbps")
+    req.add_argument("--location", metavar="LOC[,LOC...]", help="allowed locations in order: US-CA, US, EU, ASIA, DE…")
+    req.add_argument("--disk", metavar="GB", help="disk to allocate (and require) in GB")
+    req.add_argument("--num-gpus", type=int, metavar="N", help="GPUs per instance (default: from --pod, else 1)")
+    req.add_argument("--ports", type=int, metavar="N", help="direct ports needed (default: from --pod)")
+    req.add_argument("--verified-only", action="store_true", help="only verified hosts")
+    src = p.add_argument_group("where offers come from (one of)")
+    src.add_argument("--api-url", metavar="URL", help="a Vast API (or simulator) URL; key from VAST_API_KEY / VAST_API_KEY_FILE")
+    src.add_argument("--offers-file", metavar="FILE", help='a saved search response {"offers": [...]}')
+    p.add_argument("--config", metavar="FILE", help="selection config (kube-vast.yaml)")
+    p.add_argument("--pod", metavar="FILE", help="a pod manifest (YAML or JSON); its resources and vast.ai/* annotations count")
+    p.add_argument("--top", type=int, default=3, metavar="N", help="how many offers to show (default 3)")
+    p.add_argument("--explain", action="store_true", help="show rejection counts and every score term")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kube-vast", description=__doc__.split("\n")[0])
+    parser.add_argument("--log-level", default=os.environ.get("KUBE_VAST_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    offers = sub.add_parser("offers", help="rank live (or saved) Vast offers against requirements")
+    _add_offer_flags(offers)
+
+    config = sub.add_parser("config", help="selection config tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a config file (and the VAST_* environment)")
+    check.add_argument("file")
+
+    sim = sub.add_parser("simulator", help="run the local Vast.ai marketplace simulator")
+    from vastmarket.simulator import cli as simulator_cli
+    simulator_cli.add_arguments(sim)
+    return parser
+
+
+def load_selection_config(path: str | None, environ: Mapping[str, str]) -> SelectionConfig:
+    config = load_config(path) if path else SelectionConfig()
+    return apply_env(config, environ)
+
+
+def _load_manifest(path: str) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--pod {path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--pod {path}: not YAML or JSON: {exc}") from None
+    if not isinstance(data, Mapping) or data.get("kind", "Pod") != "Pod":
+        raise UsageError(f"--pod {path}: expected a Pod manifest")
+    return data
+
+
+def _flag_annotations(args: argparse.Namespace) -> dict[str, str]:
+    return {annotation: getattr(args, dest) for dest, (_, annotation) in FLAG_OVERRIDES.items()
+            if getattr(args, dest) is not None}
+
+
+def requirements_from_args(args: argparse.Namespace, config: SelectionConfig) -> Any:
+    pod = _load_manifest(args.pod) if args.pod else None
+    req = requirements_for(config, pod)
+    flags = _flag_annotations(args)
+    if flags:
+        try:
+            req = requirements_for(config, pod, annotations={**_pod_annotations(pod), **flags})
+        except RequirementError as exc:
+            names = {annotation: flag for flag, annotation in FLAG_OVERRIDES.values()}
+            if exc.field in names:
+                raise RequirementError(names[exc.field], exc.value, exc.accepted) from None
+            raise
+    if args.num_gpus is not None:
+        if args.num_gpus < 1:
+            raise RequirementError("--num-gpus", args.num_gpus, "a whole number of at least 1")
+        req = replace(req, num_gpus=args.num_gpus)
+    if args.ports is not None:
+        if args.ports < 0:
+            raise RequirementError("--ports", args.ports, "a whole number of at least 0")
+        req = replace(req, direct_ports=args.ports)
+    if args.verified_only:
+        req = replace(req, verified_only=True)
+    return req
+
+
+def _pod_annotations(pod: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not pod:
+        return {}
+    meta = pod.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    return dict(annotations) if isinstance(annotations, Mapping) else {}
+
+
+def fetch_offers(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[ParsedOffers, str]:
+    if args.offers_file and args.api_url:
+        raise UsageError("give either --api-url or --offers-file, not both")
+    if args.offers_file:
+        try:
+            body = json.loads(Path(args.offers_file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"--offers-file {args.offers_file}: cannot read: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--offers-file {args.offers_file}: not JSON: {exc}") from None
+        try:
+            return parse_search_response(body), args.offers_file
+        except KubeVastError as exc:
+            raise UsageError(f"--offers-file {args.offers_file}: {exc}") from None
+    url = args.api_url or environ.get("VAST_API_URL")
+    if not url:
+        raise UsageError("no offer source: give --api-url URL (e.g. the simulator's) or --offers-file FILE")
+    env = {**environ, "VAST_API_URL": url}
+    client = VastClient.from_environment(env)
+    if "console.vast.ai" in url or "cloud.vast.ai" in url:
+        if env.get("VAST_API_KEY", "").strip() == "" and not env.get("VAST_API_KEY_FILE"):
+            raise ConfigError("the real Vast API needs a key: set VAST_API_KEY or VAST_API_KEY_FILE")
+    try:
+        return client.search_offers(broad_query(), limit=10_000), url
+    finally:
+        client.close()
+
+
+def cmd_offers(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    config = load_selection_config(args.config, environ)
+    req = requirements_from_args(args, config)
+    parsed, source = fetch_offers(args, environ)
+    snapshot = OfferSnapshot(parsed.offers, taken_at=0.0, source=source)
+    ranking = snapshot.rank(req, ScoringPolicy.from_config(config))
+    if args.json:
+        out = explanation(ranking, top=args.top)
+        out["dropped_malformed"] = parsed.dropped
+        print(json.dumps(out, indent=2))
+    else:
+        for line in selection_log(ranking, top=args.top):
+            print(line)
+        if args.explain:
+            _print_explanation(ranking, args.top, parsed.dropped)
+    return 0 if ranking.ranked else 1
+
+
+def _print_explanation(ranking: Any, top: int, dropped: int) -> None:
+    print()
+    print(f"Requirements: {ranking.requirements.describe()}")
+    print(f"Offers seen: {ranking.seen} (malformed records dropped: {dropped}); matching: {ranking.passed}")
+    if ranking.rejections:
+        print("Rejected (an offer failing several requirements counts under each):")
+        for phrase in ranking.rejection_phrases():
+            print(f"  {phrase}")
+    for s in ranking.top(top):
+        terms = "  ".join(f"{k}={v:.2f}" for k, v in s.terms.items())
+        mods = "".join(f"  {name}{add:+.2f}" for name, add in s.modifiers)
+        print(f"Offer {s.offer.id}: score {s.score:.3f} = {terms}{mods}")
+
+
+def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    config = load_selection_config(args.file, environ)
+    d = config.defaults
+    print(f"{args.file}: OK")
+    print(f"  GPU types: {', '.join(d.gpu_types) or 'any'}; min VRAM {d.min_gpu_memory_gb:g} GB; "
+          f"max ${d.max_price:.2f}/h; reliability ≥ {d.min_reliability:.0%}; "
+          f"download ≥ {d.min_download_mbps:g} Mbps; locations: {', '.join(d.locations) or 'any'}")
+    w = config.weights.normalised()
+    print("  weights: " + ", ".join(f"{k} {v:.2f}" for k, v in w.as_dict().items()))
+    print(f"  budget: ${config.budget.max_total_price_per_hour:.2f}/h, {config.budget.max_instances} instances")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "offers":
+            return cmd_offers(args, environ)
+        if args.command == "config":
+            return cmd_config_check(args, environ)
+        if args.command == "simulator":
+            from vastmarket.simulator import cli as simulator_cli
+            return simulator_cli.run(args)
+    except KubeVastError as exc:
+        print(f"kube-vast: error: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
