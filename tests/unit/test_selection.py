@@ -1,0 +1,153 @@
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.naive import naive_rank, reasons
+from tests.unit.offer_factory import make_offer, offers_strategy
+from vastmarket.config import Blacklist, Modifier, Weights
+from vastmarket.requirements import Requirements
+from vastmarket.selection import OfferTable, ScoringPolicy, rank
+
+requirements_strategy = st.builds(
+    Requirements,
+    gpu_types=st.sampled_from([(), ("RTX3060",), ("RTX3060", "RTX4090", "A4000"), ("A100", "H100")]),
+    min_gpu_memory_gb=st.sampled_from([0.0, 8.0, 12.0, 24.0]),
+    num_gpus=st.integers(1, 4),
+    max_price=st.floats(0.05, 5.0),
+    min_reliability=st.sampled_from([0.0, 0.9, 0.95, 0.99]),
+    min_download_mbps=st.sampled_from([0.0, 100.0, 500.0]),
+    locations=st.sampled_from([(), ("US",), ("US-CA", "US-TX", "US", "EU"), ("ASIA",)]),
+    min_cpu_cores=st.sampled_from([0.0, 4.0]),
+    min_ram_gb=st.sampled_from([0.0, 16.0]),
+    min_disk_gb=st.sampled_from([0.0, 50.0]),
+    direct_ports=st.integers(0, 3),
+    verified_only=st.booleans(),
+    blacklist=st.sampled_from([Blacklist(), Blacklist(hosts=frozenset({3, 4}), countries=frozenset({"JP"}))]),
+)
+policy_strategy = st.builds(
+    ScoringPolicy,
+    weights=st.builds(Weights, *[st.floats(0.01, 1.0)] * 5),
+    modifiers=st.sampled_from([(), (Modifier(when=(("datacenter", True),), add=0.3),
+                                    Modifier(when=(("verified", False),), add=-0.5))]),
+)
+
+
+def ranked_ids(ranking):
+    return [s.offer.id for s in ranking.ranked]
+
+
+@settings(max_examples=300, deadline=None)
+@given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy)
+def test_the_fast_ranker_agrees_with_the_naive_reference(offers, req, policy):
+    ranking = rank(OfferTable(offers), req, policy)
+    expected, counts = naive_rank(offers, req, policy)
+    assert ranked_ids(ranking) == [o.id for _, o in expected]
+    assert [s.score for s in ranking.ranked] == pytest.approx([s for s, _ in expected])
+    assert dict(ranking.rejections) == counts
+
+
+@settings(max_examples=300, deadline=None)
+@given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy)
+def test_scores_and_terms_stay_within_zero_and_one(offers, req, policy):
+    for scored in rank(OfferTable(offers), req, policy).ranked:
+        assert 0.0 <= scored.score <= 1.0
+        assert all(0.0 <= t <= 1.0 for t in scored.terms.values()), scored.terms
+
+
+@settings(max_examples=300, deadline=None)
+@given(offers=offers_strategy, req=requirements_strategy)
+def test_every_offer_either_passes_or_is_rejected_for_a_named_reason(offers, req):
+    ranking = rank(OfferTable(offers), req)
+    passed = set(ranked_ids(ranking))
+    for offer in offers:
+        assert (offer.id in passed) != bool(reasons(offer, req))
+    assert ranking.passed + len([o for o in offers if o.id not in passed]) == ranking.seen
+    if ranking.passed < ranking.seen:
+        assert ranking.rejections, "rejected offers must be counted under some reason"
+
+
+@settings(max_examples=300, deadline=None)
+@given(offer=offers_strategy.filter(bool).map(lambda xs: xs[0]), cut=st.floats(0.01, 0.99),
+       req=requirements_strategy, policy=policy_strategy)
+def test_a_cheaper_offer_never_scores_lower_all_else_equal(offer, cut, req, policy):
+    if offer.dph_total is None:
+        return
+    cheaper = dataclasses.replace(offer, id=offer.id + 1, dph_total=offer.dph_total * cut)
+    ranking = rank(OfferTable([offer, cheaper]), req, policy)
+    scores = {s.offer.id: s.score for s in ranking.ranked}
+    if offer.id in scores:
+        assert scores[cheaper.id] >= scores[offer.id]
+        assert ranked_ids(ranking)[0] == cheaper.id
+
+
+@settings(max_examples=200, deadline=None)
+@given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy, seed=st.randoms())
+def test_ranking_is_deterministic_whatever_the_input_order(offers, req, policy, seed):
+    shuffled = list(offers)
+    seed.shuffle(shuffled)
+    assert ranked_ids(rank(OfferTable(offers), req, policy)) == ranked_ids(rank(OfferTable(shuffled), req, policy))
+
+
+def test_ties_break_by_price_then_id():
+    twins = [make_offer(9, dph_total=0.2), make_offer(3, dph_total=0.2), make_offer(5, dph_total=0.2)]
+    policy = ScoringPolicy(weights=Weights(price=0, performance=0, gpu_match=1, location=0, availability=0))
+    assert ranked_ids(rank(OfferTable(twins), Requirements(), policy)) == [3, 5, 9]
+
+
+@pytest.mark.parametrize("offer_kw, req_kw, reason, phrase", [
+    ({"dph_total": 0.8}, {"max_price": 0.5}, "price", "over $0.50/h"),
+    ({"dph_total": None}, {"max_price": 0.5}, "price", "over $0.50/h"),
+    ({"gpu_name": "RTX 4090"}, {"gpu_types": ("RTX3060",)}, "gpu_type", "not RTX3060"),
+    ({"gpu_ram_mb": 8192}, {"min_gpu_memory_gb": 12}, "gpu_memory", "under 12 GB VRAM"),
+    ({"num_gpus": 1}, {"num_gpus": 2}, "gpu_count", "fewer than 2 GPUs"),
+    ({"reliability": 0.9}, {"min_reliability": 0.95}, "reliability", "below 95% reliability"),
+    ({"inet_down": 50.0}, {"min_download_mbps": 100}, "download", "under 100 Mbps down"),
+    ({"geolocation": "Tokyo, JP"}, {"locations": ("US", "EU")}, "location", "outside US, EU"),
+    ({"geolocation": None}, {"locations": ("US",)}, "location", "outside US"),
+    ({"host_id": 7}, {"blacklist": Blacklist(hosts=frozenset({7}))}, "blacklist", "blacklisted"),
+    ({"geolocation": "Bavaria, DE"}, {"blacklist": Blacklist(countries=frozenset({"DE"}))}, "blacklist", "blacklisted"),
+    ({"verified": False}, {"verified_only": True}, "verification", "unverified"),
+    ({"cpu_cores": 2.0}, {"min_cpu_cores": 4}, "cpu", "fewer than 4 CPUs"),
+    ({"cpu_ram_mb": 8000.0}, {"min_ram_gb": 16}, "ram", "under 16.0 GB RAM"),
+    ({"disk_gb": 20.0}, {"min_disk_gb": 50}, "disk", "under 50 GB disk"),
+    ({"direct_port_count": 1}, {"direct_ports": 2}, "direct_ports", "fewer than 2 direct ports"),
+    ({"rented": True}, {}, "unavailable", "not rentable"),
+    ({"rentable": False}, {}, "unavailable", "not rentable"),
+])
+def test_each_hard_requirement_rejects_with_a_counted_reason(offer_kw, req_kw, reason, phrase):
+    ranking = rank(OfferTable([make_offer(1, **offer_kw), make_offer(2, num_gpus=8)]), Requirements(**req_kw))
+    assert ranked_ids(ranking) == [2]
+    assert dict(ranking.rejections) == {reason: 1}
+    assert ranking.rejection_phrases() == [f"1 {phrase}"]
+
+
+def test_a_24_gb_card_reporting_mib_passes_a_24_gb_requirement():
+    ranking = rank(OfferTable([make_offer(1, gpu_ram_mb=24564)]), Requirements(min_gpu_memory_gb=24))
+    assert ranked_ids(ranking) == [1]
+
+
+def test_the_summary_when_nothing_matches_counts_each_reason():
+    offers = [make_offer(i, dph_total=0.9, gpu_name="RTX 4090" if i % 2 else "RTX 3060") for i in range(10)]
+    summary = rank(OfferTable(offers), Requirements(max_price=0.5, gpu_types=("RTX3060",))).summary()
+    assert summary == "no offer matches: 10 seen; 10 over $0.50/h, 5 not RTX3060"
+
+
+def test_the_summary_of_an_empty_snapshot_says_so():
+    assert rank(OfferTable([]), Requirements()).summary() == "no offer matches: the offer list is empty"
+
+
+def test_preferred_gpu_and_location_ranks_drive_the_match_terms():
+    offers = [make_offer(1, gpu_name="RTX 4090", geolocation="Texas, US"),
+              make_offer(2, gpu_name="RTX 3060", geolocation="Bavaria, DE")]
+    req = Requirements(gpu_types=("RTX3060", "RTX4090"), locations=("US-TX", "US", "EU"))
+    terms = {s.offer.id: s.terms for s in rank(OfferTable(offers), req).ranked}
+    assert terms[2]["gpu_match"] == 1.0 and terms[1]["gpu_match"] == 0.5
+    assert terms[1]["location"] == 1.0 and terms[2]["location"] == pytest.approx(1 / 3)
+
+
+def test_modifiers_are_visible_and_the_score_is_clamped():
+    policy = ScoringPolicy(modifiers=(Modifier(when=(("datacenter", True),), add=1.0, name="dc"),))
+    best = rank(OfferTable([make_offer(1, datacenter=True)]), Requirements(), policy).ranked[0]
+    assert best.modifiers == (("dc", 1.0),) and best.score == 1.0
