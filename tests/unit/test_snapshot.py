@@ -1,0 +1,113 @@
+import json
+import os
+import threading
+
+import pytest
+
+from tests.unit.offer_factory import make_offer
+from vastmarket.errors import ConfigError, VastUnavailable
+from vastmarket.requirements import Requirements
+from vastmarket.snapshot import OfferSnapshot, SnapshotFile, SnapshotFollower, SnapshotPoller
+
+
+def snapshot(n=5, taken_at=100.0):
+    return OfferSnapshot([make_offer(i, dph_total=0.1 * i) for i in range(1, n + 1)], taken_at=taken_at)
+
+
+def test_the_same_requirements_on_the_same_snapshot_are_answered_from_the_cache():
+    snap = snapshot()
+    first = snap.rank(Requirements(max_price=0.35))
+    assert snap.rank(Requirements(max_price=0.35)) is first
+    assert snap.rank(Requirements(max_price=0.45)) is not first
+
+
+def test_the_cache_is_bounded():
+    snap = OfferSnapshot([make_offer(1)], taken_at=0, cache_size=2)
+    first = snap.rank(Requirements(max_price=1))
+    snap.rank(Requirements(max_price=2))
+    snap.rank(Requirements(max_price=3))
+    assert snap.rank(Requirements(max_price=1)) is not first
+
+
+def test_age_grows_with_the_clock_and_never_goes_negative():
+    snap = snapshot(taken_at=100.0)
+    assert snap.age(130.0) == 30.0 and snap.age(90.0) == 0.0
+
+
+def test_a_published_snapshot_loads_back_identical(tmp_path):
+    file = SnapshotFile(tmp_path / "offers.json")
+    original = snapshot()
+    file.publish(original)
+    loaded = file.load()
+    assert loaded.offers == original.offers and loaded.taken_at == original.taken_at
+    assert [p.name for p in tmp_path.iterdir()] == ["offers.json"], "no temporary files left behind"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not JSON"), (json.dumps({"version": 99}), "unknown format"),
+    (json.dumps({"version": 1, "taken_at": 1, "offers": [{"id": "x"}]}), "damaged"),
+])
+def test_a_damaged_snapshot_file_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "offers.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        SnapshotFile(path).load()
+
+
+def test_the_follower_installs_new_snapshots_and_keeps_the_last_good_one(tmp_path):
+    file = SnapshotFile(tmp_path / "offers.json")
+    follower = SnapshotFollower(file)
+    assert follower.refresh() is False and follower.current is None
+    file.publish(snapshot(n=3, taken_at=1.0))
+    assert follower.refresh() is True and len(follower.current) == 3
+    assert follower.refresh() is False
+    good = follower.current
+    (tmp_path / "offers.json").write_text("garbage")
+    os.utime(tmp_path / "offers.json", ns=(1, 1))
+    assert follower.refresh() is False and follower.current is good
+
+
+class FakeSearch:
+    def __init__(self, results):
+        self.results = list(results)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        item = self.results.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def test_the_poller_publishes_each_search_and_keeps_the_old_snapshot_on_failure():
+    published = []
+    clock = iter([10.0, 20.0, 30.0])
+    search = FakeSearch([[make_offer(1)], VastUnavailable("down"), [make_offer(1), make_offer(2)]])
+    poller = SnapshotPoller(search, published.append, interval=5, clock=lambda: next(clock))
+    assert poller.poll_once() is not None
+    assert poller.poll_once() is None and poller.failures == 1 and poller.latest is published[0]
+    assert len(poller.poll_once()) == 2 and poller.failures == 0
+    assert [s.taken_at for s in published] == [10.0, 20.0]
+
+
+def test_the_poller_runs_on_its_interval_until_stopped():
+    done = threading.Event()
+    published = []
+
+    def publish(snap):
+        published.append(snap)
+        if len(published) == 3:
+            done.set()
+
+    poller = SnapshotPoller(lambda: [make_offer(1)], publish, interval=0.01)
+    poller.start()
+    assert done.wait(5)
+    poller.stop()
+    count = len(published)
+    assert count >= 3
+
+
+def test_a_non_positive_poll_interval_is_refused():
+    with pytest.raises(ConfigError, match="interval"):
+        SnapshotPoller(lambda: [], lambda s: None, interval=0)
