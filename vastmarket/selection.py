@@ -22,7 +22,7 @@ Ties break by score, then price, then offer id. No I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,8 @@ class OfferTable:
 
     __slots__ = ("offers", "gpu_key", "num_gpus", "gpu_ram_gb", "price", "reliability",
                  "inet_down", "location", "available", "verified", "host_id", "machine_id",
-                 "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "duration_days")
+                 "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term",
+                 "availability_term", "ids")
 
     def __init__(self, offers: Sequence[Offer]) -> None:
         self.offers: tuple[Offer, ...] = tuple(offers)
@@ -77,10 +78,29 @@ class OfferTable:
         self.disk_gb = [-INF if x.disk_gb is None else x.disk_gb for x in o]
         self.ports = [x.direct_port_count for x in o]
         self.dlperf = [0.0 if x.dlperf is None or x.dlperf < 0 else x.dlperf for x in o]
-        self.duration_days = [0.0 if x.duration_s is None else max(x.duration_s, 0.0) / 86400.0 for x in o]
+        self.ids = [x.id for x in o]
+        # Terms that do not depend on the pod are computed once per snapshot.
+        self.bandwidth_term = [bandwidth_term(x.inet_down) for x in o]
+        self.availability_term = [availability_term(x) for x in o]
 
     def __len__(self) -> int:
         return len(self.offers)
+
+
+_BANDWIDTH_REF = math.log10(1001.0)
+
+
+def bandwidth_term(inet_down: float | None) -> float:
+    """Download bandwidth on a log scale: 10 Mb/s ≈ 0.35, 100 ≈ 0.67, 1000 Mb/s and more = 1."""
+    if inet_down is None or inet_down <= 0:
+        return 0.0
+    return min(1.0, math.log10(1.0 + inet_down) / _BANDWIDTH_REF)
+
+
+def availability_term(offer: Offer) -> float:
+    """0.5 if verified + 0.5 × rental time left (7 days or more = 1)."""
+    days = 0.0 if offer.duration_s is None else max(offer.duration_s, 0.0) / 86400.0
+    return (0.5 if offer.verified else 0.0) + 0.5 * min(1.0, days / 7.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,26 +119,50 @@ class ScoredOffer:
         }
 
 
-@dataclass(frozen=True, slots=True)
 class Ranking:
-    """The outcome of ranking one snapshot for one pod's requirements."""
+    """The outcome of ranking one snapshot for one pod's requirements.
 
-    requirements: Requirements
-    seen: int
-    ranked: tuple[ScoredOffer, ...]
-    rejections: tuple[tuple[str, int], ...]
-    reason_texts: Mapping[str, str] = field(default_factory=dict)
+    Only the order and the scores are computed up front; the terms of an offer's score are
+    worked out when it is looked at (:meth:`top`, :attr:`best`, :attr:`ranked`)."""
 
-    @property
-    def best(self) -> ScoredOffer | None:
-        return self.ranked[0] if self.ranked else None
+    def __init__(self, requirements: Requirements, seen: int, order: Sequence[tuple[float, int]],
+                 rejections: tuple[tuple[str, int], ...], reason_texts: Mapping[str, str],
+                 explain: Callable[[int, float], ScoredOffer], ids: Sequence[int]) -> None:
+        self.requirements = requirements
+        self.seen = seen
+        self.rejections = rejections
+        self.reason_texts = reason_texts
+        self._order = order
+        self._explain = explain
+        self._ids = ids
+        self._materialised: dict[int, ScoredOffer] = {}
+
+    def _scored(self, position: int) -> ScoredOffer:
+        found = self._materialised.get(position)
+        if found is None:
+            score, index = self._order[position]
+            found = self._materialised[position] = self._explain(index, score)
+        return found
 
     @property
     def passed(self) -> int:
-        return len(self.ranked)
+        return len(self._order)
+
+    @property
+    def best(self) -> ScoredOffer | None:
+        return self._scored(0) if self._order else None
 
     def top(self, n: int) -> tuple[ScoredOffer, ...]:
-        return self.ranked[:n]
+        return tuple(self._scored(k) for k in range(min(n, len(self._order))))
+
+    @property
+    def ranked(self) -> tuple[ScoredOffer, ...]:
+        """Every passing offer, best first."""
+        return self.top(len(self._order))
+
+    def offer_ids(self) -> list[int]:
+        """Passing offer ids, best first, without working out any terms."""
+        return [self._ids[index] for _, index in self._order]
 
     def rejection_phrases(self) -> list[str]:
         """``["4210 over $0.50/h", "601 not RTX3060"]``, most frequent first."""
@@ -129,9 +173,9 @@ class Ranking:
         if self.seen == 0:
             return "no offer matches: the offer list is empty"
         phrases = ", ".join(self.rejection_phrases())
-        if not self.ranked:
+        best = self.best
+        if best is None:
             return f"no offer matches: {self.seen} seen; {phrases}"
-        best = self.ranked[0]
         head = f"{self.passed} of {self.seen} offers match; best {best.offer.id} (score {best.score:.2f})"
         return f"{head}; rejected: {phrases}" if phrases else head
 
@@ -187,9 +231,6 @@ def _modifier_applies(mod: Modifier, offer: Offer) -> bool:
     return True
 
 
-_BANDWIDTH_REF = math.log10(1001.0)
-
-
 def _failures(table: OfferTable, req: Requirements,
               gpu_rank: Mapping[str, int] | None,
               loc_rank: Mapping[Location, int] | None) -> list[tuple[str, set[int]]]:
@@ -232,7 +273,7 @@ def _failures(table: OfferTable, req: Requirements,
 
 def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPolicy()) -> Ranking:
     """Filter ``table`` by ``req`` and score the rest under ``policy``; best first."""
-    weights = policy.weights.normalised()
+    w = policy.weights.normalised()
     gpu_patterns = [gpu_key(g) for g in req.gpu_types]
     gpu_rank: dict[str, int] | None = None
     if gpu_patterns:
@@ -255,31 +296,51 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     passing = [i for i in range(len(table)) if i not in rejected]
     counts = sorted(((r, len(s)) for r, s in failures if s), key=lambda rc: (-rc[1], REASONS.index(rc[0])))
 
-    best_dlperf = max((table.dlperf[i] for i in passing), default=0.0)
+    price, dlperf = table.price, table.dlperf
+    best_dlperf = max((dlperf[i] for i in passing), default=0.0)
+    dl_scale = 1.0 / best_dlperf if best_dlperf > 0 else 0.0
     rel_floor = min(req.min_reliability, 0.99)
+    rel_scale = 1.0 / (1.0 - rel_floor)
+    inv_price = 1.0 / req.max_price
     n_gpu, n_loc = len(gpu_patterns), len(loc_patterns)
-    scored: list[ScoredOffer] = []
-    for i in passing:
-        offer = table.offers[i]
-        price_term = max(0.0, 1.0 - table.price[i] / req.max_price)
+    gpu_terms = {k: _rank_term(r, n_gpu) for k, r in gpu_rank.items()} if gpu_rank is not None else None
+    loc_terms = {k: _rank_term(r, n_loc) for k, r in loc_rank.items()} if loc_rank is not None else None
+
+    def terms_of(i: int) -> dict[str, float]:
         rel = table.reliability[i]
-        rel_term = 0.0 if rel == -INF else min(1.0, max(0.0, (rel - rel_floor) / (1.0 - rel_floor)))
-        down = table.inet_down[i]
-        bw_term = 0.0 if down <= 0 else min(1.0, math.log10(1.0 + down) / _BANDWIDTH_REF)
-        dl_term = table.dlperf[i] / best_dlperf if best_dlperf > 0 else 0.0
-        perf_term = 0.4 * rel_term + 0.3 * bw_term + 0.3 * dl_term
-        gpu_term = _rank_term(gpu_rank[table.gpu_key[i]], n_gpu) if gpu_rank is not None else 1.0
-        loc_term = _rank_term(loc_rank[table.location[i]], n_loc) if loc_rank is not None else 1.0
-        avail_term = (0.5 if table.verified[i] else 0.0) + 0.5 * min(1.0, table.duration_days[i] / 7.0)
-        terms = {"price": price_term, "performance": perf_term, "gpu_match": gpu_term,
-                 "location": loc_term, "availability": avail_term}
-        total = (weights.price * price_term + weights.performance * perf_term
-                 + weights.gpu_match * gpu_term + weights.location * loc_term
-                 + weights.availability * avail_term)
-        mods: tuple[tuple[str, float], ...] = ()
+        rel_term = 0.0 if rel == -INF else min(1.0, max(0.0, (rel - rel_floor) * rel_scale))
+        return {
+            "price": max(0.0, 1.0 - price[i] * inv_price),
+            "performance": 0.4 * rel_term + 0.3 * table.bandwidth_term[i] + 0.3 * dlperf[i] * dl_scale,
+            "gpu_match": gpu_terms[table.gpu_key[i]] if gpu_terms is not None else 1.0,
+            "location": loc_terms[table.location[i]] if loc_terms is not None else 1.0,
+            "availability": table.availability_term[i],
+        }
+
+    def modifiers_of(i: int) -> tuple[tuple[str, float], ...]:
+        offer = table.offers[i]
+        return tuple((m.label, m.add) for m in policy.modifiers if _modifier_applies(m, offer))
+
+    # The hot loop: only the total, with everything that does not vary hoisted out of it.
+    reliability, bw, avail = table.reliability, table.bandwidth_term, table.availability_term
+    gkey, locs = table.gpu_key, table.location
+    keyed: list[tuple[float, float, int, int]] = []
+    for i in passing:
+        rel = reliability[i]
+        rel_term = 0.0 if rel == -INF else min(1.0, max(0.0, (rel - rel_floor) * rel_scale))
+        total = (w.price * max(0.0, 1.0 - price[i] * inv_price)
+                 + w.performance * (0.4 * rel_term + 0.3 * bw[i] + 0.3 * dlperf[i] * dl_scale)
+                 + w.gpu_match * (gpu_terms[gkey[i]] if gpu_terms is not None else 1.0)
+                 + w.location * (loc_terms[locs[i]] if loc_terms is not None else 1.0)
+                 + w.availability * avail[i])
         if policy.modifiers:
-            mods = tuple((m.label, m.add) for m in policy.modifiers if _modifier_applies(m, offer))
-            total += sum(add for _, add in mods)
-        scored.append(ScoredOffer(offer, min(1.0, max(0.0, total)), terms, mods))
-    scored.sort(key=lambda s: (-s.score, s.offer.dph_total, s.offer.id))
-    return Ranking(req, len(table), tuple(scored), tuple(counts), reason_texts(req))
+            total += sum(add for _, add in modifiers_of(i))
+        total = min(1.0, max(0.0, total))
+        keyed.append((-total, price[i], table.ids[i], i))
+    keyed.sort()
+    order = [(-neg, i) for neg, _, _, i in keyed]
+
+    def explain(i: int, score: float) -> ScoredOffer:
+        return ScoredOffer(table.offers[i], score, terms_of(i), modifiers_of(i) if policy.modifiers else ())
+
+    return Ranking(req, len(table), order, tuple(counts), reason_texts(req), explain, table.ids)
