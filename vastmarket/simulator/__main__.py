@@ -1,0 +1,21 @@
+"""`python -m vastmarket.simulator [--port 8181] [--seed 0] …`"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vastmarket.simulator.cli import add_arguments, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vastmarket.simulator",
+        description="A local Vast.ai marketplace with the real API's endpoints and quirks.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The `/_sim/` admin routes: fault injection and inspection over HTTP, for tests and the demo.
+
+Not authenticated by the Vast key. Each route decodes a JSON body and calls the same Python method
+a test would call on `SimulatorServer` (`faults.*`, `market.*`, `state()`, `reset()`); a bad
+argument is a 400 `invalid_args`, an unknown instance or offer a 404. See docs/simulator.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from vastmarket.simulator.faults import Faults
+from vastmarket.simulator.market import Market
+from vastmarket.simulator.responses import ApiError, Request, Response, decode_json_object, json_response
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/_sim/"
+
+
+class SimAdmin:
+    def __init__(
+        self,
+        *,
+        market: Market,
+        faults: Faults,
+        state: Callable[[], dict[str, Any]],
+        reset: Callable[..., None],
+    ) -> None:
+        self._market = market
+        self._faults = faults
+        self._state = state
+        self._reset = reset
+        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Response]] = {
+            ("GET", "state"): lambda _: json_response(200, self._state()),
+            ("GET", "instances"): lambda _: json_response(200, self._state()),
+            ("GET", "faults"): lambda _: json_response(200, self._faults.snapshot()),
+            ("POST", "reset"): self._reset_route,
+            ("POST", "faults/fail"): self._pending(self._faults.fail_next),
+            ("POST", "faults/rate_limit"): self._pending(self._faults.rate_limit),
+            ("POST", "faults/latency"): self._pending(self._faults.set_latency),
+            ("POST", "faults/price"): self._pending(self._faults.drift_next_price),
+            ("POST", "faults/vanish"): self._vanish,
+            ("POST", "faults/fate"): self._aimed(self._market.set_fate, self._faults.fate_next),
+            ("POST", "faults/health"): self._aimed(self._market.set_health, self._faults.health_next),
+        }
+
+    def handle(self, request: Request) -> Response:
+        name = request.path[len(PREFIX) :].strip("/")
+        route = self._routes.get((request.method, name))
+        if route is None:
+            known = sorted(f"{m} {PREFIX}{n}" for m, n in self._routes)
+            return ApiError(404, "not_found", f"no admin route {request.method} {request.path}; known: {', '.join(known)}").response()
+        try:
+            body = decode_json_object(request.body, empty={}) if request.method == "POST" else {}
+            return route(body)
+        except ApiError as e:
+            return e.response()
+        except KeyError as e:
+            return ApiError(404, "not_found", str(e.args[0]) if e.args else "not found").response()
+        except (TypeError, ValueError) as e:
+            return ApiError(400, "invalid_args", str(e)).response()
+
+    def _reset_route(self, body: dict[str, Any]) -> Response:
+        self._reset(**body)
+        return json_response(200, {"success": True})
+
+    def _pending(self, method: Callable[..., None]) -> Callable[[dict[str, Any]], Response]:
+        """A route for a fault on the next calls/rentals: the body is the method's arguments."""
+
+        def route(body: dict[str, Any]) -> Response:
+            method(**body)
+            return json_response(200, {"success": True, "faults": self._faults.snapshot()})
+
+        return route
+
+    def _aimed(
+        self, at_instance: Callable[..., None], at_next: Callable[..., None]
+    ) -> Callable[[dict[str, Any]], Response]:
+        """A route for a fault on a given `instance_id`, or else on the next rentals."""
+
+        def route(body: dict[str, Any]) -> Response:
+            args = dict(body)
+            if "instance_id" in args:
+                instance_id = _int(args.pop("instance_id"), "instance_id")
+                at_instance(instance_id, **args)
+                return json_response(200, {"success": True})
+            at_next(**args)
+            return json_response(200, {"success": True, "faults": self._faults.snapshot()})
+
+        return route
+
+    def _vanish(self, body: dict[str, Any]) -> Response:
+        args = dict(body)
+        if "offer_id" in args:
+            offer_id = _int(args.pop("offer_id"), "offer_id")
+            if args:
+                raise ValueError(f"unexpected arguments with offer_id: {', '.join(args)}")
+            if not self._market.vanish_offer(offer_id):
+                raise KeyError(f"no offer {offer_id} on the market")
+            return json_response(200, {"success": True})
+        self._faults.vanish_next_rent(**args)
+        return json_response(200, {"success": True, "faults": self._faults.snapshot()})
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value

@@ -1,0 +1,112 @@
+"""Command-line hook: `add_arguments(parser)` and `run(args)`, used by `kube-vast simulator` and
+`python -m vastmarket.simulator`. `run` serves until SIGINT or SIGTERM, then stops cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+
+from vastmarket.simulator.server import SimulatorServer
+
+log = logging.getLogger("vastmarket.simulator")
+
+DEFAULT_PORT = 8181
+
+
+def boot_seconds(text: str) -> tuple[float, float]:
+    """`"1,2"` → (1.0, 2.0): seconds provisioning, then seconds loading."""
+    try:
+        provisioning, loading = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PROVISIONING,LOADING seconds such as 1,2; got {text!r}") from None
+    if provisioning < 0 or loading < 0:
+        raise argparse.ArgumentTypeError("boot seconds must be non-negative")
+    return provisioning, loading
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on, 0 for any (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the offer set (default: %(default)s)")
+    parser.add_argument("--offers", type=int, default=500, help="number of offers on the market (default: %(default)s)")
+    parser.add_argument(
+        "--boot-seconds",
+        type=boot_seconds,
+        default=(1.0, 2.0),
+        metavar="PROVISIONING,LOADING",
+        help="seconds an instance shows status null, then loading, before running (default: 1,2)",
+    )
+    parser.add_argument(
+        "--public-ip",
+        default=None,
+        help="address instances advertise in public_ipaddr (default: the listen address, or 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        default=None,
+        help="file holding the API key clients must send; without it any key (or none) is accepted",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="(default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; 0 on a clean stop, 2 on a bad key file, 1 if the port is taken."""
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vastmarket").setLevel(args.log_level)
+    api_key = None
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as f:
+                api_key = f.read().strip()
+        except OSError as e:
+            log.error("cannot read the API key file %s: %s", args.api_key_file, e.strerror)
+            return 2
+        if not api_key:
+            log.error("the API key file %s is empty", args.api_key_file)
+            return 2
+    server = SimulatorServer(
+        seed=args.seed,
+        offers=args.offers,
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        boot_seconds=args.boot_seconds,
+        public_ip=args.public_ip,
+    )
+    try:
+        server.start()
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, e.strerror)
+        server.stop()
+        return 1
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        log.info(
+            "Vast simulator listening on %s (seed=%s offers=%s auth=%s admin=%s/_sim/state)",
+            server.url,
+            args.seed,
+            args.offers,
+            "on" if api_key else "off",
+            server.url,
+        )
+        while not done.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+        log.info("Vast simulator stopped")
+    return 0

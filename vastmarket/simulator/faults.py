@@ -1,0 +1,277 @@
+"""Faults to inject into the simulated API: a thread-safe registry the routes and the market consult.
+
+Per endpoint (`ENDPOINTS`): failures for the next N calls (429 or 5xx), a minimum interval between
+calls (429 when broken), added latency. Per rental, for the next N rentals: the offer vanishes
+(404/410 `no_such_ask`), the instance meets a fate (stuck loading, exited, offline, …), its ports
+answer a given status or refuse connections, it is billed at another price. Faults aimed at one
+existing instance or offer live on the market (`Market.set_fate`, `set_health`, `vanish_offer`).
+
+Every setter validates its arguments and raises ValueError with a message.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ENDPOINTS: tuple[str, ...] = ("search", "create", "get_instance", "list_instances", "destroy", "update")
+# Published minimum intervals (seconds) per endpoint; they appear in 429 messages.
+THRESHOLDS: dict[str, float] = {
+    "search": 6.0,
+    "create": 4.5,
+    "get_instance": 2.0,
+    "list_instances": 1.0,
+    "destroy": 3.0,
+    "update": 1.0,
+}
+FAIL_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
+# text: "API requests too frequent …" as text/plain; detail: {"detail": …}; error:
+# {"error": "rate_limit_exceeded"}; html: an nginx error page; json: {"success": false, …}.
+BODY_FORMS: tuple[str, ...] = ("text", "detail", "error", "html", "json")
+FATE_STATUSES: tuple[str, ...] = ("loading", "created", "exited", "unknown", "offline", "stopped")
+HEALTH_MODES: tuple[str, ...] = ("answer", "refuse", "hang")
+VANISH_STATUSES: tuple[int, ...] = (404, 410)
+
+
+@dataclass(frozen=True)
+class Failure:
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    interval: float
+    body: str
+
+
+@dataclass(frozen=True)
+class Fate:
+    """What becomes of an instance instead of running on.
+
+    `running_seconds=None`: it never runs; it turns `status` when it would have reached running
+    (for `loading`: it stays loading). A number: it runs that long, then turns `status`.
+    """
+
+    status: str
+    running_seconds: float | None = None
+    status_msg: str | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    """How an instance's ports behave: answer `status`, refuse connections, or accept and hang."""
+
+    status: int = 200
+    mode: str = "answer"
+
+
+@dataclass(frozen=True)
+class PriceDrift:
+    """Bill at `dph_total` (absolute) or at the offer's price times `factor`."""
+
+    factor: float | None = None
+    dph_total: float | None = None
+
+    def apply(self, price: float) -> float:
+        if self.dph_total is not None:
+            return self.dph_total
+        return round(price * (self.factor if self.factor is not None else 1.0), 6)
+
+
+@dataclass(frozen=True)
+class RentFaults:
+    """The faults taken by one successful rental."""
+
+    fate: Fate | None = None
+    health: Health | None = None
+    price: PriceDrift | None = None
+
+
+def default_body(status: int) -> str:
+    if status == 429:
+        return "text"
+    return "html" if status in (502, 504) else "json"
+
+
+def check_endpoint(endpoint: str) -> str:
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"unknown endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)}")
+    return endpoint
+
+
+def check_fate(status: str, seconds: float | None, name: str, status_msg: str | None = None) -> None:
+    if status not in FATE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(FATE_STATUSES)}, got {status!r}")
+    if seconds is not None:
+        _non_negative(seconds, name)
+    if status_msg is not None and not isinstance(status_msg, str):
+        raise ValueError(f"status_msg must be a string, got {status_msg!r}")
+
+
+def check_health(health: Health) -> Health:
+    if health.mode not in HEALTH_MODES:
+        raise ValueError(f"mode must be one of {', '.join(HEALTH_MODES)}, got {health.mode!r}")
+    if isinstance(health.status, bool) or not isinstance(health.status, int) or not 100 <= health.status <= 599:
+        raise ValueError(f"status must be an HTTP status code, got {health.status!r}")
+    return health
+
+
+def _count(count: int) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+    return count
+
+
+def _non_negative(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+class Faults:
+    """The pending faults. Thread-safe; each `take_*` consumes what it returns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[Failure]] = {}
+        self._limits: dict[str, RateLimit] = {}
+        self._last_call: dict[tuple[str, str], float] = {}
+        self._latency: dict[str, float] = {}
+        self._vanish: deque[int] = deque()
+        self._fates: deque[Fate] = deque()
+        self._health: deque[Health] = deque()
+        self._prices: deque[PriceDrift] = deque()
+
+    # --- per endpoint -------------------------------------------------------------------------
+    def fail_next(self, endpoint: str, *, status: int = 503, count: int = 1, body: str | None = None) -> None:
+        """The next `count` calls of `endpoint` answer `status` (429 or 5xx) with a `body` form."""
+        check_endpoint(endpoint)
+        if status not in FAIL_STATUSES:
+            raise ValueError(f"status must be one of {FAIL_STATUSES}, got {status!r}")
+        form = body or default_body(status)
+        if form not in BODY_FORMS:
+            raise ValueError(f"body must be one of {', '.join(BODY_FORMS)}, got {body!r}")
+        with self._lock:
+            self._failures.setdefault(endpoint, deque()).extend([Failure(status, form)] * _count(count))
+
+    def rate_limit(self, endpoint: str, interval: float, *, body: str = "text") -> None:
+        """Calls of `endpoint` closer than `interval` seconds (per key and client) answer 429; 0 lifts it."""
+        check_endpoint(endpoint)
+        _non_negative(interval, "interval")
+        if body not in ("text", "detail", "error"):
+            raise ValueError(f"body must be text, detail or error, got {body!r}")
+        with self._lock:
+            if interval == 0:
+                self._limits.pop(endpoint, None)
+            else:
+                self._limits[endpoint] = RateLimit(float(interval), body)
+
+    def set_latency(self, endpoint: str, seconds: float) -> None:
+        """Every call of `endpoint` waits `seconds` before it is handled; 0 lifts it."""
+        check_endpoint(endpoint)
+        _non_negative(seconds, "seconds")
+        with self._lock:
+            if seconds == 0:
+                self._latency.pop(endpoint, None)
+            else:
+                self._latency[endpoint] = float(seconds)
+
+    def latency(self, endpoint: str) -> float:
+        with self._lock:
+            return self._latency.get(endpoint, 0.0)
+
+    def take_failure(self, endpoint: str) -> Failure | None:
+        with self._lock:
+            queue = self._failures.get(endpoint)
+            return queue.popleft() if queue else None
+
+    def check_rate(self, endpoint: str, identity: str, now: float) -> RateLimit | None:
+        """The limit a call breaks, or None (and the call is recorded as accepted)."""
+        with self._lock:
+            limit = self._limits.get(endpoint)
+            if limit is None:
+                return None
+            last = self._last_call.get((endpoint, identity))
+            if last is not None and now - last < limit.interval:
+                return limit
+            self._last_call[(endpoint, identity)] = now
+            return None
+
+    # --- per rental ---------------------------------------------------------------------------
+    def vanish_next_rent(self, *, count: int = 1, status: int = 404) -> None:
+        """The offers the next `count` rentals ask for vanish just before: 404 or 410 `no_such_ask`."""
+        if status not in VANISH_STATUSES:
+            raise ValueError(f"status must be 404 or 410, got {status!r}")
+        with self._lock:
+            self._vanish.extend([status] * _count(count))
+
+    def fate_next(
+        self,
+        status: str,
+        *,
+        count: int = 1,
+        running_seconds: float | None = None,
+        status_msg: str | None = None,
+    ) -> None:
+        """The next `count` rented instances meet `status` (see `Fate`)."""
+        check_fate(status, running_seconds, "running_seconds", status_msg)
+        with self._lock:
+            fate = Fate(status, None if running_seconds is None else float(running_seconds), status_msg)
+            self._fates.extend([fate] * _count(count))
+
+    def health_next(self, *, count: int = 1, status: int = 200, mode: str = "answer") -> None:
+        """The ports of the next `count` rented instances behave as `Health(status, mode)`."""
+        health = check_health(Health(status, mode))
+        with self._lock:
+            self._health.extend([health] * _count(count))
+
+    def drift_next_price(self, *, count: int = 1, factor: float | None = None, dph_total: float | None = None) -> None:
+        """The next `count` rented instances are billed at another dph_total than their offer's."""
+        if (factor is None) == (dph_total is None):
+            raise ValueError("give exactly one of factor or dph_total")
+        drift = PriceDrift(
+            factor=None if factor is None else _non_negative(factor, "factor"),
+            dph_total=None if dph_total is None else _non_negative(dph_total, "dph_total"),
+        )
+        with self._lock:
+            self._prices.extend([drift] * _count(count))
+
+    def take_vanish(self) -> int | None:
+        with self._lock:
+            return self._vanish.popleft() if self._vanish else None
+
+    def take_rent_faults(self) -> RentFaults:
+        with self._lock:
+            return RentFaults(
+                fate=self._fates.popleft() if self._fates else None,
+                health=self._health.popleft() if self._health else None,
+                price=self._prices.popleft() if self._prices else None,
+            )
+
+    # --- whole ---------------------------------------------------------------------------------
+    def clear(self) -> None:
+        with self._lock:
+            self._failures.clear()
+            self._limits.clear()
+            self._last_call.clear()
+            self._latency.clear()
+            self._vanish.clear()
+            self._fates.clear()
+            self._health.clear()
+            self._prices.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "failures": {e: [asdict(f) for f in q] for e, q in self._failures.items() if q},
+                "rate_limits": {e: asdict(limit) for e, limit in self._limits.items()},
+                "latency": dict(self._latency),
+                "vanish_next": list(self._vanish),
+                "fates_next": [asdict(f) for f in self._fates],
+                "health_next": [asdict(h) for h in self._health],
+                "prices_next": [asdict(p) for p in self._prices],
+            }

@@ -1,0 +1,178 @@
+"""A rented instance as the market keeps it, and its renderings: the API object and the audit record.
+
+`render_instance` gives the object `GET /api/v0/instances/{id}/` and the v1 list return, quirks
+included: `public_ipaddr` wrapped in whitespace, `ports` null until running and then Docker-style
+with `HostPort` a string, `local_ipaddrs` with a trailing newline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vastmarket.simulator.faults import Health
+from vastmarket.simulator.lifecycle import Timeline, status_message
+from vastmarket.simulator.offerset import Offer
+from vastmarket.simulator.ports import Binding
+from vastmarket.simulator.rental import RentRequest
+
+PortMap = dict[str, list[dict[str, str]]]
+
+
+@dataclass
+class InstanceRecord:
+    id: int
+    offer: Offer
+    request: RentRequest
+    created_at: float
+    timeline: Timeline
+    dph_total: float  # billed
+    offer_dph_total: float  # what the offer said for this disk and rental type
+    api_key: str
+    label: str | None
+    holds_offer: bool = True  # the offer left the market for this rental
+    stopped: bool = False  # intended_status stopped (by the client, or created stopped)
+    health: Health = field(default_factory=Health)
+    bindings: list[Binding] = field(default_factory=list)
+    ports: PortMap | None = None
+    running_at: float | None = None  # first time seen running
+    destroyed_at: float | None = None
+    last_status: str | None = None
+
+    @property
+    def offer_id(self) -> int:
+        return int(self.offer["id"])
+
+    @property
+    def live(self) -> bool:
+        return self.destroyed_at is None
+
+    def status(self, now: float) -> str | None:
+        """`actual_status` at `now` (the last one seen, once destroyed)."""
+        if not self.live:
+            return self.last_status
+        if self.stopped:
+            return "stopped"
+        return self.timeline.status(now)
+
+
+def port_map(bindings: list[Binding]) -> PortMap:
+    """Docker's shape: `{"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "42351"}]}`."""
+    ports: PortMap = {}
+    for binding in bindings:
+        key = f"{binding.container_port}/{binding.proto}"
+        ports.setdefault(key, []).append({"HostIp": "0.0.0.0", "HostPort": str(binding.host_port)})
+    return ports
+
+
+def _states(record: InstanceRecord, now: float) -> tuple[str | None, str, str]:
+    """actual_status, intended_status and cur_state (= next_state) at `now`."""
+    status = record.status(now)
+    stopped = status == "stopped"
+    cur_state = "unloaded" if not record.live else "stopped" if stopped else "running"
+    return status, "stopped" if stopped else "running", cur_state
+
+
+def render_instance(record: InstanceRecord, now: float, *, public_ip: str) -> dict[str, Any]:
+    """The instance as the Vast API returns it."""
+    offer, request = record.offer, record.request
+    status, intended, cur_state = _states(record, now)
+    fate_msg = record.timeline.status_msg if record.timeline.fated(now) else None
+    direct = int(offer["direct_port_count"])
+    port_start = 20_000 + (record.offer["machine_id"] % 400) * 100 if direct else -1
+    return {
+        "id": record.id,
+        "machine_id": offer["machine_id"],
+        "host_id": offer["host_id"],
+        "ask_id": record.offer_id,
+        "bundle_id": offer["bundle_id"],
+        "actual_status": status,
+        "intended_status": intended,
+        "cur_state": cur_state,
+        "next_state": cur_state,
+        "status_msg": fate_msg or status_message(status, request.image),
+        "label": record.label,
+        "image_uuid": request.image,
+        "image_args": list(request.args or ()),
+        "args_str": request.args_str,
+        "image_runtype": request.runtype,
+        "onstart": request.onstart,
+        "extra_env": [[key, value] for key, value in request.env],
+        "template_id": None,
+        "template_hash_id": None,
+        "jupyter_token": hashlib.sha256(f"jupyter-{record.id}".encode()).hexdigest(),
+        "public_ipaddr": f" {public_ip}\n",
+        "local_ipaddrs": f"172.17.0.{2 + record.id % 200} 10.0.{record.id % 250}.5\n",
+        "ssh_host": f"ssh{1 + offer['machine_id'] % 9}.vast.ai",
+        "ssh_idx": str(1 + offer["machine_id"] % 9),
+        "ssh_port": 10_000 + record.id % 50_000,
+        "machine_dir_ssh_port": port_start if direct else None,
+        "direct_port_count": direct,
+        "direct_port_start": port_start,
+        "direct_port_end": port_start + direct - 1 if direct else -1,
+        "ports": record.ports if status == "running" else None,
+        "dph_total": record.dph_total,
+        "dph_base": offer["dph_base"],
+        "storage_cost": offer["storage_cost"],
+        "min_bid": offer["min_bid"],
+        "is_bid": request.price is not None,
+        "inet_up": offer["inet_up"],
+        "inet_down": offer["inet_down"],
+        "inet_up_cost": offer["inet_up_cost"],
+        "inet_down_cost": offer["inet_down_cost"],
+        "start_date": record.created_at,
+        "end_date": offer["end_date"],
+        "duration": round(float(offer["end_date"]) - now, 3),
+        "uptime_mins": round((now - record.running_at) / 60.0, 2) if record.running_at and status == "running" else None,
+        "gpu_name": offer["gpu_name"],
+        "gpu_arch": offer["gpu_arch"],
+        "num_gpus": offer["num_gpus"],
+        "gpu_ram": offer["gpu_ram"],
+        "gpu_totalram": offer["gpu_total_ram"],
+        "gpu_frac": offer["gpu_frac"],
+        "gpu_util": 0.0 if status == "running" else None,
+        "gpu_temp": 41.0 if status == "running" else None,
+        "cpu_name": offer["cpu_name"],
+        "cpu_arch": offer["cpu_arch"],
+        "cpu_cores": offer["cpu_cores"],
+        "cpu_cores_effective": offer["cpu_cores_effective"],
+        "cpu_ram": offer["cpu_ram"],
+        "cpu_util": 0.0 if status == "running" else None,
+        "disk_name": offer["disk_name"],
+        "disk_space": request.disk,
+        "disk_util": 0.0,
+        "compute_cap": offer["compute_cap"],
+        "cuda_max_good": offer["cuda_max_good"],
+        "driver_version": offer["driver_version"],
+        "geolocation": offer["geolocation"],
+        "reliability2": offer["reliability2"],
+        "verification": offer["verification"],
+        "hosting_type": offer["hosting_type"],
+        "static_ip": offer["static_ip"],
+    }
+
+
+def audit_record(record: InstanceRecord, now: float) -> dict[str, Any]:
+    """What `/_sim/state` shows of the instance: enough to prove nothing leaked."""
+    status, intended, cur_state = _states(record, now)
+    return {
+        "id": record.id,
+        "offer_id": record.offer_id,
+        "label": record.label,
+        "actual_status": status,
+        "intended_status": intended,
+        "cur_state": cur_state,
+        "destroyed": not record.live,
+        "dph_total": record.dph_total,
+        "offer_dph_total": record.offer_dph_total,
+        "is_bid": record.request.price is not None,
+        "gpu_name": record.offer["gpu_name"],
+        "ports": port_map(record.bindings) if record.bindings else None,
+        "listening": sorted(b.host_port for b in record.bindings if b.listening),
+        "health": asdict(record.health),
+        "fate": record.timeline.fail_status,
+        "created_at": record.created_at,
+        "running_at": record.running_at,
+        "destroyed_at": record.destroyed_at,
+    }

@@ -1,0 +1,358 @@
+"""The simulated marketplace: offers for rent, instances rented from them, and their lifecycles.
+
+Thread-safe (one lock). Time comes from the injected clock; an instance's status is a function of
+it (`lifecycle.Timeline`), and `advance()` — called on every operation and by the server's
+ticker — opens an instance's ports when it reaches running and closes them when it leaves.
+
+Market rules the simulator chose (documented in docs/simulator.md):
+- renting takes the offer out of search; destroying the instance puts the same offer back,
+  unless the offer was vanished meanwhile;
+- a bid below the offer's `min_bid` leaves a stopped instance and the offer stays on the market;
+- the offers of one machine are disjoint GPU slices, so renting one leaves the others rentable.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from vastmarket.simulator.faults import Faults, Health, check_fate, check_health
+from vastmarket.simulator.instance import InstanceRecord, audit_record, port_map, render_instance
+from vastmarket.simulator.lifecycle import Timeline
+from vastmarket.simulator.listing import ListQuery, list_page
+from vastmarket.simulator.offerset import Offer, generate_offers, price_fields, storage_dph
+from vastmarket.simulator.ports import Binding, PortHub
+from vastmarket.simulator.rental import RentRequest
+from vastmarket.simulator.responses import ApiError
+from vastmarket.simulator.search import OfferQuery, search_offers
+
+log = logging.getLogger(__name__)
+
+FIRST_INSTANCE_ID = 20_000_001
+OFFER_FIELDS: frozenset[str] = frozenset(generate_offers(0, 1)[0])
+
+
+@dataclass(frozen=True)
+class Rental:
+    """A created instance; `error` is set when the service answers an error all the same (low bid)."""
+
+    instance_id: int
+    api_key: str
+    error: ApiError | None = None
+
+
+def no_such_ask(offer_id: int, status: int = 404) -> ApiError:
+    tail = "is no longer available." if status == 410 else "is not available."
+    return ApiError(status, "no_such_ask", f"no_such_ask Instance type by id {offer_id} {tail}", ask_id=offer_id)
+
+
+def no_such_instance(instance_id: int) -> ApiError:
+    return ApiError(404, "no_such_instance", f"Instance {instance_id} not found.")
+
+
+class Market:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        offers: int,
+        clock: Callable[[], float],
+        boot_seconds: tuple[float, float],
+        faults: Faults,
+        hub: PortHub,
+        public_ip: str,
+    ) -> None:
+        provisioning, loading = boot_seconds
+        if provisioning < 0 or loading < 0:
+            raise ValueError(f"boot_seconds must be non-negative, got {boot_seconds!r}")
+        self._clock = clock
+        self._boot = (float(provisioning), float(loading))
+        self._faults = faults
+        self._hub = hub
+        self._public_ip = public_ip
+        self._lock = threading.RLock()
+        self._load(seed, offers)
+
+    def _load(self, seed: int, count: int) -> None:
+        self.seed, self.size = seed, count
+        self._offers: dict[int, Offer] = {o["id"]: o for o in generate_offers(seed, count, now=self._clock())}
+        self._available: dict[int, Offer] = dict(self._offers)
+        self._vanished: set[int] = set()
+        self._instances: dict[int, InstanceRecord] = {}
+        self._next_id = FIRST_INSTANCE_ID
+        self._counters: Counter[str] = Counter()
+
+    # --- the Vast API --------------------------------------------------------------------------
+    def search(self, query: OfferQuery) -> list[Offer]:
+        with self._lock:
+            candidates = list(self._available.values())
+            now = self._clock()
+        return search_offers(candidates, query, now=now)
+
+    def rent(self, offer_id: int, request: RentRequest) -> Rental:
+        """Rent `offer_id`; raises ApiError (404/410 no_such_ask, 400 invalid_args)."""
+        with self._lock:
+            now = self._clock()
+            self._advance(now)
+            offer = self._available.get(offer_id)
+            if offer is not None:
+                vanish = self._faults.take_vanish()
+                if vanish is not None:
+                    self._vanish(offer_id)
+                    raise no_such_ask(offer_id, vanish)
+            if offer is None or not offer["rentable"]:
+                raise no_such_ask(offer_id)
+            self._check_fits(offer, request)
+            bid = request.price is not None
+            offered = price_fields(offer, allocated_storage=request.disk, bid=bid)["dph_total"]
+            if bid and request.price is not None and request.price < offer["min_bid"]:
+                record = self._create(offer, request, now, offered=offered, billed=offered, holds_offer=False)
+                record.stopped = True
+                msg = f"Your bid price ${request.price}/hr is below the minimum ${offer['min_bid']}/hr for this offer."
+                error = ApiError(400, "invalid_price", msg, new_contract=record.id, ask_id=offer_id)
+                return Rental(record.id, record.api_key, error)
+            gpu_dph = request.price if request.price is not None else float(offer["dph_base"])
+            billed = round(gpu_dph + storage_dph(float(offer["storage_cost"]), request.disk), 6)
+            faults = self._faults.take_rent_faults()
+            if faults.price is not None:
+                billed = faults.price.apply(billed)
+            record = self._create(offer, request, now, offered=offered, billed=billed, holds_offer=True)
+            if faults.fate is not None:
+                record.timeline = record.timeline.with_fate(faults.fate)
+            if faults.health is not None:
+                record.health = faults.health
+            record.stopped = request.target_state == "stopped"
+            del self._available[offer_id]
+            self._sync(record, now)
+            return Rental(record.id, record.api_key)
+
+    def get_instance(self, instance_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            now = self._clock()
+            record = self._instances.get(instance_id)
+            if record is None or not record.live:
+                return None
+            self._sync(record, now)
+            return render_instance(record, now, public_ip=self._public_ip)
+
+    def list_instances(self, query: ListQuery) -> dict[str, Any]:
+        with self._lock:
+            now = self._clock()
+            self._advance(now)
+            rendered = [
+                render_instance(r, now, public_ip=self._public_ip) for r in self._instances.values() if r.live
+            ]
+        return list_page(rendered, query)
+
+    def destroy(self, instance_id: int) -> None:
+        """Destroy the instance and close its ports; raises ApiError 404 no_such_instance."""
+        with self._lock:
+            now = self._clock()
+            record = self._live(instance_id)
+            record.last_status = record.status(now)
+            self._close_ports(record)
+            record.destroyed_at = now
+            self._counters["destroys"] += 1
+            offer_id = record.offer_id
+            if record.holds_offer and offer_id not in self._vanished and offer_id in self._offers:
+                self._available[offer_id] = self._offers[offer_id]
+
+    def relabel(self, instance_id: int, label: str | None) -> None:
+        with self._lock:
+            self._live(instance_id).label = label
+
+    def set_state(self, instance_id: int, state: str) -> None:
+        """`stopped` stops the instance; `running` starts a stopped one again (through loading)."""
+        with self._lock:
+            now = self._clock()
+            record = self._live(instance_id)
+            if state == "stopped":
+                record.stopped = True
+            elif record.stopped or record.timeline.fail_status == "stopped":
+                record.stopped = False
+                record.timeline = Timeline(boot_started=now, provisioning=0.0, loading=self._boot[1])
+            self._sync(record, now)
+
+    # --- faults aimed at one offer or instance ---------------------------------------------------
+    def vanish_offer(self, offer_id: int) -> bool:
+        """Take `offer_id` off the market for good (renting it answers 404); False if unknown."""
+        with self._lock:
+            if offer_id not in self._offers or offer_id in self._vanished:
+                return False
+            self._vanish(offer_id)
+            return True
+
+    def set_fate(self, instance_id: int, status: str, *, after_seconds: float = 0.0, status_msg: str | None = None) -> None:
+        """The live instance turns `status` after `after_seconds`; raises KeyError if not live."""
+        check_fate(status, after_seconds, "after_seconds", status_msg)
+        with self._lock:
+            now = self._clock()
+            record = self._live_or_key_error(instance_id)
+            record.timeline = record.timeline.failing(status, now + after_seconds, status_msg)
+            if status == "stopped":
+                record.stopped = False  # the fate says stopped; starting clears it
+            self._sync(record, now)
+
+    def set_health(self, instance_id: int, *, status: int = 200, mode: str = "answer") -> None:
+        """The live instance's ports answer `status`, refuse connections or hang; KeyError if not live."""
+        health = check_health(Health(status, mode))
+        with self._lock:
+            record = self._live_or_key_error(instance_id)
+            record.health = health
+            for binding in record.bindings:
+                binding.health = health
+            self._sync(record, self._clock())
+
+    # --- the whole market ----------------------------------------------------------------------
+    def advance(self) -> None:
+        """Bring every live instance up to the clock: open or close ports as statuses change."""
+        with self._lock:
+            self._advance(self._clock())
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            now = self._clock()
+            self._advance(now)
+            live = [r for r in self._instances.values() if r.live]
+            return {
+                "market": {
+                    "seed": self.seed,
+                    "offers": len(self._offers),
+                    "available": len(self._available),
+                    "vanished": sorted(self._vanished),
+                },
+                "counters": {
+                    "rentals": self._counters["rentals"],
+                    "destroys": self._counters["destroys"],
+                    "live_instances": len(live),
+                    "open_ports": sum(1 for r in live for b in r.bindings if b.listening),
+                },
+                "instances": [audit_record(r, now) for r in self._instances.values()],
+            }
+
+    def reset(self, *, seed: int | None = None, offers: int | None = None) -> None:
+        """A new market: every instance gone (ports closed), offers drawn again."""
+        with self._lock:
+            self.close()
+            self._load(self.seed if seed is None else seed, self.size if offers is None else offers)
+
+    def close(self) -> None:
+        """Close the ports of every instance (the market stays readable)."""
+        with self._lock:
+            for record in self._instances.values():
+                self._close_ports(record)
+
+    # --- inside the lock -----------------------------------------------------------------------
+    def _create(
+        self,
+        offer: Offer,
+        request: RentRequest,
+        now: float,
+        *,
+        offered: float,
+        billed: float,
+        holds_offer: bool,
+    ) -> InstanceRecord:
+        provisioning, loading = self._boot
+        record = InstanceRecord(
+            id=self._next_id,
+            offer=offer,
+            request=request,
+            created_at=now,
+            timeline=Timeline(boot_started=now, provisioning=provisioning, loading=loading),
+            dph_total=billed,
+            offer_dph_total=offered,
+            api_key=secrets.token_hex(32),
+            label=request.label,
+            holds_offer=holds_offer,
+        )
+        self._next_id += 1
+        self._instances[record.id] = record
+        self._counters["rentals"] += 1
+        return record
+
+    def _check_fits(self, offer: Offer, request: RentRequest) -> None:
+        direct = int(offer["direct_port_count"])
+        if len(request.ports) > direct:
+            raise ApiError(
+                400,
+                "invalid_args",
+                f"{len(request.ports)} port mappings requested but machine {offer['machine_id']} "
+                f"has {direct} direct ports",
+                ask_id=offer["id"],
+            )
+        if request.disk > float(offer["disk_space"]):
+            raise ApiError(
+                400,
+                "invalid_args",
+                f"disk {request.disk} GB exceeds the {offer['disk_space']} GB this offer has",
+                ask_id=offer["id"],
+            )
+
+    def _vanish(self, offer_id: int) -> None:
+        self._available.pop(offer_id, None)
+        self._vanished.add(offer_id)
+
+    def _live(self, instance_id: int) -> InstanceRecord:
+        record = self._instances.get(instance_id)
+        if record is None or not record.live:
+            raise no_such_instance(instance_id)
+        return record
+
+    def _live_or_key_error(self, instance_id: int) -> InstanceRecord:
+        record = self._instances.get(instance_id)
+        if record is None or not record.live:
+            raise KeyError(f"no live instance {instance_id}")
+        return record
+
+    def _advance(self, now: float) -> None:
+        for record in self._instances.values():
+            if record.live:
+                self._sync(record, now)
+
+    def _sync(self, record: InstanceRecord, now: float) -> None:
+        """Make the record's ports match its status and health at `now`."""
+        status = record.status(now)
+        record.last_status = status
+        if status != "running":
+            self._close_ports(record)
+            return
+        if record.running_at is None:
+            record.running_at = now
+        if record.ports is None:
+            record.bindings = [
+                Binding(record.id, m.container_port, m.proto, health=record.health) for m in record.request.ports
+            ]
+            for binding in record.bindings:
+                self._open(binding)
+            record.ports = port_map(record.bindings)
+        refuse = record.health.mode == "refuse"
+        for binding in record.bindings:
+            if binding.proto != "tcp":
+                continue
+            if refuse and binding.listening:
+                self._hub.close(binding)
+            elif not refuse and not binding.listening:
+                self._open(binding)
+
+    def _open(self, binding: Binding) -> None:
+        try:
+            self._hub.listen(binding)
+        except (OSError, RuntimeError) as e:
+            log.warning(
+                "cannot open port instance=%s container_port=%s host_port=%s: %s",
+                binding.instance_id,
+                binding.container_port,
+                binding.host_port,
+                e,
+            )
+
+    def _close_ports(self, record: InstanceRecord) -> None:
+        for binding in record.bindings:
+            self._hub.close(binding)
+        record.bindings = []
+        record.ports = None

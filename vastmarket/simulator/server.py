@@ -1,0 +1,259 @@
+"""`SimulatorServer`: the simulated Vast API on a real local HTTP port, with its admin routes.
+
+The HTTP shell is thin: it decodes a request into `responses.Request`, hands it to the Vast routes
+(`api.VastApi`) or the admin routes (`admin.SimAdmin`), and writes the `Response` back. Threads:
+one accepting HTTP, one per request being served, one ticking the market clock, one serving
+instance ports. `stop()` joins all of them and closes every socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from vastmarket.simulator.admin import PREFIX, SimAdmin
+from vastmarket.simulator.api import VastApi
+from vastmarket.simulator.faults import Faults
+from vastmarket.simulator.market import Market
+from vastmarket.simulator.ports import PortHub
+from vastmarket.simulator.responses import ApiError, Request, Response
+
+log = logging.getLogger("vastmarket.simulator")
+
+MAX_BODY = 1024 * 1024
+_SECRET_PARAM = re.compile(r"(api_key=)[^&\s]*", re.IGNORECASE)
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True  # server_close() joins the request threads
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: Callable[[Request], Response]) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would resolve the host name (socket.getfqdn), which can stall.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection error from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HttpServer
+    protocol_version = "HTTP/1.0"  # one request per connection: nothing lingers at stop()
+    timeout = 10.0
+    server_version = "vastsim"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        body_or_error = self._body()
+        if isinstance(body_or_error, Response):
+            response = body_or_error
+        else:
+            request = Request(
+                method=self.command,
+                path=url.path,
+                query=parse_qs(url.query, keep_blank_values=True),
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=body_or_error,
+                client=str(self.client_address[0]),
+            )
+            response = self.server.app(request)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+        log.debug("%s %s -> %d", self.command, url.path, response.status)  # never the query: it may hold the key
+
+    def _body(self) -> bytes | Response:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return ApiError(411, "invalid_request", "chunked bodies are not supported; send Content-Length").response()
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+        except ValueError:
+            return ApiError(400, "invalid_request", "bad Content-Length").response()
+        if length < 0 or length > MAX_BODY:
+            return ApiError(413, "invalid_request", f"body larger than {MAX_BODY} bytes").response()
+        return self.rfile.read(length)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # _serve logs, without the query string
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http: %s", _SECRET_PARAM.sub(r"\1***", format % args))
+
+
+class SimulatorServer:
+    """The Vast marketplace simulator.
+
+    `boot_seconds=(provisioning, loading)`: a rented instance shows `actual_status` null for the
+    first, `loading` for the second, then `running`. `clock` (epoch seconds; default `time.time`)
+    drives every status change and timestamp. `public_ip` is what instances advertise in
+    `public_ipaddr` (default: `host`, or 127.0.0.1 when `host` is a wildcard); their ports listen
+    on `host`.
+
+    Fault injection: `faults` (next calls, next rentals) and `market` (one given offer or
+    instance); inspection: `state()`; `reset()`. The same over HTTP under `/_sim/`.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        offers: int = 500,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        boot_seconds: tuple[float, float] = (1.0, 2.0),
+        clock: Callable[[], float] | None = None,
+        public_ip: str | None = None,
+        tick_seconds: float = 0.02,
+    ) -> None:
+        wildcard = host in ("", "0.0.0.0")
+        self.host = host
+        self.public_ip = public_ip or ("127.0.0.1" if wildcard else host)
+        self.boot_seconds = boot_seconds
+        self._requested_port = port
+        self._clock = clock or time.time
+        self._tick = tick_seconds
+        self._stopping = threading.Event()
+        self.faults = Faults()
+        self.hub = PortHub("0.0.0.0" if wildcard else host)
+        self.market = Market(
+            seed=seed,
+            offers=offers,
+            clock=self._clock,
+            boot_seconds=boot_seconds,
+            faults=self.faults,
+            hub=self.hub,
+            public_ip=self.public_ip,
+        )
+        self._api = VastApi(self.market, self.faults, api_key=api_key, clock=self._clock, wait=self._stopping.wait)
+        self._admin = SimAdmin(market=self.market, faults=self.faults, state=self.state, reset=self.reset)
+        self._httpd: _HttpServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> SimulatorServer:
+        """Bind and serve in background threads; returns self."""
+        if self._httpd is not None or self._stopping.is_set():
+            raise RuntimeError("a SimulatorServer starts once")
+        self._httpd = _HttpServer((self.host, self._requested_port), self._dispatch)
+        self.hub.start()
+        self._threads = [
+            threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="vastsim-http", daemon=True
+            ),
+            threading.Thread(target=self._run_ticker, name="vastsim-ticker", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, join every thread, close every socket (instance ports included). Idempotent."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        self.market.close()
+        self.hub.stop()
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the simulator is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """e.g. `http://127.0.0.1:41234` (no trailing slash)."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}"
+
+    # --- inspection and control ----------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Every instance ever rented, market and call counters, pending faults."""
+        snapshot = self.market.snapshot()
+        snapshot["counters"].update(self._api.counter.snapshot())
+        snapshot["counters"]["open_sockets"] = self.hub.open_sockets()
+        snapshot["faults"] = self.faults.snapshot()
+        return snapshot
+
+    def reset(self, *, regenerate: bool = False, seed: int | None = None, offers: int | None = None) -> None:
+        """Clear every fault and the call counters; with `regenerate` (implied by `seed` or
+        `offers`) also destroy every instance and draw the market again."""
+        if not isinstance(regenerate, bool):
+            raise ValueError(f"regenerate must be true or false, got {regenerate!r}")
+        for name, value in (("seed", seed), ("offers", offers)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        self.faults.clear()
+        self._api.counter.clear()
+        if regenerate or seed is not None or offers is not None:
+            self.market.reset(seed=seed, offers=offers)
+
+    # --- inside ----------------------------------------------------------------------------------
+    def _dispatch(self, request: Request) -> Response:
+        try:
+            if request.path.startswith(PREFIX):
+                return self._admin.handle(request)
+            return self._api.handle(request)
+        except Exception:
+            log.exception("simulator bug method=%s path=%s", request.method, request.path)
+            return ApiError(500, "internal_error", "internal simulator error").response()
+
+    def _run_ticker(self) -> None:
+        while not self._stopping.wait(self._tick):
+            try:
+                self.market.advance()
+            except Exception:
+                log.exception("simulator ticker failed")
