@@ -1,0 +1,3 @@
+"""Registers the control-plane test harness (fixtures and the ``cluster`` marker policy)."""
+
+pytest_plugins = ["tests.harness.plugin"]
