@@ -175,7 +175,7 @@ class SimulatorServer:
         self.hub.start()
         self._threads = [
             threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="vastsim-http", daemon=True
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="vastsim-http", daemon=True
             ),
             threading.Thread(target=self._run_ticker, name="vastsim-ticker", daemon=True),
         ]

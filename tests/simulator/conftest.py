@@ -1,0 +1,35 @@
+"""Fixtures for the simulator tests: a started simulator on an ephemeral port, with fast boots."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from tests.simulator.support import FakeClock, Vast
+from vastmarket.simulator import SimulatorServer
+
+FAST_BOOT = (0.05, 0.05)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer(seed=7, offers=300, boot_seconds=FAST_BOOT) as server:
+        yield server
+
+
+@pytest.fixture
+def vast(sim: SimulatorServer) -> Vast:
+    return Vast(sim.url)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked(clock: FakeClock) -> Iterator[SimulatorServer]:
+    """A simulator on the fake clock: boots take 10 s provisioning, then 20 s loading, of fake time."""
+    with SimulatorServer(seed=3, offers=200, boot_seconds=(10.0, 20.0), clock=clock) as server:
+        yield server
