@@ -3,8 +3,15 @@ manager runs controllers, the real kube-scheduler binds pods, RBAC is enforced, 
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import ssl
 import subprocess
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator
 
 import pytest
 from kubernetes import client
@@ -16,7 +23,9 @@ from tests.harness import (
     create_ready_node,
     find_binaries,
     pod_scheduled_condition,
+    register_mutating_webhook,
     wait_for,
+    webhook_serving_cert,
 )
 
 pytestmark = pytest.mark.cluster
@@ -37,6 +46,38 @@ def _pod(name: str, *, scheduler_name: str | None = None, node_selector: dict[st
     if node_selector:
         spec["nodeSelector"] = node_selector
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+@contextlib.contextmanager
+def _https_json_server(tmp_path, handle: Callable[[str, Any], Any]) -> Iterator[tuple[str, bytes]]:
+    """An HTTPS server on 127.0.0.1 answering POSTed JSON with ``handle(path, body)``;
+    yields (base URL, CA PEM)."""
+    cert = webhook_serving_cert(tmp_path)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            out = json.dumps(handle(self.path, body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert.cert_file, cert.key_file)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_port}", cert.ca_pem
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_creating_a_namespace_a_pod_and_a_service_works(control_plane):
@@ -155,3 +196,77 @@ def test_kube_apiserver_version_prints_the_pinned_version(control_plane):
     version = client.VersionApi(control_plane.api_client()).get_code()
     assert version.git_version == b.kubernetes_version
     assert (version.major, version.minor) == ("1", b.kubernetes_version.split(".")[1])
+
+
+def test_the_scheduler_calls_an_extender_at_the_url_the_test_gives(control_plane, kube_scheduler, tmp_path):
+    api = control_plane.api_client()
+    core = client.CoreV1Api(api)
+    ns, pool = _name("ext"), _name("pool")
+    create_namespace(api, ns)
+    rejected, accepted = _name("rejected"), _name("accepted")
+    for node in (rejected, accepted):
+        create_ready_node(api, node, labels={"kube-vast.test/pool": pool})
+    calls: list[dict] = []
+
+    def extender(path: str, args: dict) -> dict:
+        calls.append({"path": path, "pod": args["Pod"]["metadata"]["name"], "nodes": args["NodeNames"]})
+        names = args["NodeNames"] or []
+        return {"NodeNames": [n for n in names if n != rejected],
+                "FailedNodes": {rejected: "rejected by the test extender"} if rejected in names else {},
+                "FailedAndUnresolvableNodes": {}, "Error": ""}
+
+    base = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "profiles": [{"schedulerName": SCHEDULER_NAME}],
+        "extenders": [{"urlPrefix": "https://replaced.invalid/scheduler", "filterVerb": "filter",
+                       "nodeCacheCapable": True, "enableHTTPS": True,
+                       "tlsConfig": {"caFile": "/nonexistent/ca.pem"},
+                       "managedResources": [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}]}],
+    }
+    with _https_json_server(tmp_path, extender) as (url, ca_pem):
+        sched = kube_scheduler(f"{url}/scheduler", extender_ca_pem=ca_pem, base=base)
+        assert sched.config["extenders"][0]["urlPrefix"] == f"{url}/scheduler"
+        core.create_namespaced_pod(ns, _pod("gpu", scheduler_name=SCHEDULER_NAME,
+                                            node_selector={"kube-vast.test/pool": pool}, gpus=1))
+        bound = wait_for(lambda: core.read_namespaced_pod("gpu", ns).spec.node_name, timeout=60,
+                         description="the extender-filtered pod to be bound")
+    assert bound == accepted
+    assert calls and calls[0]["path"] == "/scheduler/filter" and calls[0]["pod"] == "gpu"
+    assert sorted(calls[0]["nodes"]) == sorted([rejected, accepted])
+    kube_scheduler(extender_url=None)  # back to the plain scheduler for later tests
+
+
+def test_a_mutating_webhook_at_127_0_0_1_with_a_ca_bundle_mutates_pods(control_plane, tmp_path):
+    api = control_plane.api_client()
+    core = client.CoreV1Api(api)
+    adm = client.AdmissionregistrationV1Api(api)
+    ns = _name("hook")
+    create_namespace(api, ns)
+    seen: list[dict] = []
+
+    def webhook(path: str, review: dict) -> dict:
+        req = review["request"]
+        seen.append({"path": path, "operation": req["operation"], "namespace": req["namespace"]})
+        patch = [{"op": "add", "path": "/metadata/labels", "value": {"kube-vast.test/mutated": "yes"}}]
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {
+            "uid": req["uid"], "allowed": True, "patchType": "JSONPatch",
+            "patch": base64.b64encode(json.dumps(patch).encode()).decode()}}
+
+    with _https_json_server(tmp_path, webhook) as (url, ca_pem):
+        name = f"{ns}.mutate.kube-vast.test"
+        register_mutating_webhook(
+            api, name=name, url=f"{url}/mutate", ca_pem=ca_pem,
+            namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": ns}})
+        try:
+            # The apiserver loads webhook configurations asynchronously: probe with dry-run creates.
+            def mutated() -> bool:
+                pod = core.create_namespaced_pod(ns, _pod("probe"), dry_run="All")
+                return (pod.metadata.labels or {}).get("kube-vast.test/mutated") == "yes"
+
+            wait_for(mutated, timeout=30, description="the webhook to be active")
+            pod = core.create_namespaced_pod(ns, _pod("real"))
+        finally:
+            adm.delete_mutating_webhook_configuration(name)
+    assert pod.metadata.labels == {"kube-vast.test/mutated": "yes"}
+    assert seen[-1] == {"path": "/mutate?timeout=5s", "operation": "CREATE", "namespace": ns}

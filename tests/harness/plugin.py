@@ -62,6 +62,9 @@ def _sigterm_to_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: needs the real control plane (etcd, kube-apiserver, kube-scheduler) "
+        "built by tools/build-control-plane.sh")
     # SIGTERM normally kills Python without running fixture teardown or atexit; turn it into the
     # same path as Ctrl-C so the control plane is stopped.
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
