@@ -31,7 +31,7 @@ for arg in "$@"; do
 done
 
 say() { printf 'build-control-plane: %s\n' "$*"; }
-die() { printf 'build-control-plane: ERROR: %s\n' "$*" >&2; exit "${2:-1}"; }
+die() { printf 'build-control-plane: ERROR: %s\n' "$1" >&2; exit "${2:-1}"; }
 
 # --- pinned versions ---------------------------------------------------------------------------
 # versions.env is plain KEY=value; read it without executing anything else.
