@@ -9,7 +9,7 @@ import pytest
 from tests.simulator.support import FakeClock, Vast
 from vastmarket.simulator import SimulatorServer
 
-FAST_BOOT = (0.05, 0.05)
+FAST_BOOT = (0.02, 0.02)
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ class Vast:
         return state
 
 
-def wait_for(probe: Callable[[], T], *, timeout: float = 5.0, interval: float = 0.01) -> T:
+def wait_for(probe: Callable[[], T | None], *, timeout: float = 5.0, interval: float = 0.01) -> T:
     """The first truthy value of `probe()`; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -170,9 +170,10 @@ def rent_running(vast: Vast, **overrides: Any) -> dict[str, Any]:
     reply = vast.rent(offer["id"], rent_body(**overrides))
     assert reply.status == 200, reply.text
     instance_id = reply.json()["new_contract"]
-    return wait_for(lambda: _running(vast, instance_id))
+    return wait_for(lambda: running(vast, instance_id))
 
 
-def _running(vast: Vast, instance_id: int) -> dict[str, Any] | None:
+def running(vast: Vast, instance_id: int) -> dict[str, Any] | None:
+    """The instance if it is running now, else None."""
     instance = vast.instance(instance_id)
     return instance if instance and instance["actual_status"] == "running" else None

@@ -15,6 +15,7 @@ from tests.simulator.support import (
     refuses,
     rent_body,
     rent_running,
+    running,
     wait_for,
 )
 from vastmarket.simulator import SimulatorServer
@@ -222,8 +223,8 @@ def test_stopping_closes_the_ports_and_starting_runs_again_on_new_ports(vast: Va
     assert stopped is not None and stopped["actual_status"] == "stopped" and stopped["ports"] is None
     assert refuses(port)
     vast.update(instance["id"], {"state": "running"})
-    running = wait_for(lambda: (i := vast.instance(instance["id"])) and i["actual_status"] == "running" and i)
-    assert call("GET", f"http://127.0.0.1:{host_port(running)}/").status == 200
+    again = wait_for(lambda: running(vast, instance["id"]))
+    assert call("GET", f"http://127.0.0.1:{host_port(again)}/").status == 200
 
 
 def test_the_deprecated_v0_list_answers_410(vast: Vast) -> None:

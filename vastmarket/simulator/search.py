@@ -149,7 +149,7 @@ def _order(order: Any, fields: Collection[str]) -> tuple[tuple[str, bool], ...]:
 
 
 def _rental_type(kind: Any) -> bool:
-    if kind not in RENTAL_TYPES:
+    if not isinstance(kind, str) or kind not in RENTAL_TYPES:
         raise QueryError(f"type must be one of {', '.join(RENTAL_TYPES)}, got {kind!r}")
     return RENTAL_TYPES[kind]
 
