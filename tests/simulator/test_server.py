@@ -207,6 +207,20 @@ def test_boot_seconds_are_given_as_provisioning_comma_loading() -> None:
             parse("--boot-seconds", bad)
 
 
+def test_rate_limits_are_given_as_endpoint_equals_seconds() -> None:
+    assert dict(parse("--rate-limit", "create=4.5", "--rate-limit", "search=6").rate_limit) == {"create": 4.5, "search": 6.0}
+    for bad in ("create", "creat=1", "create=soon", "create=-1"):
+        with pytest.raises(SystemExit):
+            parse("--rate-limit", bad)
+
+
+def test_rate_limits_can_be_on_from_the_start() -> None:
+    with SimulatorServer(offers=20, rate_limits={"list_instances": 60}) as sim:
+        vast = Vast(sim.url)
+        assert [vast.list().status for _ in range(2)] == [200, 429]
+        assert vast.list().text.startswith("API requests too frequent")
+
+
 def test_run_refuses_a_missing_key_file(tmp_path: Path) -> None:
     assert run(parse("--port", "0", "--api-key-file", str(tmp_path / "absent"))) == 2
 

@@ -9,6 +9,7 @@ import signal
 import threading
 from types import FrameType
 
+from vastmarket.simulator.faults import ENDPOINTS, THRESHOLDS
 from vastmarket.simulator.server import SimulatorServer
 
 log = logging.getLogger("vastmarket.simulator")
@@ -27,6 +28,20 @@ def boot_seconds(text: str) -> tuple[float, float]:
     return provisioning, loading
 
 
+def rate_limit(text: str) -> tuple[str, float]:
+    """`"create=4.5"` → ("create", 4.5)."""
+    endpoint, _, seconds = text.partition("=")
+    if endpoint not in ENDPOINTS:
+        raise argparse.ArgumentTypeError(f"endpoint must be one of {', '.join(ENDPOINTS)}; got {endpoint!r}")
+    try:
+        interval = float(seconds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ENDPOINT=SECONDS such as create=4.5; got {text!r}") from None
+    if interval < 0:
+        raise argparse.ArgumentTypeError("the interval must be non-negative")
+    return endpoint, interval
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on, 0 for any (default: %(default)s)")
@@ -43,6 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--public-ip",
         default=None,
         help="address instances advertise in public_ipaddr (default: the listen address, or 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=rate_limit,
+        action="append",
+        default=[],
+        metavar="ENDPOINT=SECONDS",
+        help="answer 429 to calls of ENDPOINT closer than SECONDS apart (repeatable; "
+        f"endpoints: {', '.join(ENDPOINTS)}; published: "
+        + ", ".join(f"{e}={t:g}" for e, t in THRESHOLDS.items())
+        + ")",
     )
     parser.add_argument(
         "--api-key-file",
@@ -80,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=api_key,
         boot_seconds=args.boot_seconds,
         public_ip=args.public_ip,
+        rate_limits=dict(args.rate_limit),
     )
     try:
         server.start()

@@ -15,7 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from vastmarket.simulator.admin import PREFIX, SimAdmin
@@ -123,7 +123,8 @@ class SimulatorServer:
     first, `loading` for the second, then `running`. `clock` (epoch seconds; default `time.time`)
     drives every status change and timestamp. `public_ip` is what instances advertise in
     `public_ipaddr` (default: `host`, or 127.0.0.1 when `host` is a wildcard); their ports listen
-    on `host`.
+    on `host`. `rate_limits` ({endpoint: seconds}) sets minimum intervals between calls from the
+    start (none by default); `faults.THRESHOLDS` holds the published ones.
 
     Fault injection: `faults` (next calls, next rentals) and `market` (one given offer or
     instance); inspection: `state()`; `reset()`. The same over HTTP under `/_sim/`.
@@ -140,6 +141,7 @@ class SimulatorServer:
         boot_seconds: tuple[float, float] = (1.0, 2.0),
         clock: Callable[[], float] | None = None,
         public_ip: str | None = None,
+        rate_limits: Mapping[str, float] | None = None,
         tick_seconds: float = 0.02,
     ) -> None:
         wildcard = host in ("", "0.0.0.0")
@@ -151,6 +153,8 @@ class SimulatorServer:
         self._tick = tick_seconds
         self._stopping = threading.Event()
         self.faults = Faults()
+        for endpoint, interval in (rate_limits or {}).items():
+            self.faults.rate_limit(endpoint, interval)
         self.hub = PortHub("0.0.0.0" if wildcard else host)
         self.market = Market(
             seed=seed,
