@@ -55,8 +55,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
     protocol_version = "HTTP/1.0"  # one request per connection: nothing lingers at stop()
     timeout = 10.0
-    server_version = "vastsim"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return "vastsim"
 
     def do_GET(self) -> None:
         self._serve()
