@@ -81,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a config file (and the VAST_* environment)")
     check.add_argument("file")
 
+    ext = sub.add_parser("extender", help="run the kube-scheduler extender (gunicorn)")
+    ext.add_argument("--host", default="0.0.0.0")
+    ext.add_argument("--port", type=int, default=8888)
+    ext.add_argument("--workers", type=int, default=1)
+    ext.add_argument("--threads", type=int, default=4)
+    ext.add_argument("--snapshot", help="offer snapshot file the controller publishes (KUBE_VAST_SNAPSHOT)")
+    ext.add_argument("--config", help="selection config file (KUBE_VAST_CONFIG)")
+    ext.add_argument("--virtual-node", action="append", dest="virtual_nodes", metavar="NAME",
+                     help="name of a virtual Vast node (repeatable; KUBE_VAST_VIRTUAL_NODES, default vast-gpu-node-1)")
+    ext.add_argument("--virtual-node-labels", metavar="K=V[,K=V]",
+                     help="labels that also mark a virtual node (KUBE_VAST_VIRTUAL_NODE_LABELS, default vast.ai/virtual-node=true)")
+    ext.add_argument("--burst-policy", choices=["local-first", "cost-first"], help="KUBE_VAST_BURST_POLICY")
+    ext.add_argument("--max-snapshot-age", type=float, metavar="SECONDS", help="KUBE_VAST_MAX_SNAPSHOT_AGE")
+
     sim = sub.add_parser("simulator", help="run the local Vast.ai marketplace simulator")
     from vastmarket.simulator import cli as simulator_cli
     simulator_cli.add_arguments(sim)
@@ -217,6 +231,34 @@ def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return 0
 
 
+def cmd_extender(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from extender.app import create_app
+    from extender.settings import settings_from
+    from vastmarket.snapshot import SnapshotFile, SnapshotFollower
+
+    from .serving import serve
+
+    settings = settings_from(
+        environ, snapshot_path=Path(args.snapshot) if args.snapshot else None,
+        config_path=Path(args.config) if args.config else None, burst_policy=args.burst_policy,
+        max_snapshot_age=args.max_snapshot_age, virtual_node_names=args.virtual_nodes,
+        virtual_node_labels=args.virtual_node_labels,
+    )
+    config_path = str(settings.config_path) if settings.config_path else None
+    config = load_selection_config(config_path, environ)  # refuse to start on a bad config
+
+    def factory() -> Any:
+        follower = SnapshotFollower(SnapshotFile(settings.snapshot_path))
+        follower.start()
+        return create_app(settings, config=config, snapshots=lambda: follower.current)
+
+    logging.getLogger("kube_vast").info("extender listening on %s:%d (snapshot %s)", args.host, args.port,
+                                        settings.snapshot_path)
+    serve(factory, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+          name="kube-vast-extender")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
@@ -227,6 +269,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return cmd_offers(args, environ)
         if args.command == "config":
             return cmd_config_check(args, environ)
+        if args.command == "extender":
+            return cmd_extender(args, environ)
         if args.command == "simulator":
             from vastmarket.simulator import cli as simulator_cli
             return simulator_cli.run(args)

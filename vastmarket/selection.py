@@ -160,6 +160,13 @@ class Ranking:
         """Every passing offer, best first."""
         return self.top(len(self._order))
 
+    def find(self, offer_id: int) -> ScoredOffer | None:
+        """The passing offer with this id, or ``None`` when it did not pass (or is gone)."""
+        for position, (_, index) in enumerate(self._order):
+            if self._ids[index] == offer_id:
+                return self._scored(position)
+        return None
+
     def offer_ids(self) -> list[int]:
         """Passing offer ids, best first, without working out any terms."""
         return [self._ids[index] for _, index in self._order]

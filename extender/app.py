@@ -1,0 +1,136 @@
+"""The extender's Flask shell: decode → decide → encode. Errors are JSON: a body that cannot be
+understood is a 400 with a message; anything else is a bug, logged once and answered 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from vastmarket.config import SelectionConfig
+from vastmarket.selection import ScoringPolicy
+from vastmarket.snapshot import OfferSnapshot
+
+from .decisions import Context, filter_nodes, prioritize_nodes
+from .logbook import SelectionLogbook
+from .protocol import BadRequest, decode_args, encode_filter_result, encode_priorities
+from .settings import ExtenderSettings
+
+log = logging.getLogger("kube_vast.extender")
+
+SnapshotSource = Callable[[], OfferSnapshot | None]
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("kube_vast_extender_requests", "Extender requests by verb and outcome",
+                                ["verb", "outcome"], registry=registry)
+        self.latency = Histogram("kube_vast_extender_request_seconds", "Extender request latency",
+                                 ["verb"], registry=registry,
+                                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
+        self.decisions = Counter("kube_vast_extender_virtual_node_decisions",
+                                 "Filter decisions on virtual Vast nodes", ["result"], registry=registry)
+        self.snapshot_age = Gauge("kube_vast_offer_snapshot_age_seconds", "Age of the offer snapshot",
+                                  registry=registry)
+        self.offers = Gauge("kube_vast_offers_seen", "Offers in the current snapshot", registry=registry)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, separators=(",", ":")), status=status, mimetype="application/json")
+
+
+def create_app(
+    settings: ExtenderSettings,
+    *,
+    config: SelectionConfig,
+    snapshots: SnapshotSource,
+    clock: Callable[[], float] = time.time,
+    registry: CollectorRegistry | None = None,
+) -> Flask:
+    app = Flask("kube_vast.extender")
+    app.url_map.strict_slashes = False  # never redirect: kube-scheduler would turn POST into GET
+    registry = registry or CollectorRegistry()
+    metrics = _Metrics(registry)
+    logbook = SelectionLogbook(log)
+    policy = ScoringPolicy.from_config(config)
+
+    def context() -> Context:
+        return Context(snapshot=snapshots(), now=clock(), config=config, policy=policy,
+                       virtual=settings.virtual, max_snapshot_age=settings.max_snapshot_age,
+                       burst_policy=settings.burst_policy, real_node_score=settings.real_node_score)
+
+    def body() -> Any:
+        try:
+            return json.loads(request.get_data(cache=False) or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not JSON: {exc}") from None
+
+    @app.post("/filter")
+    def filter_route() -> Response:
+        start = time.perf_counter()
+        args = decode_args(body())
+        decision = filter_nodes(args, context())
+        if decision.placement is not None:
+            logbook.record(args.pod, decision.virtual[0], decision.placement)
+            metrics.decisions.labels("pass" if decision.placement.ok else "fail").inc()
+        metrics.requests.labels("filter", "ok").inc()
+        metrics.latency.labels("filter").observe(time.perf_counter() - start)
+        return _json(encode_filter_result(args, decision.passed, decision.failed, decision.unresolvable))
+
+    @app.post("/prioritize")
+    def prioritize_route() -> Response:
+        start = time.perf_counter()
+        args = decode_args(body())
+        scores = prioritize_nodes(args, context())
+        metrics.requests.labels("prioritize", "ok").inc()
+        metrics.latency.labels("prioritize").observe(time.perf_counter() - start)
+        return _json(encode_priorities(scores))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        snapshot = snapshots()
+        if snapshot is None:
+            return _json({"status": "not ready", "reason": "no offer snapshot yet"}, 503)
+        age = snapshot.age(clock())
+        if age > settings.max_snapshot_age:
+            return _json({"status": "not ready",
+                          "reason": f"offer snapshot is stale ({age:.0f}s > {settings.max_snapshot_age:.0f}s)"}, 503)
+        return _json({"status": "ready", "offers": len(snapshot), "snapshot_age_seconds": round(age, 1)})
+
+    @app.get("/metrics")
+    def metrics_route() -> Response:
+        snapshot = snapshots()
+        if snapshot is not None:
+            metrics.snapshot_age.set(snapshot.age(clock()))
+            metrics.offers.set(len(snapshot))
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest) -> Response:
+        verb = request.path.strip("/") or "?"
+        metrics.requests.labels(verb, "bad_request").inc()
+        log.warning("bad %s request: %s", verb, exc)
+        return _json({"error": str(exc)}, 400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return _json({"error": exc.description or exc.name}, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        log.exception("extender bug while handling %s", request.path)
+        metrics.requests.labels(request.path.strip("/") or "?", "error").inc()
+        return _json({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+    return app

@@ -1,0 +1,52 @@
+"""Selection logging without flooding: the whole seed-style table once per pod and decision,
+one short line when the same pod is asked about again with the same answer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from vastmarket.explain import selection_log
+from vastmarket.placement import Placement
+
+
+def pod_key(pod: Mapping[str, Any]) -> str:
+    meta = pod.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    uid = meta.get("uid")
+    name = meta.get("name") or meta.get("generateName") or "?"
+    return f"{meta.get('namespace', '?')}/{name}" + (f"#{uid}" if uid else "")
+
+
+def decision_key(placement: Placement) -> str:
+    return f"offer:{placement.chosen.offer.id}" if placement.chosen else f"no:{placement.reason}"
+
+
+class SelectionLogbook:
+    def __init__(self, logger: logging.Logger, *, remember: int = 4096) -> None:
+        self._log = logger
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def record(self, pod: Mapping[str, Any], node: str, placement: Placement) -> bool:
+        """Log a filter decision on a virtual node; True when the full table was logged."""
+        key, decision = pod_key(pod), decision_key(placement)
+        with self._lock:
+            repeated = self._seen.get(key) == decision
+            self._seen[key] = decision
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        verdict = "passes" if placement.ok else "fails"
+        if repeated:
+            self._log.debug("pod=%s node=%s %s again: %s", key, node, verdict, placement.reason)
+            return False
+        self._log.info("pod=%s node=%s %s: %s", key, node, verdict, placement.reason)
+        if placement.ranking is not None:
+            for line in selection_log(placement.ranking):
+                self._log.info("%s", line)
+        return True

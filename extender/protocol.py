@@ -1,0 +1,88 @@
+"""The scheduler-extender wire format (``k8s.io/kube-scheduler/extender/v1``).
+
+The Go structs have no JSON tags, so the keys are the Go field names: ``Pod``, ``Nodes``,
+``NodeNames``, ``FailedNodes``, ``FailedAndUnresolvableNodes``, ``Error``, ``Host``, ``Score``.
+Go decodes keys case-insensitively, so lowercase requests are accepted here too. Pure functions;
+a request that cannot be understood raises :class:`BadRequest` (HTTP 400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class BadRequest(ValueError):
+    """The body is not a valid ExtenderArgs; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtenderArgs:
+    pod: Mapping[str, Any]
+    names: tuple[str, ...]
+    nodes: tuple[Mapping[str, Any], ...] | None  # set when the request used the full Nodes form
+
+    @property
+    def node_cache_capable(self) -> bool:
+        return self.nodes is None
+
+
+def _field(body: Mapping[str, Any], name: str) -> Any:
+    if name in body:
+        return body[name]
+    lowered = name.lower()
+    for key, value in body.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
+
+
+def decode_args(body: Any) -> ExtenderArgs:
+    if not isinstance(body, Mapping):
+        raise BadRequest("the body must be a JSON object (ExtenderArgs)")
+    pod = _field(body, "Pod")
+    if not isinstance(pod, Mapping):
+        raise BadRequest("ExtenderArgs.Pod must be a Pod object")
+    names = _field(body, "NodeNames")
+    nodes = _field(body, "Nodes")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise BadRequest("ExtenderArgs.NodeNames must be a list of node names")
+        return ExtenderArgs(pod, tuple(names), None)
+    if nodes is not None:
+        items = nodes.get("items") if isinstance(nodes, Mapping) else None
+        if not isinstance(items, list):
+            raise BadRequest("ExtenderArgs.Nodes must be a NodeList with an 'items' list")
+        found: list[str] = []
+        for idx, node in enumerate(items):
+            meta = node.get("metadata") if isinstance(node, Mapping) else None
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            if not isinstance(name, str) or not name:
+                raise BadRequest(f"ExtenderArgs.Nodes.items[{idx}] has no metadata.name")
+            found.append(name)
+        return ExtenderArgs(pod, tuple(found), tuple(items))
+    raise BadRequest("ExtenderArgs carries neither NodeNames nor Nodes")
+
+
+def encode_filter_result(args: ExtenderArgs, passed: Sequence[str], failed: Mapping[str, str],
+                         unresolvable: Mapping[str, str]) -> dict[str, Any]:
+    """ExtenderFilterResult in the form the request used (names or full nodes)."""
+    result: dict[str, Any] = {
+        "Nodes": None,
+        "NodeNames": None,
+        "FailedNodes": dict(failed),
+        "FailedAndUnresolvableNodes": dict(unresolvable),
+        "Error": "",
+    }
+    if args.nodes is None:
+        result["NodeNames"] = list(passed)
+    else:
+        keep = set(passed)
+        result["Nodes"] = {"metadata": {}, "items": [n for n, name in zip(args.nodes, args.names) if name in keep]}
+    return result
+
+
+def encode_priorities(scores: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+    """HostPriorityList."""
+    return [{"Host": host, "Score": score} for host, score in scores]

@@ -1,0 +1,48 @@
+"""Serving a WSGI app factory under gunicorn, in-process (no config files, no shell).
+
+The factory runs inside each worker after the fork, so the threads it starts (the snapshot
+follower) belong to the worker that serves the requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, factory: Callable[[], Any], options: Mapping[str, Any]) -> None:
+        self._factory = factory
+        self._options = dict(options)
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self._factory()
+
+
+def serve(factory: Callable[[], Any], *, host: str, port: int, workers: int = 1, threads: int = 4,
+          certfile: str | None = None, keyfile: str | None = None, name: str = "kube-vast") -> None:
+    """Run gunicorn until SIGTERM/SIGINT. TLS when ``certfile`` and ``keyfile`` are given."""
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 30,
+        "proc_name": name,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "preload_app": False,
+    }
+    if certfile and keyfile:
+        options.update(certfile=certfile, keyfile=keyfile)
+    _Gunicorn(factory, options).run()

@@ -1,0 +1,84 @@
+"""Can this pod be placed on Vast right now, and on which offer? The one decision that the
+scheduler extender (filter/prioritize) and the admission webhook both take, from the offer
+snapshot only — never by calling Vast.
+
+:func:`place` returns a :class:`Placement`: the pod's requirements, the ranking, the chosen
+offer (the one the webhook annotated when it still matches, else the best), or the reason
+why not: no snapshot yet, a stale snapshot, invalid requirements, or no matching offer.
+Pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .config import SelectionConfig
+from .errors import RequirementError
+from .requirements import Requirements, requirements_for
+from .selection import Ranking, ScoredOffer, ScoringPolicy
+from .snapshot import OfferSnapshot
+
+OFFER_ID_ANNOTATION = "vast.ai/offer-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """``chosen`` is set when the pod can go to Vast now; otherwise ``reason`` says why not."""
+
+    chosen: ScoredOffer | None
+    reason: str
+    requirements: Requirements | None = None
+    ranking: Ranking | None = None
+    invalid: bool = False
+    annotated_offer_gone: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.chosen is not None
+
+
+def annotated_offer_id(pod: Mapping[str, Any]) -> int | None:
+    meta = pod.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    raw = annotations.get(OFFER_ID_ANNOTATION) if isinstance(annotations, Mapping) else None
+    try:
+        return int(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
+def place(
+    pod: Mapping[str, Any],
+    *,
+    snapshot: OfferSnapshot | None,
+    now: float,
+    config: SelectionConfig,
+    policy: ScoringPolicy,
+    max_age: float,
+) -> Placement:
+    """Decide whether ``pod`` can be placed on a Vast offer from ``snapshot`` at ``now``."""
+    try:
+        req = requirements_for(config, pod)
+    except RequirementError as exc:
+        return Placement(None, f"invalid pod requirements: {exc}", invalid=True)
+    if snapshot is None:
+        return Placement(None, "no Vast offer snapshot yet (the controller has not published one)",
+                         requirements=req)
+    age = snapshot.age(now)
+    if age > max_age:
+        return Placement(None, f"the Vast offer snapshot is stale ({age:.0f}s old, limit {max_age:.0f}s)",
+                         requirements=req)
+    ranking = snapshot.rank(req, policy)
+    best = ranking.best
+    if best is None:
+        return Placement(None, ranking.summary(), requirements=req, ranking=ranking)
+    wanted = annotated_offer_id(pod)
+    if wanted is None or wanted == best.offer.id:
+        return Placement(best, ranking.summary(), requirements=req, ranking=ranking)
+    annotated = ranking.find(wanted)
+    if annotated is not None:
+        return Placement(annotated, ranking.summary(), requirements=req, ranking=ranking)
+    return Placement(best, f"annotated offer {wanted} is gone; {ranking.summary()}", requirements=req,
+                     ranking=ranking, annotated_offer_gone=True)
