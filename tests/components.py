@@ -1,0 +1,72 @@
+"""Our own components for end-to-end tests: the simulator in-process, a published offer
+snapshot, and the extender (and later the webhook and controller) as real gunicorn processes
+started through the ``kube-vast`` command line, stopped by the harness's process management."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.harness.processes import ManagedProcess, free_port
+from vastmarket.client import VastClient, broad_query
+from vastmarket.simulator import SimulatorServer
+from vastmarket.snapshot import SnapshotFile, SnapshotPoller
+
+KUBE_VAST = [sys.executable, "-m", "kube_vast.cli"]
+
+
+def publish_snapshot(sim: SimulatorServer, path: Path) -> SnapshotPoller:
+    """Search the simulator once and publish the snapshot to ``path`` (what the controller does)."""
+    client = VastClient(sim.url)
+    poller = SnapshotPoller(lambda: client.search_offers(broad_query(), limit=10_000).offers,
+                            SnapshotFile(path).publish, interval=3600, source=sim.url)
+    assert poller.poll_once() is not None, "the simulator search failed"
+    return poller
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as reply:
+        return bool(reply.status == 200)
+
+
+class Extender:
+    def __init__(self, workdir: Path, snapshot: Path, *, extra: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = ManagedProcess(
+            "extender",
+            [*KUBE_VAST, "extender", "--host", "127.0.0.1", "--port", str(self.port),
+             "--snapshot", str(snapshot), *extra],
+            workdir / f"extender-{self.port}.log",
+        )
+
+    def start(self, timeout: float = 30.0) -> "Extender":
+        self.process.start()
+        self.process.wait_until(lambda: _http_ok(f"{self.url}/readyz"), timeout=timeout)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def metric(self, name: str) -> float:
+        """The sum of a metric's samples (0 when absent)."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=2) as reply:
+            text = reply.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace")
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(interval)
