@@ -324,6 +324,7 @@ def test_reset_clears_faults_and_can_regenerate_the_market(sim: SimulatorServer,
     assert vast.instance(instance["id"]) is None
     assert refuses(host_port(instance))
     assert vast.state()["counters"]["rentals"] == 0
+    assert rented(vast) > instance["id"], "instance ids are never reused"
 
 
 # --- admin errors ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -314,3 +315,29 @@ def test_the_v1_list_never_shows_destroyed_instances(vast: Vast) -> None:
     kept, gone = rent_many(vast, 2, "x")
     vast.destroy(gone)
     assert [i["id"] for i in vast.list().json()["instances"]] == [kept]
+
+
+def test_an_unlabelled_instance_matches_an_empty_label_filter(vast: Vast) -> None:
+    unlabelled = rent_many(vast, 1, "")[0]
+    vast.update(unlabelled, {"label": None})
+    rent_many(vast, 1, "named")
+    body = vast.list(select_filters={"label": {"eq": ""}}).json()
+    assert [i["id"] for i in body["instances"]] == [unlabelled]
+    assert body["instances"][0]["label"] is None and body["label_counts"] == {"": 1}
+
+
+def test_parallel_rents_of_one_offer_succeed_exactly_once(vast: Vast) -> None:
+    offer = port_offer(vast)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: vast.rent(offer["id"], rent_body()).status, range(8)))
+    assert sorted(statuses) == [200] + [404] * 7
+
+
+def test_parallel_clients_are_all_served(vast: Vast) -> None:
+    offers = vast.offers(rentable={"eq": True}, direct_port_count={"gte": 1}, limit=20)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        replies = list(pool.map(lambda o: vast.rent(o["id"], rent_body()), offers))
+        searches = list(pool.map(lambda _: vast.search({"limit": 5}), range(40)))
+    assert [r.status for r in replies] == [200] * 20
+    assert {r.status for r in searches} == {200}
+    assert vast.state()["counters"]["live_instances"] == 20

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.simulator.support import Vast, call, host_port, port_offer, refuses, rent_running
+from tests.simulator.support import Vast, call, host_port, port_offer, refuses, rent_running, wait_for
 from vastmarket.simulator import SimulatorServer
 from vastmarket.simulator.cli import DEFAULT_PORT, add_arguments, run
 
@@ -148,7 +148,12 @@ def open_fds() -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors")
+def request_threads_of_other_servers_ended() -> bool:
+    return not any("process_request" in t.name for t in threading.enumerate())
+
+
 def test_stop_closes_every_socket_and_joins_every_thread() -> None:
+    wait_for(request_threads_of_other_servers_ended)  # a baseline free of other tests' last requests
     threads_before = set(threading.enumerate())
     fds_before = open_fds()
     sim = SimulatorServer(seed=9, offers=100, boot_seconds=(0.02, 0.02)).start()

@@ -7,7 +7,8 @@ Query values are JSON (then URL-quoted): `select_filters={"label":{"eq":"x"}}`,
 asc/desc means asc; `id` is always the last tiebreaker), `select_cols=["id","label"]` or `["*"]`,
 `limit` (default 25, at most 25, 0 or less means 5) and `after_token` (the `next_token` of the
 previous page, base64 of `{"values": {...}}`). Filtering on a computed column such as `dph_total`
-or `num_gpus` is a 400, as is an unknown order column or an undecodable token.
+or `num_gpus` is a 400, as is an unknown order column or an undecodable token. An unlabelled
+instance matches a label filter for null and for "".
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def list_page(instances: Sequence[Mapping[str, Any]], query: ListQuery) -> dict[
     `total_instances` counts every instance matching the filters, `instances_found` the ones on
     this page, `label_counts` the labels of every matching instance ("" for unlabelled).
     """
-    matching = [i for i in instances if all(holds(i.get(c.field), c) for c in query.conditions)]
+    matching = [i for i in instances if all(_holds(i, c) for c in query.conditions)]
     sort_rows(matching, query.order, lambda row, field: row.get(field))
     rows = matching
     if query.after is not None:
@@ -102,6 +103,13 @@ def list_page(instances: Sequence[Mapping[str, Any]], query: ListQuery) -> dict[
         "next_token": _encode_token(page[-1], query.order) if more and page else None,
         "instances": [_project(i, query.columns) for i in page],
     }
+
+
+def _holds(instance: Mapping[str, Any], condition: Condition) -> bool:
+    value = instance.get(condition.field)
+    if condition.field == "label" and value is None:  # unlabelled matches null and ""
+        return holds(None, condition) or holds("", condition)
+    return holds(value, condition)
 
 
 def _key(row: Mapping[str, Any], order: Sequence[tuple[str, bool]]) -> tuple[Any, ...]:

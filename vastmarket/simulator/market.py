@@ -75,6 +75,7 @@ class Market:
         self._hub = hub
         self._public_ip = public_ip
         self._lock = threading.RLock()
+        self._next_id = FIRST_INSTANCE_ID  # never reused, not even across resets
         self._load(seed, offers)
 
     def _load(self, seed: int, count: int) -> None:
@@ -83,7 +84,6 @@ class Market:
         self._available: dict[int, Offer] = dict(self._offers)
         self._vanished: set[int] = set()
         self._instances: dict[int, InstanceRecord] = {}
-        self._next_id = FIRST_INSTANCE_ID
         self._counters: Counter[str] = Counter()
 
     # --- the Vast API --------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class _HttpServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins the request threads
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 resets connections under a burst of parallel clients
 
     def __init__(self, address: tuple[str, int], app: Callable[[Request], Response]) -> None:
         self.app = app
