@@ -73,9 +73,10 @@ class FilterDecision:
     virtual: tuple[str, ...] = ()  # the virtual nodes in the request
 
 
-def _virtual_names(args: ExtenderArgs, ctx: Context) -> set[str]:
-    nodes = args.nodes or (None,) * len(args.names)
-    return {name for name, node in zip(args.names, nodes) if ctx.virtual.is_virtual(name, node)}
+def _virtual_names(args: ExtenderArgs, ctx: Context) -> frozenset[str]:
+    if args.nodes is None:  # names only: a set intersection, however many nodes the cluster has
+        return ctx.virtual.names.intersection(args.names)
+    return frozenset(name for name, node in zip(args.names, args.nodes) if ctx.virtual.is_virtual(name, node))
 
 
 def placement_for(args: ExtenderArgs, ctx: Context) -> Placement:

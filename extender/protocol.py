@@ -47,7 +47,8 @@ def decode_args(body: Any) -> ExtenderArgs:
     names = _field(body, "NodeNames")
     nodes = _field(body, "Nodes")
     if names is not None:
-        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        # map(type, …) runs in C: this check must stay cheap at thousands of names
+        if not isinstance(names, list) or not set(map(type, names)) <= {str} or "" in names:
             raise BadRequest("ExtenderArgs.NodeNames must be a list of node names")
         return ExtenderArgs(pod, tuple(names), None)
     if nodes is not None:
