@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit lint typecheck control-plane bench clean
+.PHONY: dev test unit lint typecheck control-plane bench bench-ranking bench-extender clean
 
 dev: $(STAMP)
 
@@ -33,8 +33,13 @@ unit: $(STAMP)
 test: $(STAMP) control-plane lint typecheck
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: bench-ranking bench-extender
+
+bench-ranking: $(STAMP)
 	$(BIN)/python bench/ranking.py
+
+bench-extender: $(STAMP)
+	$(BIN)/python bench/extender.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis build *.egg-info
