@@ -9,7 +9,7 @@ import pytest
 from tests.simulator.support import FakeClock, Vast
 from vastmarket.simulator import SimulatorServer
 
-FAST_BOOT = (0.02, 0.02)
+FAST_BOOT = (0.02, 0.04)
 
 
 @pytest.fixture
@@ -30,6 +30,6 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def clocked(clock: FakeClock) -> Iterator[SimulatorServer]:
-    """A simulator on the fake clock: boots take 10 s provisioning, then 20 s loading, of fake time."""
-    with SimulatorServer(seed=3, offers=200, boot_seconds=(10.0, 20.0), clock=clock) as server:
+    """A simulator on the fake clock: an instance loads 10 s after its rental and runs at 30 s."""
+    with SimulatorServer(seed=3, offers=200, boot_seconds=(10.0, 30.0), clock=clock) as server:
         yield server

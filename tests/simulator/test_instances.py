@@ -39,7 +39,7 @@ def test_an_instance_goes_null_then_loading_then_running_as_the_clock_moves(
     vast = Vast(clocked.url)
     instance_id = vast.rent(port_offer(vast)["id"], rent_body()).json()["new_contract"]
     seen = []
-    for step in (0.0, 5.0, 6.0, 10.0, 10.0):  # t = 0, 5, 11, 21, 31 s
+    for step in (0.0, 5.0, 6.0, 10.0, 10.0):  # t = 0, 5, 11, 21, 31 s; loading at 10, running at 30
         clock.advance(step)
         seen.append(vast.instance(instance_id)["actual_status"])  # type: ignore[index]
     assert seen == [None, None, "loading", "loading", "running"]

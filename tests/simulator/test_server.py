@@ -29,7 +29,7 @@ AUTH_ERROR = {"success": False, "error": "auth_error", "msg": "Invalid user key"
 
 @pytest.fixture
 def guarded() -> Iterator[SimulatorServer]:
-    with SimulatorServer(seed=2, offers=100, api_key=KEY, boot_seconds=(0.05, 0.05)) as server:
+    with SimulatorServer(seed=2, offers=100, api_key=KEY, boot_seconds=(0.02, 0.04)) as server:
         yield server
 
 
@@ -115,7 +115,7 @@ BODIES = JSON | st.dictionaries(FIELDS, JSON | st.dictionaries(st.sampled_from([
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[SimulatorServer]:
-    with SimulatorServer(seed=5, offers=150, boot_seconds=(0.05, 0.05)) as server:
+    with SimulatorServer(seed=5, offers=150, boot_seconds=(0.02, 0.04)) as server:
         yield server
 
 
@@ -156,7 +156,7 @@ def test_stop_closes_every_socket_and_joins_every_thread() -> None:
     wait_for(request_threads_of_other_servers_ended)  # a baseline free of other tests' last requests
     threads_before = set(threading.enumerate())
     fds_before = open_fds()
-    sim = SimulatorServer(seed=9, offers=100, boot_seconds=(0.02, 0.02)).start()
+    sim = SimulatorServer(seed=9, offers=100, boot_seconds=(0.02, 0.04)).start()
     vast = Vast(sim.url)
     instances = [rent_running(vast, env={"-p 8000:8000": "1", "-p 9000:9000/udp": "1"}) for _ in range(2)]
     vast.admin("faults/health", {"instance_id": instances[0]["id"], "mode": "hang"})
@@ -176,6 +176,12 @@ def test_stop_closes_every_socket_and_joins_every_thread() -> None:
     assert set(threading.enumerate()) == threads_before
     assert open_fds() == fds_before
     sim.stop()  # idempotent
+
+
+@pytest.mark.parametrize("boot", [(2.0, 1.0), (-1.0, 1.0)])
+def test_boot_seconds_must_run_forward(boot: tuple[float, float]) -> None:
+    with pytest.raises(ValueError):
+        SimulatorServer(offers=1, boot_seconds=boot)
 
 
 def test_the_url_is_unknown_before_start_and_a_server_starts_once() -> None:
@@ -205,9 +211,9 @@ def test_the_command_line_has_sensible_defaults() -> None:
     assert args.boot_seconds == (1.0, 2.0) and args.api_key_file is None
 
 
-def test_boot_seconds_are_given_as_provisioning_comma_loading() -> None:
+def test_boot_seconds_are_given_as_seconds_to_loading_comma_to_running() -> None:
     assert parse("--boot-seconds", "0.5,3").boot_seconds == (0.5, 3.0)
-    for bad in ("1", "a,b", "-1,2"):
+    for bad in ("1", "a,b", "-1,2", "3,1"):
         with pytest.raises(SystemExit):
             parse("--boot-seconds", bad)
 
@@ -235,7 +241,7 @@ def test_python_m_serves_until_sigterm_then_stops_cleanly(tmp_path: Path) -> Non
     key_file.write_text(KEY + "\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "vastmarket.simulator", "--port", "0", "--offers", "50", "--api-key-file", str(key_file),
-         "--boot-seconds", "0.02,0.02"],
+         "--boot-seconds", "0.02,0.04"],
         stderr=subprocess.PIPE,
         text=True,
     )

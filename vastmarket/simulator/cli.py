@@ -18,14 +18,14 @@ DEFAULT_PORT = 8181
 
 
 def boot_seconds(text: str) -> tuple[float, float]:
-    """`"1,2"` → (1.0, 2.0): seconds provisioning, then seconds loading."""
+    """`"1,2"` → (1.0, 2.0): seconds from the rental to `loading`, and to `running`."""
     try:
-        provisioning, loading = (float(part) for part in text.split(","))
+        to_loading, to_running = (float(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected PROVISIONING,LOADING seconds such as 1,2; got {text!r}") from None
-    if provisioning < 0 or loading < 0:
-        raise argparse.ArgumentTypeError("boot seconds must be non-negative")
-    return provisioning, loading
+        raise argparse.ArgumentTypeError(f"expected LOADING,RUNNING seconds such as 1,2; got {text!r}") from None
+    if not 0 <= to_loading <= to_running:
+        raise argparse.ArgumentTypeError("boot seconds must satisfy 0 <= LOADING <= RUNNING")
+    return to_loading, to_running
 
 
 def rate_limit(text: str) -> tuple[str, float]:
@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--boot-seconds",
         type=boot_seconds,
         default=(1.0, 2.0),
-        metavar="PROVISIONING,LOADING",
-        help="seconds an instance shows status null, then loading, before running (default: 1,2)",
+        metavar="LOADING,RUNNING",
+        help="seconds from a rental until the instance is loading, and until it is running (default: 1,2)",
     )
     parser.add_argument(
         "--public-ip",

@@ -1,7 +1,8 @@
 """When an instance is provisioning, loading, running or has met a fate — a pure function of time.
 
 `actual_status` is null for `provisioning` seconds after boot, then `loading` for `loading`
-seconds, then `running`; unless a fate says otherwise from `fail_at` on (or, with `fail_at`
+seconds, then `running` (the market turns its `boot_seconds=(to_loading, to_running)` into
+these two durations); unless a fate says otherwise from `fail_at` on (or, with `fail_at`
 None, from the moment it would have reached running).
 """
 

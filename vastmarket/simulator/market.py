@@ -66,11 +66,11 @@ class Market:
         hub: PortHub,
         public_ip: str,
     ) -> None:
-        provisioning, loading = boot_seconds
-        if provisioning < 0 or loading < 0:
-            raise ValueError(f"boot_seconds must be non-negative, got {boot_seconds!r}")
+        to_loading, to_running = boot_seconds
+        if not 0 <= to_loading <= to_running:
+            raise ValueError(f"boot_seconds must be (to_loading, to_running) with 0 <= to_loading <= to_running, got {boot_seconds!r}")
         self._clock = clock
-        self._boot = (float(provisioning), float(loading))
+        self._boot = (float(to_loading), float(to_running) - float(to_loading))  # phase durations
         self._faults = faults
         self._hub = hub
         self._public_ip = public_ip

@@ -121,8 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
 class SimulatorServer:
     """The Vast marketplace simulator.
 
-    `boot_seconds=(provisioning, loading)`: a rented instance shows `actual_status` null for the
-    first, `loading` for the second, then `running`. `clock` (epoch seconds; default `time.time`)
+    `boot_seconds=(to_loading, to_running)`: seconds from the rental until `actual_status` turns
+    from null to `loading`, and until it turns `running` (a restart takes the difference). `clock` (epoch seconds; default `time.time`)
     drives every status change and timestamp. `public_ip` is what instances advertise in
     `public_ipaddr` (default: `host`, or 127.0.0.1 when `host` is a wildcard); their ports listen
     on `host`. `rate_limits` ({endpoint: seconds}) sets minimum intervals between calls from the
