@@ -189,6 +189,13 @@ class ControlPlane:
                 f"--service-account-key-file={pki.service_account_pub_file}",
                 f"--service-account-signing-key-file={pki.service_account_key_file}",
                 f"--service-cluster-ip-range={self.service_cluster_ip_range}",
+                f"--requestheader-client-ca-file={pki.front_proxy_ca_file}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.front_proxy_client.cert_file}",
+                f"--proxy-client-key-file={pki.front_proxy_client.key_file}",
                 "--allow-privileged=true",
                 # No kubelet: the 'kubernetes' Service endpoints (127.0.0.1) are not reconciled.
                 "--endpoint-reconciler-type=none",

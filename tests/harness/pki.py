@@ -207,6 +207,8 @@ class ClusterPKI:
     controller_manager: CertFiles
     service_account_key_file: Path  # private key (--service-account-signing-key-file, KCM)
     service_account_pub_file: Path  # public key (--service-account-key-file)
+    front_proxy_ca_file: Path  # --requestheader-client-ca-file (aggregation layer)
+    front_proxy_client: CertFiles  # --proxy-client-cert-file/--proxy-client-key-file
     _clients: dict[tuple[str, tuple[str, ...]], CertFiles] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -234,7 +236,14 @@ class ClusterPKI:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        return cls(d, ca, ca_file, ca_key_file, apiserver, admin, scheduler, cm, sa_priv, sa_pub)
+        # A separate CA for the aggregation layer's front proxy: with it the apiserver publishes a
+        # complete extension-apiserver-authentication ConfigMap, which the scheduler and
+        # controller manager read (without it they log "missing content for CA bundle" forever).
+        fp_ca = CertificateAuthority.create("kube-vast-test-front-proxy-ca")
+        fp_ca_file, _ = write_pair(d, "front-proxy-ca", fp_ca.cert_pem, fp_ca.key_pem)
+        fp_client = CertFiles(*write_pair(d, "front-proxy-client", *fp_ca.issue("front-proxy-client")))
+        return cls(d, ca, ca_file, ca_key_file, apiserver, admin, scheduler, cm, sa_priv, sa_pub,
+                   fp_ca_file, fp_client)
 
     def client_cert(self, user: str, groups: tuple[str, ...] | list[str] = ()) -> CertFiles:
         """A client certificate for Kubernetes user ``user`` in ``groups`` (cached per identity)."""

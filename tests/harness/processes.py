@@ -139,13 +139,13 @@ class ManagedProcess:
             try:
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                pass
-        # Kill whatever is left in the group (the process itself or anything it spawned).
-        _signal_group(p.pid, signal.SIGKILL)
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
-            pass
+                # Still there: kill the whole group (the process and anything it spawned). Only
+                # while the leader is unreaped, so the group id cannot have been reused.
+                _signal_group(p.pid, signal.SIGKILL)
+                try:
+                    p.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
+                    pass
         with _REGISTRY_LOCK:
             if self in _REGISTRY:
                 _REGISTRY.remove(self)
