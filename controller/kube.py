@@ -1,0 +1,258 @@
+"""The Kubernetes gateway: the only module that imports the ``kubernetes`` client.
+
+Objects go in and come out as plain dicts in the API server's JSON form (camelCase), read with
+``_preload_content=False`` so that nothing is lost or renamed by the client's models. API errors
+become :class:`KubeError` subclasses (:class:`NotFound`, :class:`Conflict`, :class:`Forbidden`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from vastmarket.errors import KubeVastError
+
+log = logging.getLogger(__name__)
+COMPONENT = "kube-vast-controller"
+
+
+class KubeError(KubeVastError):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    pass
+
+
+class Forbidden(KubeError):
+    pass
+
+
+def _translate(exc: ApiException, what: str) -> KubeError:
+    reason = exc.reason or ""
+    try:
+        body = json.loads(exc.body or "{}")
+        reason = body.get("message") or reason
+    except (ValueError, TypeError):
+        pass
+    message = f"{what}: {reason}"[:500]
+    if exc.status == 404:
+        return NotFound(message, status=404)
+    if exc.status == 409:
+        return Conflict(message, status=409)
+    if exc.status in (401, 403):
+        return Forbidden(message, status=exc.status)
+    return KubeError(message, status=exc.status)
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster configuration, or a kubeconfig file when given (or found)."""
+    try:
+        if kubeconfig:
+            return config.new_client_from_config(config_file=kubeconfig)
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+class KubeGateway:
+    """Thin, dict-in dict-out access to the API objects the controller uses."""
+
+    def __init__(self, api: client.ApiClient, *, component: str = COMPONENT, host: str = "") -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.discovery = client.DiscoveryV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
+        self.component = component
+        self.host = host
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = fn(*args, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            raise _translate(exc, what) from None
+        except HTTPError as exc:
+            raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from None
+        data = result.data
+        return json.loads(data) if data else None
+
+    # --- pods -----------------------------------------------------------------------------------
+
+    def list_pods(self, *, field_selector: str = "", label_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+        data = self._call("list pods", self.core.list_pod_for_all_namespaces,
+                          field_selector=field_selector, label_selector=label_selector)
+        return data["items"], data["metadata"].get("resourceVersion", "")
+
+    def watch_pods(self, *, field_selector: str, resource_version: str,
+                   timeout_seconds: int = 60) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yields ``(type, pod)``; ends after ``timeout_seconds``; raises :class:`KubeError` (410
+        Gone when the resource version is too old: relist)."""
+        w = watch.Watch()
+        try:
+            for event in w.stream(self.core.list_pod_for_all_namespaces, field_selector=field_selector,
+                                  resource_version=resource_version, timeout_seconds=timeout_seconds,
+                                  allow_watch_bookmarks=True, _preload_content=False):
+                obj = event.get("raw_object") or {}
+                if event.get("type") == "ERROR":
+                    raise KubeError(f"watch pods: {obj.get('message', obj)}", status=obj.get("code"))
+                yield event["type"], obj
+        except ApiException as exc:
+            raise _translate(exc, "watch pods") from None
+        except HTTPError as exc:
+            raise KubeError(f"watch pods: {type(exc).__name__}") from None
+        finally:
+            w.stop()
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(f"get pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace)  # type: ignore[no-any-return]
+        except NotFound:
+            return None
+
+    def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """JSON merge patch of a pod; include ``metadata.resourceVersion`` to make it conditional."""
+        return self._call(f"patch pod {namespace}/{name}", self.core.patch_namespaced_pod, name, namespace,  # type: ignore[no-any-return]
+                          dict(patch))
+
+    def patch_pod_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(f"update status of pod {namespace}/{name}", self.core.patch_namespaced_pod_status,  # type: ignore[no-any-return]
+                          name, namespace, {"status": dict(status)})
+
+    def delete_pod(self, namespace: str, name: str, *, uid: str, grace_seconds: int = 0) -> None:
+        body = client.V1DeleteOptions(grace_period_seconds=grace_seconds,
+                                      preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self._call(f"delete pod {namespace}/{name}", self.core.delete_namespaced_pod, name, namespace,
+                       body=body)
+        except NotFound:
+            pass
+
+    # --- configuration the pods refer to ------------------------------------------------------
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            cm = self._call(f"get configmap {namespace}/{name}", self.core.read_namespaced_config_map, name, namespace)
+        except NotFound:
+            return None
+        return dict(cm.get("data") or {})
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        import base64
+
+        try:
+            secret = self._call(f"get secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            return None
+        out = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.get("data") or {}).items()}
+        out.update(secret.get("stringData") or {})
+        return out
+
+    # --- services and endpoint slices ---------------------------------------------------------
+
+    def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        return self._call(f"list services in {namespace}", self.core.list_namespaced_service, namespace)["items"]  # type: ignore[no-any-return]
+
+    def list_endpoint_slices(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        return self._call(f"list endpointslices in {namespace}", self.discovery.list_namespaced_endpoint_slice,  # type: ignore[no-any-return]
+                          namespace, label_selector=label_selector)["items"]
+
+    def apply_endpoint_slice(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the slice, or replace it when it exists (keeping its resourceVersion)."""
+        name = body["metadata"]["name"]
+        try:
+            return self._call(f"create endpointslice {namespace}/{name}", self.discovery.create_namespaced_endpoint_slice,  # type: ignore[no-any-return]
+                              namespace, dict(body))
+        except Conflict:
+            current = self._call(f"get endpointslice {namespace}/{name}", self.discovery.read_namespaced_endpoint_slice,
+                                 name, namespace)
+            replacement = json.loads(json.dumps(body))
+            replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            return self._call(f"replace endpointslice {namespace}/{name}",  # type: ignore[no-any-return]
+                              self.discovery.replace_namespaced_endpoint_slice, name, namespace, replacement)
+
+    def delete_endpoint_slice(self, namespace: str, name: str) -> None:
+        try:
+            self._call(f"delete endpointslice {namespace}/{name}", self.discovery.delete_namespaced_endpoint_slice,
+                       name, namespace)
+        except NotFound:
+            pass
+
+    # --- events -------------------------------------------------------------------------------
+
+    def event(self, obj: Mapping[str, Any], reason: str, message: str, *, kind: str = "Pod",
+              type_: str = "Normal") -> None:
+        """Record an Event on ``obj``; failures are logged, never raised (events are best effort)."""
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        stamp = now_micro()
+        body = {
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
+            "regarding": {"apiVersion": obj.get("apiVersion", "v1"), "kind": kind, "name": meta.get("name"),
+                          "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                          "resourceVersion": meta.get("resourceVersion")},
+            "reason": reason, "note": message[:1024], "type": type_, "action": reason,
+            "eventTime": stamp, "reportingController": "vast.ai/kube-vast-controller",
+            "reportingInstance": self.host or self.component,
+        }
+        try:
+            events = client.EventsV1Api(self.api)
+            events.create_namespaced_event(namespace, body, _preload_content=False)
+        except (ApiException, HTTPError) as exc:
+            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc)
+
+    # --- nodes and leases ---------------------------------------------------------------------
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(f"get node {name}", self.core.read_node, name)  # type: ignore[no-any-return]
+        except NotFound:
+            return None
+
+    def create_node(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(f"create node {body['metadata']['name']}", self.core.create_node, dict(body))  # type: ignore[no-any-return]
+
+    def patch_node(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(f"patch node {name}", self.core.patch_node, name, dict(patch))  # type: ignore[no-any-return]
+
+    def patch_node_status(self, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(f"update status of node {name}", self.core.patch_node_status, name,  # type: ignore[no-any-return]
+                          {"status": dict(status)})
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(f"get lease {namespace}/{name}", self.coordination.read_namespaced_lease, name, namespace)  # type: ignore[no-any-return]
+        except NotFound:
+            return None
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(f"create lease {namespace}/{body['metadata']['name']}",  # type: ignore[no-any-return]
+                          self.coordination.create_namespaced_lease, namespace, dict(body))
+
+    def replace_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace with the body's resourceVersion: a concurrent writer gets :class:`Conflict`."""
+        name = body["metadata"]["name"]
+        return self._call(f"replace lease {namespace}/{name}", self.coordination.replace_namespaced_lease,  # type: ignore[no-any-return]
+                          name, namespace, dict(body))
