@@ -95,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--burst-policy", choices=["local-first", "cost-first"], help="KUBE_VAST_BURST_POLICY")
     ext.add_argument("--max-snapshot-age", type=float, metavar="SECONDS", help="KUBE_VAST_MAX_SNAPSHOT_AGE")
 
+    ctl = sub.add_parser("controller", help="run the sidecar controller (virtual node, rentals, endpoints)")
+    ctl.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    ctl.add_argument("--namespace", help="namespace of the leader-election Lease (KUBE_VAST_NAMESPACE)")
+    ctl.add_argument("--cluster-id", help="id in instance labels (KUBE_VAST_CLUSTER_ID; default: from kube-system's UID)")
+    ctl.add_argument("--virtual-node", action="append", dest="virtual_nodes", metavar="NAME",
+                     help="virtual node name (repeatable; KUBE_VAST_VIRTUAL_NODES; default vast-gpu-node-1)")
+    ctl.add_argument("--snapshot", help="where to publish the offer snapshot (KUBE_VAST_SNAPSHOT)")
+    ctl.add_argument("--config", help="selection config file (KUBE_VAST_CONFIG)")
+    ctl.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    for flag, dest in (("--poll-interval", "poll_interval"), ("--fleet-interval", "fleet_interval"),
+                       ("--resync", "resync"), ("--boot-timeout", "boot_timeout"),
+                       ("--reaper-grace", "reaper_grace"), ("--reaper-interval", "reaper_interval"),
+                       ("--lease-seconds", "lease_seconds"), ("--renew-every", "renew_every")):
+        ctl.add_argument(flag, dest=dest, type=float, metavar="SECONDS")
+    ctl.add_argument("--reaper-dry-run", action="store_true", default=None, help="report orphans, destroy nothing")
+    ctl.add_argument("--identity", help="leader-election identity (default: hostname-pid)")
+
     sim = sub.add_parser("simulator", help="run the local Vast.ai marketplace simulator")
     from vastmarket.simulator import cli as simulator_cli
     simulator_cli.add_arguments(sim)
@@ -259,6 +276,23 @@ def cmd_extender(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_controller(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from controller.main import Controller
+    from controller.settings import settings_from as controller_settings
+
+    overrides = {k: getattr(args, k) for k in (
+        "kubeconfig", "namespace", "cluster_id", "virtual_nodes", "poll_interval", "fleet_interval", "resync",
+        "boot_timeout", "reaper_grace", "reaper_interval", "lease_seconds", "renew_every", "reaper_dry_run",
+        "identity")}
+    overrides["snapshot_path"] = Path(args.snapshot) if args.snapshot else None
+    overrides["config_path"] = Path(args.config) if args.config else None
+    settings = controller_settings(environ, **overrides)
+    config = load_selection_config(str(settings.config_path) if settings.config_path else None, environ)
+    controller = Controller(settings, config, environ, metrics_port=args.metrics_port)
+    controller.install_signal_handlers()
+    return controller.run()
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
@@ -271,6 +305,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return cmd_config_check(args, environ)
         if args.command == "extender":
             return cmd_extender(args, environ)
+        if args.command == "controller":
+            return cmd_controller(args, environ)
         if args.command == "simulator":
             from vastmarket.simulator import cli as simulator_cli
             return simulator_cli.run(args)

@@ -1,0 +1,134 @@
+"""The controller's view of its Vast instances, and of the offers it may rent.
+
+* :class:`Fleet` lists the account's instances on an interval (one paginated call however many
+  pods there are — Vast rate-limits per endpoint) and keeps those carrying this cluster's label
+  prefix. Waiters are woken on every refresh.
+* :class:`OfferSource` wraps the snapshot poller: :meth:`latest` for normal launches,
+  :meth:`fresh` for a failover, which wants offers no older than a few seconds and coalesces
+  concurrent requests into one search.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from vastmarket.client import VastClient
+from vastmarket.errors import VastError
+from vastmarket.instances import Instance
+from vastmarket.snapshot import OfferSnapshot, SnapshotPoller
+
+log = logging.getLogger(__name__)
+
+
+def instance_label(cluster_id: str, pod_uid: str) -> str:
+    """The Vast label of the instance serving a pod: ``kv:<cluster>:<pod uid>`` (≤ 60 characters)."""
+    return f"kv:{cluster_id}:{pod_uid}"
+
+
+def label_prefix(cluster_id: str) -> str:
+    return f"kv:{cluster_id}:"
+
+
+def pod_uid_of(label: str | None, cluster_id: str) -> str | None:
+    prefix = label_prefix(cluster_id)
+    return label[len(prefix):] if label and label.startswith(prefix) else None
+
+
+class Fleet:
+    def __init__(self, client: VastClient, cluster_id: str, *, interval: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.cluster_id = cluster_id
+        self.interval = interval
+        self.clock = clock
+        self._instances: dict[int, Instance] = {}
+        self._first_seen: dict[int, float] = {}
+        self.refreshed_at: float | None = None
+        self.last_error: str | None = None
+        self.last_success: float | None = None
+        self._changed = threading.Condition()
+        self._refresh_lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        with self._refresh_lock:
+            try:
+                listed = self.client.list_instances()
+            except VastError as exc:
+                self.last_error = str(exc)
+                log.warning("listing Vast instances failed: %s", exc)
+                return False
+            now = self.clock()
+            prefix = label_prefix(self.cluster_id)
+            mine = {i.id: i for i in listed if i.label and i.label.startswith(prefix)}
+            with self._changed:
+                for iid in mine:
+                    self._first_seen.setdefault(iid, now)
+                for iid in list(self._first_seen):
+                    if iid not in mine:
+                        del self._first_seen[iid]
+                self._instances = mine
+                self.refreshed_at = now
+                self.last_success = now
+                self.last_error = None
+                self._changed.notify_all()
+            return True
+
+    def remember(self, instance: Instance) -> None:
+        """Fold in an instance read directly (after a rent or a get), before the next listing."""
+        with self._changed:
+            self._instances[instance.id] = instance
+            self._first_seen.setdefault(instance.id, self.clock())
+            self._changed.notify_all()
+
+    def forget(self, instance_id: int) -> None:
+        with self._changed:
+            self._instances.pop(instance_id, None)
+            self._changed.notify_all()
+
+    def instances(self) -> list[Instance]:
+        with self._changed:
+            return list(self._instances.values())
+
+    def for_pod(self, pod_uid: str) -> list[Instance]:
+        label = instance_label(self.cluster_id, pod_uid)
+        return [i for i in self.instances() if i.label == label and not i.dead]
+
+    def first_seen(self, instance_id: int) -> float | None:
+        with self._changed:
+            return self._first_seen.get(instance_id)
+
+    def hourly_spend(self, *, excluding: str | None = None) -> tuple[float, int]:
+        """($/h, count) of live instances of this cluster, optionally without one pod's."""
+        total, count = 0.0, 0
+        for inst in self.instances():
+            if inst.dead or (excluding and pod_uid_of(inst.label, self.cluster_id) == excluding):
+                continue
+            total += inst.dph_total or 0.0
+            count += 1
+        return total, count
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.refresh()
+            stop.wait(self.interval)
+
+
+class OfferSource:
+    def __init__(self, poller: SnapshotPoller, clock: Callable[[], float] = time.time) -> None:
+        self.poller = poller
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    def latest(self) -> OfferSnapshot | None:
+        return self.poller.latest
+
+    def fresh(self, max_age: float = 10.0) -> OfferSnapshot | None:
+        """A snapshot no older than ``max_age`` (searching now if needed; one search at a time)."""
+        with self._lock:
+            current = self.poller.latest
+            if current is not None and current.age(self.clock()) <= max_age:
+                return current
+            return self.poller.poll_once() or current

@@ -1,0 +1,165 @@
+"""Wiring of the controller process: threads for leader election, the offer poller, the
+instance fleet, the virtual node(s), the pod watch, the reconcile workers and the reaper, and
+the Prometheus metrics endpoint. Every replica polls offers (its own extender and webhook read
+the snapshot it publishes); only the leader acts on pods, nodes and instances."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from vastmarket.client import VastClient, broad_query
+from vastmarket.config import SelectionConfig
+from vastmarket.errors import ConfigError
+from vastmarket.snapshot import SnapshotFile, SnapshotPoller
+
+from .fleet import Fleet, OfferSource
+from .kube import KubeError, KubeGateway, load_api_client
+from .leader import LeaderElector
+from .node import NodeShape, VirtualNodeKeeper
+from .reaper import Reaper
+from .reconciler import Reconciler, safe_reconcile
+from .settings import ControllerSettings
+from .workqueue import WorkQueue
+
+log = logging.getLogger("kube_vast.controller")
+LEASE_NAME = "kube-vast-controller"
+
+
+def derive_cluster_id(kube: KubeGateway) -> str:
+    """The first 8 characters of the kube-system namespace UID: stable and unique per cluster."""
+    ns = kube._call("get namespace kube-system", kube.core.read_namespace, "kube-system")
+    return str(ns["metadata"]["uid"]).replace("-", "")[:8]
+
+
+class Controller:
+    def __init__(self, settings: ControllerSettings, config: SelectionConfig, environ: Mapping[str, str], *,
+                 metrics_port: int | None = None) -> None:
+        self.settings = settings.with_identity()
+        self.config = config
+        self.stop = threading.Event()
+        self.kube = KubeGateway(load_api_client(settings.kubeconfig), host=self.settings.identity)
+        url = environ.get("VAST_API_URL") or environ.get("VAST_URL") or ""
+        if not url:
+            raise ConfigError("VAST_API_URL is not set: point it at https://console.vast.ai (with VAST_API_KEY) "
+                              "or at the simulator")
+        self.vast = VastClient.from_environment(environ)
+        if "vast.ai" in url and not (environ.get("VAST_API_KEY") or environ.get("VAST_API_KEY_FILE")):
+            raise ConfigError("the real Vast API needs a key: set VAST_API_KEY or VAST_API_KEY_FILE")
+        cluster_id = self.settings.cluster_id or derive_cluster_id(self.kube)
+        self.poller = SnapshotPoller(lambda: self.vast.search_offers(broad_query(), limit=10_000).offers,
+                                     SnapshotFile(self.settings.snapshot_path).publish,
+                                     interval=self.settings.poll_interval, source=url)
+        self.fleet = Fleet(self.vast, cluster_id, interval=self.settings.fleet_interval)
+        self.offers = OfferSource(self.poller)
+        self.reconciler = Reconciler(self.kube, self.vast, self.fleet, self.offers, self.settings, config)
+        self.elector = LeaderElector(self.kube, namespace=self.settings.namespace, name=LEASE_NAME,
+                                     identity=self.settings.identity, lease_seconds=self.settings.lease_seconds,
+                                     renew_every=self.settings.renew_every)
+        self.keeper = VirtualNodeKeeper(self.kube, self.settings.virtual_nodes, NodeShape(gpus=self.settings.node_gpus),
+                                        vast_healthy=self._vast_healthy)
+        self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
+                             dry_run=self.settings.reaper_dry_run)
+        self.queue = WorkQueue()
+        self.registry = CollectorRegistry()
+        self._metrics(metrics_port)
+        log.info("controller %s: cluster id %s, virtual nodes %s, Vast at %s", self.settings.identity, cluster_id,
+                 ",".join(self.settings.virtual_nodes), url)
+
+    def _metrics(self, port: int | None) -> None:
+        events = Counter("kube_vast_controller_steps", "Controller steps by Event reason (rentals, failures, "
+                         "destroys, budget refusals…)", ["reason"], registry=self.registry)
+        self.reconciler.on_event = lambda reason: events.labels(reason).inc()
+        instances = Gauge("kube_vast_instances", "Live Vast instances of this cluster", registry=self.registry)
+        instances.set_function(lambda: self.fleet.hourly_spend()[1])
+        burn = Gauge("kube_vast_spend_dollars_per_hour", "$/hour of this cluster's live instances", registry=self.registry)
+        burn.set_function(lambda: self.fleet.hourly_spend()[0])
+        leader = Gauge("kube_vast_controller_leader", "1 while this replica leads", registry=self.registry)
+        leader.set_function(lambda: 1.0 if self.elector.leading.is_set() else 0.0)
+        if port:
+            start_http_server(port, registry=self.registry)
+
+    def _vast_healthy(self) -> tuple[bool, str]:
+        last = self.fleet.last_success
+        if last is None or time.time() - last > self.settings.unreachable_after:
+            return False, f"Vast unreachable: {self.fleet.last_error or 'no successful call yet'}"
+        return True, "kube-vast controller is ready"
+
+    # --- loops ------------------------------------------------------------------------------------
+
+    def _watch_node(self, node: str) -> None:
+        selector = f"spec.nodeName={node}"
+        while not self.stop.is_set():
+            if not self.elector.leading.wait(1.0):
+                continue
+            try:
+                pods, version = self.kube.list_pods(field_selector=selector)
+                for pod in pods:
+                    self.queue.add(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}")
+                for kind, pod in self.kube.watch_pods(field_selector=selector, resource_version=version,
+                                                      timeout_seconds=60):
+                    if self.stop.is_set() or not self.elector.leading.is_set():
+                        break
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        meta = pod.get("metadata") or {}
+                        self.queue.add(f"{meta.get('namespace')}/{meta.get('name')}")
+            except KubeError as exc:
+                log.warning("watching pods on %s: %s; listing again", node, exc)
+                self.stop.wait(1.0)
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            try:
+                if not self.elector.leading.is_set():
+                    continue
+                namespace, name = key.split("/", 1)
+                delay = safe_reconcile(self.reconciler, namespace, name)
+                if delay is not None:
+                    self.queue.add_after(key, delay)
+            finally:
+                self.queue.done(key)
+
+    def _fleet_loop(self) -> None:
+        while not self.stop.is_set():
+            if self.elector.leading.is_set():
+                self.fleet.refresh()
+            self.stop.wait(self.settings.fleet_interval)
+
+    def run(self) -> int:
+        threads = [
+            threading.Thread(target=self.elector.run, args=(self.stop,), name="leader", daemon=True),
+            threading.Thread(target=self._fleet_loop, name="fleet", daemon=True),
+            threading.Thread(target=self.keeper.run, args=(self.stop, self.elector.leading), name="node", daemon=True),
+            threading.Thread(target=self.reaper.run, args=(self.stop, self.elector.leading, self.settings.reaper_interval),
+                             name="reaper", daemon=True),
+        ]
+        threads += [threading.Thread(target=self._watch_node, args=(n,), name=f"watch-{n}", daemon=True)
+                    for n in self.settings.virtual_nodes]
+        threads += [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+                    for i in range(self.settings.workers)]
+        self.poller.start()
+        for t in threads:
+            t.start()
+        self.stop.wait()
+        log.info("controller stopping")
+        self.queue.close()
+        self.poller.stop()
+        for t in threads:
+            t.join(timeout=10)
+        return 0
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)

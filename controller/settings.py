@@ -1,0 +1,104 @@
+"""The controller's settings, from ``KUBE_VAST_*`` / ``VAST_*`` environment and flags."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from vastmarket.errors import ConfigError
+
+DEFAULT_SNAPSHOT = "/var/run/kube-vast/offers.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    cluster_id: str = ""  # empty: derived from the kube-system namespace UID
+    namespace: str = "kube-vast"  # where the leader-election Lease lives
+    identity: str = ""
+    virtual_nodes: tuple[str, ...] = ("vast-gpu-node-1",)
+    node_gpus: int = 8
+    snapshot_path: Path = Path(DEFAULT_SNAPSHOT)
+    config_path: Path | None = None
+    kubeconfig: str | None = None
+    poll_interval: float = 30.0        # offer search
+    fleet_interval: float = 5.0        # instance listing
+    resync: float = 5.0                # re-check of each running pod (health, endpoints)
+    boot_timeout: float = 900.0        # rent → running deadline
+    max_launch_attempts: int = 5
+    price_tolerance: float = 0.05      # billed dph_total may exceed the pod's cap by this fraction
+    max_snapshot_age: float = 300.0
+    reaper_interval: float = 60.0
+    reaper_grace: float = 300.0
+    reaper_dry_run: bool = False
+    unreachable_after: float = 300.0   # Vast unreachable this long → virtual node NotReady
+    lease_seconds: float = 15.0
+    renew_every: float = 5.0
+    workers: int = 8
+    max_total_price_per_hour: float | None = None  # overrides the config's budget
+    max_instances: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in ("poll_interval", "fleet_interval", "resync", "boot_timeout", "max_snapshot_age",
+                  "reaper_interval", "unreachable_after", "lease_seconds", "renew_every"):
+            value = getattr(self, f)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"controller setting {f}={value!r}: expected a positive number of seconds")
+        if self.reaper_grace < 0:
+            raise ConfigError("controller setting reaper_grace: expected 0 or more seconds")
+        if self.renew_every >= self.lease_seconds:
+            raise ConfigError("controller settings: renew_every must be shorter than lease_seconds")
+        if not self.virtual_nodes:
+            raise ConfigError("controller settings: at least one virtual node name is needed")
+        if self.workers < 1 or self.max_launch_attempts < 1:
+            raise ConfigError("controller settings: workers and max_launch_attempts must be at least 1")
+        if self.cluster_id and (len(self.cluster_id) > 16 or not self.cluster_id.replace("-", "").isalnum()):
+            raise ConfigError(f"cluster id {self.cluster_id!r}: expected up to 16 letters, digits or dashes")
+
+    def with_identity(self) -> ControllerSettings:
+        return self if self.identity else replace(self, identity=f"{socket.gethostname()}-{os.getpid()}")
+
+
+_ENV: dict[str, tuple[str, Any]] = {
+    "KUBE_VAST_CLUSTER_ID": ("cluster_id", str),
+    "KUBE_VAST_NAMESPACE": ("namespace", str),
+    "KUBE_VAST_SNAPSHOT": ("snapshot_path", Path),
+    "KUBE_VAST_CONFIG": ("config_path", Path),
+    "KUBE_VAST_POLL_INTERVAL": ("poll_interval", float),
+    "KUBE_VAST_FLEET_INTERVAL": ("fleet_interval", float),
+    "KUBE_VAST_RESYNC": ("resync", float),
+    "KUBE_VAST_BOOT_TIMEOUT": ("boot_timeout", float),
+    "KUBE_VAST_REAPER_GRACE": ("reaper_grace", float),
+    "KUBE_VAST_REAPER_INTERVAL": ("reaper_interval", float),
+    "KUBE_VAST_MAX_SNAPSHOT_AGE": ("max_snapshot_age", float),
+    "VAST_MAX_TOTAL_PRICE_PER_HOUR": ("max_total_price_per_hour", float),
+    "VAST_MAX_INSTANCES": ("max_instances", int),
+}
+
+
+def settings_from(environ: Mapping[str, str], **overrides: Any) -> ControllerSettings:
+    values: dict[str, Any] = {}
+    for key, (attr, kind) in _ENV.items():
+        text = environ.get(key, "").strip()
+        if text:
+            try:
+                values[attr] = kind(text)
+            except ValueError:
+                raise ConfigError(f"{key}={text!r}: expected a {kind.__name__}") from None
+    names = environ.get("KUBE_VAST_VIRTUAL_NODES", "").strip()
+    if names:
+        values["virtual_nodes"] = tuple(n.strip() for n in names.split(",") if n.strip())
+    if environ.get("KUBE_VAST_REAPER_DRY_RUN", "").strip().lower() in ("1", "true", "yes"):
+        values["reaper_dry_run"] = True
+    known = {f.name for f in fields(ControllerSettings)}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in known:
+            raise ConfigError(f"unknown controller setting {key}")
+        values[key] = tuple(value) if key == "virtual_nodes" else value
+    return ControllerSettings(**values)
