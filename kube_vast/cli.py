@@ -112,6 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--reaper-dry-run", action="store_true", default=None, help="report orphans, destroy nothing")
     ctl.add_argument("--identity", help="leader-election identity (default: hostname-pid)")
 
+    hook = sub.add_parser("webhook", help="run the mutating admission webhook (gunicorn, HTTPS only)")
+    hook.add_argument("--host", default="0.0.0.0")
+    hook.add_argument("--port", type=int, default=8443)
+    hook.add_argument("--workers", type=int, default=1)
+    hook.add_argument("--threads", type=int, default=4)
+    hook.add_argument("--tls-cert", metavar="FILE", help="serving certificate, reloaded when renewed (KUBE_VAST_TLS_CERT)")
+    hook.add_argument("--tls-key", metavar="FILE", help="its private key (KUBE_VAST_TLS_KEY)")
+    hook.add_argument("--snapshot", help="offer snapshot file the controller publishes (KUBE_VAST_SNAPSHOT)")
+    hook.add_argument("--config", help="selection config file (KUBE_VAST_CONFIG)")
+    hook.add_argument("--release-namespace", metavar="NS",
+                      help="the release's own namespace, never touched like kube-system (KUBE_VAST_NAMESPACE)")
+    hook.add_argument("--scheduler-name", metavar="NAME",
+                      help="schedulerName given to opted-in pods (KUBE_VAST_SCHEDULER_NAME, default vast-scheduler)")
+    hook.add_argument("--keep-scheduler-name", action="store_true",
+                      help="never set spec.schedulerName (KUBE_VAST_SET_SCHEDULER_NAME=false)")
+    hook.add_argument("--deny-without-offer", action="store_true",
+                      help="deny pods no offer matches instead of admitting them with vast.ai/selection-error "
+                           "(KUBE_VAST_DENY_WITHOUT_OFFER)")
+    hook.add_argument("--max-snapshot-age", type=float, metavar="SECONDS", help="KUBE_VAST_MAX_SNAPSHOT_AGE")
+    hook.add_argument("--virtual-node-taint", metavar="KEY=VALUE:EFFECT",
+                      help="the taint to tolerate (KUBE_VAST_VIRTUAL_NODE_TAINT, "
+                           "default virtual-kubelet.io/provider=vast:NoSchedule)")
+
     sim = sub.add_parser("simulator", help="run the local Vast.ai marketplace simulator")
     from vastmarket.simulator import cli as simulator_cli
     simulator_cli.add_arguments(sim)
@@ -293,6 +316,43 @@ def cmd_controller(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return controller.run()
 
 
+def cmd_webhook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from vastmarket.snapshot import SnapshotFile, SnapshotFollower
+    from webhooks.app import create_app
+    from webhooks.settings import settings_from
+    from webhooks.tls import ReloadingCertificate
+
+    from .serving import _Gunicorn
+
+    settings = settings_from(
+        environ, snapshot_path=args.snapshot, config_path=args.config, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, release_namespace=args.release_namespace, scheduler_name=args.scheduler_name,
+        keep_scheduler_name=args.keep_scheduler_name, deny_without_offer=args.deny_without_offer,
+        max_snapshot_age=args.max_snapshot_age, taint=args.virtual_node_taint,
+    )
+    cert, key = settings.require_tls()
+    tls = ReloadingCertificate(cert, key)  # refuse to start on an unreadable or mismatched pair
+    config_path = str(settings.config_path) if settings.config_path else None
+    config = load_selection_config(config_path, environ)  # refuse to start on a bad config
+
+    def factory() -> Any:
+        follower = SnapshotFollower(SnapshotFile(settings.snapshot_path))
+        follower.start()
+        return create_app(settings, config=config, snapshots=lambda: follower.current)
+
+    logging.getLogger("kube_vast").info("webhook listening on https://%s:%d (snapshot %s, cert %s)",
+                                        args.host, args.port, settings.snapshot_path, cert)
+    # serve() has no ssl_context parameter (yet): the same gunicorn set-up, plus the hook that
+    # swaps in a renewed certificate at the next handshake.
+    _Gunicorn(factory, {
+        "bind": f"{args.host}:{args.port}", "workers": args.workers, "threads": args.threads,
+        "worker_class": "gthread", "timeout": 30, "graceful_timeout": 10, "keepalive": 30,
+        "proc_name": "kube-vast-webhook", "accesslog": None, "errorlog": "-", "loglevel": "warning",
+        "preload_app": False, "certfile": str(cert), "keyfile": str(key), "ssl_context": tls.gunicorn_hook(),
+    }).run()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
@@ -307,6 +367,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return cmd_extender(args, environ)
         if args.command == "controller":
             return cmd_controller(args, environ)
+        if args.command == "webhook":
+            return cmd_webhook(args, environ)
         if args.command == "simulator":
             from vastmarket.simulator import cli as simulator_cli
             return simulator_cli.run(args)

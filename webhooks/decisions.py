@@ -1,0 +1,182 @@
+"""The webhook's policy, pure: which requests are judged, and the verdict for a pod.
+
+Order of questions for a pod CREATE: excluded namespace or ``vast.ai/enabled: "false"`` →
+untouched; not runnable on Vast or an invalid ``vast.ai/*`` annotation → denied (400, the
+message names the field, the value and the accepted form); otherwise the placement
+(:func:`vastmarket.placement.place`, the same decision the scheduler extender takes) picks the
+offer, and the pod is patched with it — or, without one, with ``vast.ai/selection-error``
+(denied instead when ``deny_without_offer``). The toleration and the scheduler name are added
+in both cases, so that the extender keeps a pod without an offer Pending with the same reason.
+
+Idempotent: a pod that already carries the offer the placement keeps gets no new annotations,
+and a toleration or scheduler name already there is not added again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vastmarket.config import SelectionConfig
+from vastmarket.errors import RequirementError
+from vastmarket.names import display_gpu
+from vastmarket.placement import Placement, annotated_offer_id, place
+from vastmarket.requirements import requirements_for
+from vastmarket.selection import ScoringPolicy
+from vastmarket.snapshot import OfferSnapshot
+
+from .admission import AdmissionRequest, Verdict
+from .mutation import (
+    OFFER_ANNOTATIONS, SELECTION_ERROR, Mutation, diff, mutate, offer_annotations, replaces_scheduler,
+)
+from .settings import WebhookSettings
+from .validation import soft_problems, unrunnable_message
+
+ENABLED_LABEL = "vast.ai/enabled"
+
+MUTATED = "mutated"
+UNTOUCHED = "allowed_untouched"
+DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a decision depends on, captured when the request arrives."""
+
+    snapshot: OfferSnapshot | None
+    now: float
+    config: SelectionConfig
+    policy: ScoringPolicy
+    settings: WebhookSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A verdict plus what the shell logs and counts: the outcome (``mutated``,
+    ``allowed_untouched``, ``denied``), the pod, why, and for a judged pod without an offer the
+    kind of selection error (``no_snapshot``, ``stale_snapshot``, ``no_match``)."""
+
+    verdict: Verdict
+    outcome: str
+    pod: str
+    note: str
+    placement: Placement | None = None
+    selection_error: str | None = None
+
+    @property
+    def selected(self) -> bool:
+        """A selection was made (with or without an offer): what selection metrics count."""
+        return self.placement is not None and not self.placement.invalid
+
+
+def _meta(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = pod.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _string_map(meta: Mapping[str, Any], key: str) -> Mapping[str, str]:
+    value = meta.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def describe_pod(request: AdmissionRequest) -> str:
+    """``namespace/name`` for logs; ``namespace/prefix*`` before the name is generated."""
+    meta = _meta(request.obj or {})
+    namespace = request.namespace or meta.get("namespace") or "?"
+    name = request.name or meta.get("name") or ""
+    if not name:
+        generate = meta.get("generateName")
+        name = f"{generate}*" if generate else "?"
+    return f"{namespace}/{name}"
+
+
+def _untouched(pod: str, note: str) -> Decision:
+    return Decision(Verdict.allow(), UNTOUCHED, pod, note)
+
+
+def _denied(pod: str, code: int, message: str, placement: Placement | None = None, *,
+            warnings: tuple[str, ...] = (), error_kind: str | None = None) -> Decision:
+    return Decision(Verdict.deny(code, message, warnings=warnings), DENIED, pod, message, placement, error_kind)
+
+
+def _error_kind(placement: Placement, snapshot: OfferSnapshot | None) -> str:
+    if snapshot is None:
+        return "no_snapshot"
+    return "stale_snapshot" if placement.ranking is None else "no_match"
+
+
+def _gpu_name_warning(placement: Placement) -> str | None:
+    """Every offer in the snapshot rejected for its GPU type usually means a misspelt model."""
+    ranking, req = placement.ranking, placement.requirements
+    if ranking is None or req is None or not req.gpu_types or ranking.seen == 0:
+        return None
+    if dict(ranking.rejections).get("gpu_type") != ranking.seen:
+        return None
+    names = ", ".join(display_gpu(g) for g in req.gpu_types)
+    return (f"no offer among the {ranking.seen} in the snapshot has GPU {names}: "
+            "check the model name (Vast sells e.g. RTX3060, RTX4090, A4000, A100, H100)")
+
+
+def decide(request: AdmissionRequest, ctx: Context) -> Decision:
+    pod_name = describe_pod(request)
+    if not request.is_pod_create or request.obj is None:
+        return _untouched(pod_name, f"not a pod CREATE ({request.operation} {request.resource})")
+    pod = request.obj
+    meta = _meta(pod)
+    namespace = request.namespace or meta.get("namespace") or ""
+    if namespace in ctx.settings.excluded_namespaces:
+        return _untouched(pod_name, f"namespace {namespace} is never touched")
+    if _string_map(meta, "labels").get(ENABLED_LABEL) == "false":
+        return _untouched(pod_name, f'opted out ({ENABLED_LABEL}: "false")')
+
+    unrunnable = unrunnable_message(pod)
+    if unrunnable:
+        return _denied(pod_name, 400, unrunnable)
+    try:
+        requirements_for(ctx.config, pod)
+    except RequirementError as exc:
+        return _denied(pod_name, 400, str(exc))
+    placement = place(pod, snapshot=ctx.snapshot, now=ctx.now, config=ctx.config, policy=ctx.policy,
+                      max_age=ctx.settings.max_snapshot_age)
+    if placement.invalid:
+        return _denied(pod_name, 400, placement.reason, placement)
+
+    warnings = soft_problems(pod)
+    annotations = _string_map(meta, "annotations")
+    error_kind: str | None = None
+    audit: dict[str, str]
+    if placement.chosen is not None:
+        chosen = placement.chosen
+        already = annotated_offer_id(pod) == chosen.offer.id and all(k in annotations for k in OFFER_ANNOTATIONS)
+        assert placement.ranking is not None
+        mutation_set = {} if already else offer_annotations(chosen, placement.ranking, now=ctx.now)
+        remove = frozenset({SELECTION_ERROR})
+        if placement.annotated_offer_gone:
+            warnings.append(f"the offer in {OFFER_ANNOTATIONS[0]} is no longer available; "
+                            f"selected offer {chosen.offer.id} instead")
+        note = f"offer {chosen.offer.id} (score {chosen.score:.3f})" + (" kept" if already else "")
+        audit = {"offer-id": str(chosen.offer.id)}
+    else:
+        error_kind = _error_kind(placement, ctx.snapshot)
+        gpu_warning = _gpu_name_warning(placement)
+        if gpu_warning:
+            warnings.append(gpu_warning)
+        if ctx.settings.deny_without_offer:
+            return _denied(pod_name, 403, f"no Vast offer for this pod: {placement.reason}", placement,
+                           warnings=tuple(warnings), error_kind=error_kind)
+        mutation_set = {SELECTION_ERROR: placement.reason}
+        remove = frozenset(OFFER_ANNOTATIONS)
+        note = f"no offer: {placement.reason}"
+        audit = {"selection-error": placement.reason}
+
+    scheduler = ctx.settings.scheduler_name
+    spec = pod.get("spec")
+    current = spec.get("schedulerName") if isinstance(spec, Mapping) else None
+    if scheduler and not replaces_scheduler(current) and current != scheduler:
+        warnings.append(f"spec.schedulerName {current!r} kept: only {scheduler!r} consults the Vast "
+                        "scheduler extender, so this pod may never reach the virtual node")
+    mutated = mutate(pod, Mutation(mutation_set, remove, ctx.settings.taint, scheduler))
+    patch = diff(pod, mutated)
+    verdict = Verdict.allow(patch, warnings=tuple(warnings), audit=audit)
+    return Decision(verdict, MUTATED if patch else UNTOUCHED, pod_name, note, placement, error_kind)
