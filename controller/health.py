@@ -13,13 +13,15 @@ Contract
   ``container_port`` is ``None``; :func:`check` always fails it (as the kubelet's would).
 - :func:`check` is the only I/O: one probe with the standard library (``socket``, ``http.client``,
   ``ssl`` without certificate verification, like the kubelet); the connect and each read wait at
-  most ``timeout_seconds`` (fractions allowed).
-  HTTP succeeds on 200–399 (redirects are not followed; a 3xx counts as success). It never raises:
-  every failure is a :class:`ProbeResult` with ``ok=False`` and a message.
+  most ``timeout_seconds`` (fractions allowed). HTTP succeeds on 200–399 (redirects are not
+  followed; a 3xx counts as success). It never raises: every failure is a :class:`ProbeResult`
+  with ``ok=False`` and a message.
 - :class:`HealthState` (pure) is the kubelet's readiness worker as a state machine fed with results
-  and monotonic times: not ready at first; results before ``initial_delay_seconds`` (counted from
-  ``started_at``) are ignored; ready after ``success_threshold`` consecutive successes, not ready
-  after ``failure_threshold`` consecutive failures, unchanged in between.
+  and times in seconds (any clock, as long as it is the same one): not ready at first; results
+  before ``initial_delay_seconds`` (counted from the ``now`` it was created with) are ignored;
+  ready after ``success_threshold`` consecutive successes, not ready after ``failure_threshold``
+  consecutive failures, unchanged in between. :meth:`HealthState.due` paces probes by
+  ``period_seconds``.
 """
 
 from __future__ import annotations
@@ -135,9 +137,10 @@ def check(probe: Probe, ip: str, host_port: int) -> ProbeResult:
 class HealthState:
     """Readiness of one instance from its probe results (see the module docstring)."""
 
-    def __init__(self, probe: Probe, *, started_at: float) -> None:
+    def __init__(self, probe: Probe, *, now: float) -> None:
+        """``now``: when the container started running (the initial delay counts from it)."""
         self.probe = probe
-        self.started_at = started_at
+        self.started_at = now
         self.ready = False
         self.consecutive_successes = 0
         self.consecutive_failures = 0

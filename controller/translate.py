@@ -87,7 +87,7 @@ class LaunchError(KubeVastError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         self.message = message
-        super().__init__(f"{reason}: {message}")
+        super().__init__(message)
 
 
 class RefLookup(Protocol):

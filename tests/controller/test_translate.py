@@ -74,7 +74,7 @@ def test_a_launch_error_is_a_kube_vast_error_with_reason_and_message():
     error = LaunchError(CONFIG_ERROR, 'configmap "x" not found')
     assert isinstance(error, KubeVastError)
     assert (error.reason, error.message) == (CONFIG_ERROR, 'configmap "x" not found')
-    assert str(error) == 'CreateContainerConfigError: configmap "x" not found'
+    assert str(error) == 'configmap "x" not found'
 
 
 # --- what Vast cannot run ------------------------------------------------------------------------
