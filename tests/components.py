@@ -1,9 +1,10 @@
 """Our own components for end-to-end tests: the simulator in-process, a published offer
-snapshot, and the extender (and later the webhook and controller) as real gunicorn processes
+snapshot, and the extender and the webhook (and later the controller) as real gunicorn processes
 started through the ``kube-vast`` command line, stopped by the harness's process management."""
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
 import urllib.request
@@ -59,6 +60,51 @@ class Extender:
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")
+
+
+class Webhook:
+    """The admission webhook as a real gunicorn HTTPS process (``kube-vast webhook``).
+
+    ``cert`` is a ``tests.harness.WebhookCert`` (cert file, key file, CA PEM). ``restart()`` starts
+    a new process on the same port (the registered URL stays valid)."""
+
+    def __init__(self, workdir: Path, snapshot: Path, cert, *, extra: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.cert = cert
+        self.tls = ssl.create_default_context(cadata=cert.ca_pem.decode())
+        self._argv = [*KUBE_VAST, "webhook", "--host", "127.0.0.1", "--port", str(self.port),
+                      "--tls-cert", str(cert.cert_file), "--tls-key", str(cert.key_file),
+                      "--snapshot", str(snapshot), *extra]
+        self._log = workdir / f"webhook-{self.port}.log"
+        self.process = ManagedProcess("webhook", self._argv, self._log)
+
+    def _get(self, path: str) -> str:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=2, context=self.tls) as reply:
+            return str(reply.read().decode())
+
+    def start(self, timeout: float = 30.0) -> "Webhook":
+        self.process.start()
+        self.process.wait_until(lambda: '"ready"' in self._get("/readyz"), timeout=timeout)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self, timeout: float = 30.0) -> "Webhook":
+        self.stop()
+        self.process = ManagedProcess("webhook", self._argv, self._log)
+        return self.start(timeout)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples that carry ``labels`` (0 when absent)."""
+        wanted = [f'{key}="{value}"' for key, value in labels.items()]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in self._get("/metrics").splitlines()
+                   if (line.startswith(name + "{") or line.startswith(name + " "))
+                   and all(w in line for w in wanted))
+
+    def log(self) -> str:
+        return self._log.read_text(errors="replace")
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
