@@ -20,7 +20,7 @@ Contract
   ``conditions`` as the built-in controller computes them: ``serving`` = the health check,
   ``terminating`` = the pod has a ``deletionTimestamp``, ``ready`` = serving and not terminating,
   or always with the Service's ``publishNotReadyAddresses``; ``targetRef`` to the pod and
-  ``nodeName`` the virtual node.
+  ``nodeName`` the virtual node (omitted when empty).
 """
 
 from __future__ import annotations
@@ -140,21 +140,23 @@ def desired_slice(
             "apiVersion": "v1", "kind": "Service", "name": service_name, "uid": service_uid,
             "controller": True, "blockOwnerDeletion": True,
         }]
+    endpoint: dict[str, Any] = {
+        "addresses": [public_ip],
+        "conditions": {
+            "ready": publish_not_ready or (ready and not terminating),
+            "serving": ready,
+            "terminating": terminating,
+        },
+        "targetRef": {"kind": "Pod", "namespace": namespace, "name": _text(meta.get("name")), "uid": uid},
+    }
+    if node_name:  # the API server refuses an empty nodeName
+        endpoint["nodeName"] = node_name
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": metadata,
         "addressType": address_type,
-        "endpoints": [{
-            "addresses": [public_ip],
-            "conditions": {
-                "ready": publish_not_ready or (ready and not terminating),
-                "serving": ready,
-                "terminating": terminating,
-            },
-            "nodeName": node_name,
-            "targetRef": {"kind": "Pod", "namespace": namespace, "name": _text(meta.get("name")), "uid": uid},
-        }],
+        "endpoints": [endpoint],
         "ports": [_slice_port(p) for p in ports],
     }
 
@@ -264,7 +266,7 @@ def _owned_by(slice_: Mapping[str, Any], pod: Mapping[str, Any]) -> bool:
             and _namespace(slice_) == _namespace(pod) and bool(_text(meta.get("name"))))
 
 
-_ENDPOINT_KEYS = ("addresses", "conditions", "nodeName", "targetRef")
+_ENDPOINT_KEYS = ("addresses", "conditions", "nodeName", "targetRef")  # what kube-vast sets
 _PORT_KEYS = ("name", "port", "protocol", "appProtocol")
 
 

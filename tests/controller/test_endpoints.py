@@ -182,6 +182,10 @@ def test_a_pod_without_a_uid_is_not_published():
     assert desired(tts_service(), pod) is None
 
 
+def test_an_empty_node_name_is_left_out():
+    assert "nodeName" not in desired(tts_service(), node_name="")["endpoints"][0]  # type: ignore[index]
+
+
 def test_an_ipv6_address_gives_an_ipv6_slice():
     assert desired(tts_service(), public_ip="2001:db8::7")["addressType"] == "IPv6"  # type: ignore[index]
 
