@@ -28,7 +28,7 @@ from vastmarket.snapshot import OfferSnapshot
 
 from .admission import AdmissionRequest, Verdict
 from .mutation import (
-    OFFER_ANNOTATIONS, SELECTION_ERROR, Mutation, diff, mutate, offer_annotations, replaces_scheduler,
+    OFFER_ANNOTATIONS, SELECTION_ERROR, Mutation, offer_annotations, patch_for, replaces_scheduler,
 )
 from .settings import WebhookSettings
 from .validation import soft_problems, unrunnable_message
@@ -176,7 +176,6 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
     if scheduler and not replaces_scheduler(current) and current != scheduler:
         warnings.append(f"spec.schedulerName {current!r} kept: only {scheduler!r} consults the Vast "
                         "scheduler extender, so this pod may never reach the virtual node")
-    mutated = mutate(pod, Mutation(mutation_set, remove, ctx.settings.taint, scheduler))
-    patch = diff(pod, mutated)
+    patch = patch_for(pod, Mutation(mutation_set, remove, ctx.settings.taint, scheduler))
     verdict = Verdict.allow(patch, warnings=tuple(warnings), audit=audit)
     return Decision(verdict, MUTATED if patch else UNTOUCHED, pod_name, note, placement, error_kind)

@@ -1,6 +1,11 @@
 """Mutating a pod for Vast: change a deep copy, then diff it against the original into a JSON
 Patch (``jsonpatch.make_patch``) — never hand-assembled paths, so absent ``annotations`` or
 ``tolerations`` and ``/`` in keys (``vast.ai~1offer-id``) come out right. Pure functions.
+
+:func:`patch_for` copies and diffs only :func:`owned_part` of the pod — ``metadata.annotations``,
+``spec.tolerations`` and ``spec.schedulerName``, at their own paths — so the patch is the same as
+for the whole pod (which the webhook never changes elsewhere) at a fraction of the cost: a
+pod's managedFields, volumes and containers are neither copied nor compared.
 """
 
 from __future__ import annotations
@@ -141,3 +146,25 @@ def diff(original: Mapping[str, Any], mutated: Mapping[str, Any]) -> list[dict[s
     """The JSON Patch (RFC 6902) that turns ``original`` into ``mutated``."""
     ops: list[dict[str, Any]] = jsonpatch.make_patch(original, mutated).patch
     return ops
+
+
+# The only fields the webhook changes, by section.
+OWNED_FIELDS: dict[str, tuple[str, ...]] = {"metadata": ("annotations",), "spec": ("tolerations", "schedulerName")}
+
+
+def owned_part(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``pod`` that :func:`mutate` may change, at the same paths (a section that is
+    present stays present, so a patch computed on this part applies to the whole pod)."""
+    part: dict[str, Any] = {}
+    for section, names in OWNED_FIELDS.items():
+        if section not in pod:
+            continue
+        value = pod[section]
+        part[section] = {k: value[k] for k in names if k in value} if isinstance(value, Mapping) else value
+    return part
+
+
+def patch_for(pod: Mapping[str, Any], mutation: Mutation) -> list[dict[str, Any]]:
+    """The JSON Patch that applies ``mutation`` to ``pod`` (empty when it changes nothing)."""
+    part = owned_part(pod)
+    return diff(part, mutate(part, mutation))

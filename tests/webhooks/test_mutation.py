@@ -7,7 +7,8 @@ import copy
 import jsonpatch
 import pytest
 
-from webhooks.mutation import VIRTUAL_NODE_TAINT, Mutation, Taint, diff, mutate, rfc3339, tolerates
+from tests.webhooks.conftest import captured
+from webhooks.mutation import VIRTUAL_NODE_TAINT, Mutation, Taint, diff, mutate, patch_for, rfc3339, tolerates
 
 OURS = VIRTUAL_NODE_TAINT.toleration()
 
@@ -84,3 +85,20 @@ def test_a_malformed_taint_is_refused_with_the_form(text):
 
 def test_times_are_rfc3339_utc():
     assert rfc3339(0) == "1970-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("name", ["pod-create-generatename", "pod-create-named-two-gpus", "deployment-pod-create"])
+@pytest.mark.parametrize("mutation", [
+    Mutation({"vast.ai/offer-id": "1"}, frozenset({"vast.ai/gpu-type"}), VIRTUAL_NODE_TAINT, "vast-scheduler"),
+    Mutation({}, frozenset(), None, None),
+    Mutation({"vast.ai/selection-error": "no offer"}, frozenset(), VIRTUAL_NODE_TAINT, None),
+])
+def test_the_patch_of_the_owned_part_turns_the_whole_pod_into_the_mutated_pod(name, mutation):
+    original = captured(name)["request"]["object"]
+    assert jsonpatch.apply_patch(original, patch_for(original, mutation)) == mutate(original, mutation)
+
+
+@pytest.mark.parametrize("original", [{}, {"metadata": None, "spec": None}, {"metadata": {}}, {"spec": {"containers": []}}])
+def test_the_patch_of_the_owned_part_applies_to_pods_missing_sections(original):
+    mutation = Mutation({"vast.ai/offer-id": "1"}, frozenset(), VIRTUAL_NODE_TAINT, "vast-scheduler")
+    assert jsonpatch.apply_patch(original, patch_for(original, mutation)) == mutate(original, mutation)
