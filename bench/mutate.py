@@ -27,7 +27,6 @@ import os
 import platform
 import signal
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -3,7 +3,6 @@ the real kube-apiserver."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 
