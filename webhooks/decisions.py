@@ -28,7 +28,7 @@ from vastmarket.snapshot import OfferSnapshot
 
 from .admission import AdmissionRequest, Verdict
 from .mutation import (
-    OFFER_ANNOTATIONS, SELECTION_ERROR, Mutation, offer_annotations, patch_for, replaces_scheduler,
+    OFFER_ANNOTATIONS, OFFER_ID, SELECTION_ERROR, Mutation, offer_annotations, patch_for, replaces_scheduler,
 )
 from .settings import WebhookSettings
 from .validation import soft_problems, unrunnable_message
@@ -153,7 +153,7 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
         mutation_set = {} if already else offer_annotations(chosen, placement.ranking, now=ctx.now)
         remove = frozenset({SELECTION_ERROR})
         if placement.annotated_offer_gone:
-            warnings.append(f"the offer in {OFFER_ANNOTATIONS[0]} is no longer available; "
+            warnings.append(f"the offer in {OFFER_ID} is no longer available; "
                             f"selected offer {chosen.offer.id} instead")
         note = f"offer {chosen.offer.id} (score {chosen.score:.3f})" + (" kept" if already else "")
         audit = {"offer-id": str(chosen.offer.id)}
