@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -62,8 +63,17 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def micro_time(ts: float | None = None) -> str:
+    """A MicroTime string. Never on a whole second: the client library round-trips bodies
+    through its models, whose isoformat() drops ``.000000`` and the API server then refuses it."""
+    moment = dt.datetime.now(dt.timezone.utc) if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    if moment.microsecond == 0:
+        moment += dt.timedelta(microseconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def now_micro() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return micro_time()
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -209,7 +219,7 @@ class KubeGateway:
         stamp = now_micro()
         body = {
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
+            "metadata": {"name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
             "regarding": {"apiVersion": obj.get("apiVersion", "v1"), "kind": kind, "name": meta.get("name"),
                           "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                           "resourceVersion": meta.get("resourceVersion")},
@@ -220,8 +230,12 @@ class KubeGateway:
         try:
             events = client.EventsV1Api(self.api)
             events.create_namespaced_event(namespace, body, _preload_content=False)
-        except (ApiException, HTTPError) as exc:
-            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc)
+        except ApiException as exc:
+            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"),
+                        _translate(exc, "create event"))
+        except HTTPError as exc:
+            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"),
+                        type(exc).__name__)
 
     # --- nodes and leases ---------------------------------------------------------------------
 

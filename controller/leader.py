@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .kube import Conflict, KubeError, KubeGateway
+from .kube import micro_time, Conflict, KubeError, KubeGateway
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ def _parse_time(text: str | None) -> float | None:
     return None
 
 
-def _micro(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -57,8 +55,8 @@ class LeaderElector:
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(max(1, round(self.lease_seconds))),
-            "acquireTime": _micro(now) if taking_over else prev.get("acquireTime", _micro(now)),
-            "renewTime": _micro(now),
+            "acquireTime": micro_time(now) if taking_over else prev.get("acquireTime", micro_time(now)),
+            "renewTime": micro_time(now),
             "leaseTransitions": transitions,
         }
 
@@ -113,7 +111,7 @@ class LeaderElector:
             lease = self.kube.get_lease(self.namespace, self.name)
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = ""
-                lease["spec"]["renewTime"] = _micro(0)
+                lease["spec"]["renewTime"] = micro_time(0)
                 self.kube.replace_lease(self.namespace, lease)
         except KubeError as exc:
             log.warning("leader election: could not release the lease: %s", exc)

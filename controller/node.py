@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .kube import KubeError, KubeGateway
+from .kube import micro_time, KubeError, KubeGateway
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ def _stamp(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _micro(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def node_manifest(name: str, shape: NodeShape, *, version: str) -> dict[str, Any]:
@@ -123,16 +121,18 @@ class VirtualNodeKeeper:
                 except KubeError as exc:
                     if exc.status != 409:
                         raise
-            else:
-                self.kube.patch_node(name, {"metadata": {"labels": manifest["metadata"]["labels"]},
-                                            "spec": manifest["spec"]})
+            # Exactly our taint: admission puts node.kubernetes.io/not-ready on every new Node, and
+            # the node lifecycle controller (which would lift it once Ready) may not run everywhere.
+            # Only done when (re)registering, so it never fights that controller afterwards.
+            self.kube.patch_node(name, {"metadata": {"labels": manifest["metadata"]["labels"]},
+                                        "spec": manifest["spec"]})
             self._last_status.pop(name, None)
 
     def _renew_lease(self, name: str, now: float) -> None:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
                 "spec": {"holderIdentity": name, "leaseDurationSeconds": self.lease_seconds,
-                         "renewTime": _micro(now)}}
+                         "renewTime": micro_time(now)}}
         lease = self.kube.get_lease(NODE_LEASE_NAMESPACE, name)
         if lease is None:
             node = self.kube.get_node(name)
@@ -168,14 +168,14 @@ class VirtualNodeKeeper:
     def run(self, stop: threading.Event, leading: threading.Event) -> None:
         registered = False
         while not stop.is_set():
-            if leading.is_set():
-                try:
-                    if not registered:
-                        self.ensure_nodes()
-                        registered = True
-                    self.heartbeat()
-                except KubeError as exc:
-                    log.warning("virtual node upkeep failed: %s", exc)
-            else:
+            if not leading.wait(1.0):
                 registered = False
+                continue
+            try:
+                if not registered:
+                    self.ensure_nodes()
+                    registered = True
+                self.heartbeat()
+            except KubeError as exc:
+                log.warning("virtual node upkeep failed: %s", exc)
             stop.wait(self.lease_renew)

@@ -95,15 +95,18 @@ class Reconciler:
         self._last_event: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._reserved: dict[str, float] = {}  # pod uid → $/h of a rent in flight (budget)
+        self._claimed: dict[int, float] = {}  # offer id → when a launch took it (not offered twice)
         self.on_event: Callable[[str], None] = lambda reason: None
         budget = config.budget
         self.max_spend = settings.max_total_price_per_hour or budget.max_total_price_per_hour
         self.max_instances = settings.max_instances if settings.max_instances is not None else budget.max_instances
-        self.label = lambda uid: instance_label(self.cluster_id, uid)
 
     @property
     def cluster_id(self) -> str:
         return self.fleet.cluster_id
+
+    def label(self, pod_uid: str) -> str:
+        return instance_label(self.cluster_id, pod_uid)
 
     # --- entry point ----------------------------------------------------------------------------
 
@@ -168,7 +171,8 @@ class Reconciler:
             instances = self._dedupe(pod, instances)
         if not instances:
             if self._was_serving(pod):
-                return self._lost(pod, "the Vast instance disappeared")
+                self._lost(pod, "the Vast instance disappeared")
+                return None
             return self._launch(pod)
         inst = instances[0]
         if str(inst.id) != _annotations(pod).get(A_INSTANCE):
@@ -213,6 +217,8 @@ class Reconciler:
         except RequirementError as exc:
             self._pending(pod, "InvalidRequirements", str(exc), warning=True)
             return RETRY_LATER
+        for warning in spec.warnings:
+            self._event(pod, warning.reason, warning.message, warning=True)
         record = self._launch_record(pod)
         failed = {int(m) for m in record.get("failedMachines", []) if isinstance(m, int)}
         attempts = int(record.get("attempts", 0))
@@ -229,11 +235,7 @@ class Reconciler:
         if failed:
             req = replace(req, blacklist=replace(req.blacklist, machines=req.blacklist.machines | failed))
         ranking = snapshot.rank(req, self.policy)
-        chosen: ScoredOffer | None = None
-        wanted = annotated_offer_id(pod)
-        if wanted is not None and not attempts:
-            chosen = ranking.find(wanted)
-        chosen = chosen or ranking.best
+        chosen = self._claim(ranking, annotated_offer_id(pod) if not attempts else None)
         if chosen is None:
             self._pending(pod, "NoMatchingOffer", ranking.summary(), warning=True)
             return RETRY_LATER
@@ -249,6 +251,22 @@ class Reconciler:
         finally:
             with self._lock:
                 self._reserved.pop(uid, None)
+
+    def _claim(self, ranking: Any, wanted: int | None) -> ScoredOffer | None:
+        """The best offer (the webhook's pick when it still matches) that no other launch took in
+        the last few minutes: concurrent launches must not race for one offer."""
+        now = self.clock()
+        with self._lock:
+            for offer_id, at in list(self._claimed.items()):
+                if now - at > 300:
+                    del self._claimed[offer_id]
+            candidates = [ranking.find(wanted)] if wanted is not None else []
+            candidates += list(ranking.top(50))
+            for scored in candidates:
+                if scored is not None and scored.offer.id not in self._claimed:
+                    self._claimed[scored.offer.id] = now
+                    return scored  # type: ignore[no-any-return]
+        return None
 
     def _reserve(self, uid: str, price: float) -> str | None:
         """Reserve budget for one rent; returns why not when the caps would be exceeded."""
@@ -267,14 +285,19 @@ class Reconciler:
               spec: translate.LaunchSpec, req: Any, label: str) -> float:
         offer = chosen.offer
         price = offer.dph_total or 0.0
-        record.update(attempts=attempts + 1, offerId=offer.id, machineId=offer.machine_id, rentAt=now_rfc3339())
+        record.update(attempts=int(record.get("attempts", 0)) + 1, offerId=offer.id, machineId=offer.machine_id, rentAt=now_rfc3339())
         pod = self._patch_annotations(pod, {A_LAUNCH: json.dumps(record, separators=(",", ":"))})
         for line in selection_log(ranking, selected_suffix=" - launching..."):
             log.info("pod=%s %s", pod_ref(pod), line)
         self._event(pod, "Renting", f"renting offer {offer.id}: {offer.gpu_display}, ${price:.3f}/h, "
                                     f"{offer.location.label}, score {chosen.score:.2f}")
         try:
-            instance_id = self.vast.rent(offer.id, spec.rent_request(label))
+            request = spec.rent_request(label)
+        except translate.LaunchError as exc:
+            self._pending(pod, exc.reason, str(exc), warning=True)
+            return RETRY_LATER
+        try:
+            instance_id = self.vast.rent(offer.id, request)
         except OfferGone as exc:
             return self._rent_failed(pod, record, offer.machine_id, "OfferGone", str(exc))
         except VastRejected as exc:
@@ -308,7 +331,8 @@ class Reconciler:
     def _instance_failed(self, pod: Mapping[str, Any], inst: Instance, why: str) -> float | None:
         self._destroy(inst.id)
         if self._was_serving(pod):
-            return self._lost(pod, why)
+            self._lost(pod, why)
+            return None
         record = self._launch_record(pod)
         return self._rent_failed(pod, record, inst.machine_id, "InstanceFailed", why)
 
@@ -382,7 +406,6 @@ class Reconciler:
         self._event(pod, "InstanceLost", f"{why}; failing the pod so that its owner replaces it", warning=True)
         self._write_status(pod, status.failed_status(pod, reason="InstanceLost", message=why, now=now_rfc3339()))
         self._delete_slices(meta["namespace"], meta["uid"])
-        return None
 
     # --- teardown -------------------------------------------------------------------------------
 

@@ -1,0 +1,93 @@
+"""The whole kube-vast stack for end-to-end tests: the simulator, the controller (which publishes
+the offer snapshot and registers the virtual node), the extender reading that snapshot, and the
+real kube-scheduler pointed at the extender. Components run as real processes through the
+``kube-vast`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.components import KUBE_VAST, Extender, wait_until
+from tests.harness.processes import ManagedProcess, free_port
+from vastmarket.simulator import SimulatorServer
+
+
+class ControllerProcess:
+    def __init__(self, workdir: Path, *, kubeconfig: Path, sim_url: str, snapshot: Path, node: str,
+                 namespace: str, cluster_id: str, identity: str = "ctl-a", extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
+        self.metrics_port = free_port()
+        self.argv = [*KUBE_VAST, "controller", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+                     "--cluster-id", cluster_id, "--virtual-node", node, "--snapshot", str(snapshot),
+                     "--identity", identity, "--metrics-port", str(self.metrics_port),
+                     "--poll-interval", "2", "--fleet-interval", "0.5", "--resync", "0.5",
+                     "--reaper-interval", "1", "--reaper-grace", "3", "--lease-seconds", "4", "--renew-every", "1",
+                     "--boot-timeout", "20", *extra]
+        self.env = {**os.environ, "VAST_API_URL": sim_url, **(env or {})}
+        self.env.pop("VAST_API_KEY", None)
+        self.workdir = workdir
+        self.identity = identity
+        self.process: ManagedProcess | None = None
+        self.starts = 0
+
+    def start(self) -> "ControllerProcess":
+        self.starts += 1
+        self.process = ManagedProcess(f"controller-{self.identity}", self.argv,
+                                      self.workdir / f"controller-{self.identity}-{self.starts}.log", env=self.env)
+        self.process.start()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, like a crashed or evicted pod."""
+        import signal
+
+        assert self.process is not None and self.process.proc is not None
+        os.killpg(self.process.proc.pid, signal.SIGKILL)
+        self.process.proc.wait(timeout=10)
+        self.process.stopped = True
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as reply:
+            return reply.read().decode()
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"controller-{self.identity}-*.log")))
+
+
+def host_ip() -> str:
+    """This machine's own non-loopback IPv4 address. Instances must advertise one: the API server
+    refuses loopback addresses in EndpointSlices."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.254", 9))  # no packet is sent; this only picks the outgoing interface
+        address = str(s.getsockname()[0])
+    if address.startswith("127."):
+        raise RuntimeError("this machine has no non-loopback IPv4 address for the simulator's instances")
+    return address
+
+
+def sim_state(sim: SimulatorServer) -> dict[str, Any]:
+    return sim.state()
+
+
+def live_instances(sim: SimulatorServer, label_prefix: str = "kv:") -> list[dict[str, Any]]:
+    return [i for i in sim.state()["instances"] if not i["destroyed"] and (i["label"] or "").startswith(label_prefix)]
+
+
+def http_get(host: str, port: int, path: str = "/") -> int:
+    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=3) as reply:
+        return int(reply.status)
+
+
+__all__ = ["ControllerProcess", "Extender", "free_port", "host_ip", "http_get", "json", "live_instances", "sim_state",
+           "time", "wait_until"]
