@@ -261,3 +261,13 @@ def test_with_the_webhook_stopped_pods_are_still_created(stack):
     finally:
         stack.webhook.restart()
     stack.wait_until_active(stack.plain, OPTED_IN)
+
+
+def test_the_manifest_as_shipped_is_valid_for_the_apiserver(stack):
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    created = client.AdmissionregistrationV1Api(stack.api).create_mutating_webhook_configuration(
+        manifest, dry_run="All")
+    assert [w.failure_policy for w in created.webhooks] == ["Ignore", "Ignore"]
+    assert [w.reinvocation_policy for w in created.webhooks] == ["IfNeeded", "IfNeeded"]
+    assert [w.side_effects for w in created.webhooks] == ["None", "None"]
+    assert all(w.client_config.service.path == "/mutate" for w in created.webhooks)
