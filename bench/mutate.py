@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import signal
 import ssl
 import subprocess
@@ -225,6 +226,11 @@ def main() -> int:
         fresh = [review_bytes(template) for _ in range(args.new_connections)]
         hook_new = new_connection_ms(hook_port, tls, fresh)
         bare_new = new_connection_ms(bare_port, tls, fresh)
+    except BaseException:
+        print(f"benchmark failed; server logs kept in {work}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     finally:
         webhook.stop()
         if bare is not None:
