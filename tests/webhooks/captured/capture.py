@@ -7,6 +7,7 @@ created. Not a test; run ``.venv/bin/python tests/webhooks/captured/capture.py``
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import sys
 import tempfile
@@ -119,6 +120,7 @@ def main() -> None:
             print(name, body["request"]["operation"], body["request"]["resource"]["resource"])
     finally:
         cp.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
