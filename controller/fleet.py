@@ -94,7 +94,7 @@ class Fleet:
 
     def for_pod(self, pod_uid: str) -> list[Instance]:
         label = instance_label(self.cluster_id, pod_uid)
-        return [i for i in self.instances() if i.label == label and not i.dead]
+        return [i for i in self.instances() if i.label == label and not i.gone]
 
     def first_seen(self, instance_id: int) -> float | None:
         with self._changed:
@@ -104,7 +104,7 @@ class Fleet:
         """($/h, count) of live instances of this cluster, optionally without one pod's."""
         total, count = 0.0, 0
         for inst in self.instances():
-            if inst.dead or (excluding and pod_uid_of(inst.label, self.cluster_id) == excluding):
+            if inst.gone or (excluding and pod_uid_of(inst.label, self.cluster_id) == excluding):
                 continue
             total += inst.dph_total or 0.0
             count += 1

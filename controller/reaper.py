@@ -46,7 +46,7 @@ class Reaper:
         doomed = []
         for inst in instances:
             uid = pod_uid_of(inst.label, self.fleet.cluster_id)
-            if uid is None or inst.dead and inst.cur_state == "unloaded":
+            if uid is None or inst.gone:
                 continue
             if uid in live:
                 self._orphaned_since.pop(inst.id, None)

@@ -155,30 +155,40 @@ class Reconciler:
         return self.kube.patch_pod(meta["namespace"], meta["name"], {"metadata": {"annotations": dict(values)}})
 
     def _instances_for(self, pod: Mapping[str, Any]) -> list[Instance]:
+        """Every instance carrying the pod's label that is not destroyed (dead ones included:
+        an exited instance still bills for storage until it is destroyed)."""
         uid = _meta(pod)["uid"]
         found = {i.id: i for i in self.fleet.for_pod(uid)}
         annotated = _annotations(pod).get(A_INSTANCE)
         if annotated and annotated.isdigit() and int(annotated) not in found:
             inst = self.vast.get_instance(int(annotated))
-            if inst is not None and not inst.dead and inst.label == self.label(uid):
+            if inst is not None and not inst.gone and inst.label == self.label(uid):
                 self.fleet.remember(inst)
                 found[inst.id] = inst
         return list(found.values())
 
     def _drive(self, pod: dict[str, Any]) -> float | None:
         instances = self._instances_for(pod)
-        if len(instances) > 1:
-            instances = self._dedupe(pod, instances)
-        if not instances:
+        alive = [i for i in instances if not i.dead]
+        dead = [i for i in instances if i.dead]
+        for inst in dead:
+            self._destroy(inst.id)
+        if dead and not alive:
+            why = f"instance {dead[0].id} is {dead[0].actual_status}"
+            if self._was_serving(pod):
+                self._lost(pod, why)
+                return None
+            return self._rent_failed(pod, self._launch_record(pod), dead[0].machine_id, "InstanceFailed", why)
+        if len(alive) > 1:
+            alive = self._dedupe(pod, alive)
+        if not alive:
             if self._was_serving(pod):
                 self._lost(pod, "the Vast instance disappeared")
                 return None
             return self._launch(pod)
-        inst = instances[0]
+        inst = alive[0]
         if str(inst.id) != _annotations(pod).get(A_INSTANCE):
             pod = self._patch_annotations(pod, {A_INSTANCE: str(inst.id)})
-        if inst.dead:
-            return self._instance_failed(pod, inst, f"instance {inst.id} is {inst.actual_status}")
         if not inst.running:
             return self._wait_for_boot(pod, inst)
         return self._serve(pod, inst)
@@ -202,7 +212,7 @@ class Reconciler:
         uid = meta["uid"]
         label = self.label(uid)
         # After a crash between renting and annotating, Vast knows the instance by its label.
-        adopted = [i for i in self.vast.list_instances(label=label) if not i.dead]
+        adopted = [i for i in self.vast.list_instances(label=label) if not i.gone]
         if adopted:
             for inst in adopted:
                 self.fleet.remember(inst)
@@ -426,14 +436,14 @@ class Reconciler:
                 self.kube.delete_pod(ns, name, uid=uid)
             return None
         ids = {i.id for i in self.fleet.for_pod(uid)}
-        ids |= {i.id for i in self.vast.list_instances(label=self.label(uid)) if not i.dead}
+        ids |= {i.id for i in self.vast.list_instances(label=self.label(uid)) if not i.gone}
         annotated = _annotations(pod).get(A_INSTANCE)
         if annotated and annotated.isdigit():
             ids.add(int(annotated))
         for iid in sorted(ids):
             self._destroy(iid)
             after = self.vast.get_instance(iid)
-            if after is not None and not after.dead:
+            if after is not None and not after.gone:
                 log.warning("pod=%s instance %d still %s after destroy; will retry", pod_ref(pod), iid,
                             after.actual_status)
                 return 2.0

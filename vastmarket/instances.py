@@ -53,6 +53,11 @@ class Instance:
         """States that never lead to ``running`` (vast-api.md §5, §7)."""
         return self.actual_status in DEAD_STATES or self.cur_state == "unloaded"
 
+    @property
+    def gone(self) -> bool:
+        """Destroyed: nothing is billed any more."""
+        return self.cur_state == "unloaded"
+
     def host_port(self, container_port: int) -> int | None:
         return self.ports.get(container_port)
 

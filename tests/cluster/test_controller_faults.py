@@ -1,0 +1,158 @@
+"""Vast misbehaving, as the simulator can make it: 429 storms, 5xx bursts, offers vanishing at
+rent time, instances stuck loading, exiting, going offline while serving, failing health checks.
+Each pod ends up served by a working instance or visibly failed, and the simulator's ledger never
+shows an instance without a live pod."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from kubernetes import client
+
+from tests.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
+from tests.harness import create_namespace
+from vastmarket.simulator import SimulatorServer
+
+pytestmark = pytest.mark.cluster
+
+NODE = "vast-gpu-node-faults"
+CLUSTER = "faults01"
+
+
+@pytest.fixture(scope="module")
+def env(control_plane, tmp_path_factory):
+    work = tmp_path_factory.mktemp("faults")
+    api = control_plane.api_client()
+    create_namespace(api, "kube-vast-faults")
+    ip = host_ip()
+    with SimulatorServer(seed=21, offers=800, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim:
+        ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
+                                sim_url=sim.url, snapshot=work / "offers.json", node=NODE,
+                                namespace="kube-vast-faults", cluster_id=CLUSTER,
+                                extra=("--boot-timeout", "3")).start()
+        try:
+            yield api, sim, ctl
+        finally:
+            ctl.stop()
+
+
+@pytest.fixture
+def ns(env):
+    api, sim, _ = env
+    name = f"f-{uuid.uuid4().hex[:6]}"
+    create_namespace(api, name)
+    sim.faults.clear()
+    yield name
+    core = client.CoreV1Api(api)
+    core.delete_collection_namespaced_pod(name)
+    wait_until(lambda: not core.list_namespaced_pod(name).items, timeout=60)
+    sim.faults.clear()
+    assert ledger_clean(api, sim)
+
+
+def ledger_clean(api, sim) -> bool:
+    """Every live instance of this cluster belongs to a live pod, and no pod has two."""
+    live_uids = {p.metadata.uid for p in client.CoreV1Api(api).list_pod_for_all_namespaces(
+        field_selector=f"spec.nodeName={NODE}").items}
+    labels = [i["label"] for i in live_instances(sim, f"kv:{CLUSTER}:")]
+    return len(labels) == len(set(labels)) and {lab.split(":", 2)[2] for lab in labels} <= live_uids
+
+
+def pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "ghcr.io/example/speech:1.0",
+                                     "ports": [{"name": "http", "containerPort": 8000}],
+                                     "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                                     "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                                                        "periodSeconds": 1, "failureThreshold": 2}}]}}
+
+
+def read(api, ns, name):
+    return client.CoreV1Api(api).read_namespaced_pod(name, ns)
+
+
+def is_ready(p) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+
+
+def events(api, ns, name) -> list[str]:
+    items = client.EventsV1Api(api).list_namespaced_event(ns).items
+    return [e.reason for e in items if e.regarding and e.regarding.name == name]
+
+
+def launch(api, ns, name="gpu"):
+    client.CoreV1Api(api).create_namespaced_pod(ns, pod(name))
+
+
+def served(api, ns, sim, name="gpu"):
+    p = wait_until(lambda: (x := read(api, ns, name)) and is_ready(x) and x, timeout=60)
+    instance = int(p.metadata.annotations["vast.ai/instance-id"])
+    live = {i["id"]: i for i in live_instances(sim, f"kv:{CLUSTER}:")}
+    assert instance in live and live[instance]["label"] == f"kv:{CLUSTER}:{p.metadata.uid}"
+    return p, instance
+
+
+def test_a_429_storm_delays_but_does_not_stop_the_launch(env, ns):
+    api, sim, _ = env
+    sim.faults.fail_next("create", status=429, count=3, body="text")
+    sim.faults.fail_next("list_instances", status=429, count=6, body="detail")
+    sim.faults.fail_next("get_instance", status=429, count=4, body="error")
+    launch(api, ns)
+    served(api, ns, sim)
+
+
+def test_5xx_bursts_on_rent_are_resolved_without_a_second_instance(env, ns):
+    api, sim, _ = env
+    sim.faults.fail_next("create", status=503, count=2)
+    sim.faults.fail_next("list_instances", status=502, count=3)
+    launch(api, ns)
+    served(api, ns, sim)
+    assert ledger_clean(api, sim)
+
+
+def test_offers_vanishing_at_rent_time_fail_over_to_the_next_offer(env, ns):
+    api, sim, _ = env
+    sim.faults.vanish_next_rent(count=2, status=410)
+    launch(api, ns)
+    p, _ = served(api, ns, sim)
+    record = json.loads(p.metadata.annotations["vast.ai/launch"])
+    assert len(record["failedMachines"]) == 2
+    assert "OfferGone" in events(api, ns, "gpu")
+
+
+@pytest.mark.parametrize("fate", ["loading", "exited"])
+def test_an_instance_that_never_runs_is_destroyed_and_replaced(env, ns, fate):
+    api, sim, _ = env
+    sim.faults.fate_next(fate)
+    launch(api, ns)
+    _, instance = served(api, ns, sim)
+    first = min(i["id"] for i in sim.state()["instances"] if i["label"] and i["label"].startswith(f"kv:{CLUSTER}:")
+                and i["fate"] == fate)
+    assert first != instance
+    assert next(i for i in sim.state()["instances"] if i["id"] == first)["destroyed"]
+    assert "InstanceFailed" in events(api, ns, "gpu")
+
+
+def test_an_instance_going_offline_while_serving_fails_the_pod_visibly(env, ns):
+    api, sim, _ = env
+    launch(api, ns)
+    _, instance = served(api, ns, sim)
+    sim.market.set_fate(instance, "offline")
+    p = wait_until(lambda: (x := read(api, ns, "gpu")) and x.status.phase == "Failed" and x, timeout=30)
+    assert p.status.reason == "InstanceLost"
+    wait_until(lambda: next(i for i in sim.state()["instances"] if i["id"] == instance)["destroyed"], timeout=30)
+    assert "InstanceLost" in events(api, ns, "gpu")
+
+
+def test_failing_health_checks_take_the_pod_out_of_service_until_they_pass_again(env, ns):
+    api, sim, _ = env
+    launch(api, ns)
+    _, instance = served(api, ns, sim)
+    sim.market.set_health(instance, status=503)
+    wait_until(lambda: not is_ready(read(api, ns, "gpu")), timeout=30)
+    sim.market.set_health(instance, status=200)
+    wait_until(lambda: is_ready(read(api, ns, "gpu")), timeout=30)
+    assert int(read(api, ns, "gpu").metadata.annotations["vast.ai/instance-id"]) == instance
