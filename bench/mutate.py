@@ -57,7 +57,7 @@ def free_port() -> int:
 
 def serve_bare(port: int, cert: str, key: str, reply_file: str) -> None:
     """The bare endpoint (runs in its own process, started by this script)."""
-    from kube_vast.cli import serve_https
+    from kube_vast.serving import serve
     from webhooks.tls import ReloadingCertificate
 
     def factory() -> Any:
@@ -69,7 +69,9 @@ def serve_bare(port: int, cert: str, key: str, reply_file: str) -> None:
             return [body]
         return app
 
-    serve_https(factory, ReloadingCertificate(cert, key), host="127.0.0.1", port=port, name="bench-bare")
+    tls = ReloadingCertificate(cert, key)
+    serve(factory, host="127.0.0.1", port=port, certfile=str(tls.cert), keyfile=str(tls.key),
+          ssl_context=tls.gunicorn_hook(), name="bench-bare")
 
 
 class Server:

@@ -316,21 +316,6 @@ def cmd_controller(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return controller.run()
 
 
-def serve_https(factory: Any, tls: Any, *, host: str, port: int, workers: int = 1, threads: int = 4,
-                name: str = "kube-vast") -> None:
-    """``serving.serve`` with TLS from a :class:`webhooks.tls.ReloadingCertificate`: the same
-    gunicorn set-up plus its ``ssl_context`` hook, which swaps in a renewed certificate at the
-    next handshake. (``serve()`` has no ``ssl_context`` parameter yet; once it has, this goes.)"""
-    from .serving import _Gunicorn
-
-    _Gunicorn(factory, {
-        "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
-        "timeout": 30, "graceful_timeout": 10, "keepalive": 30, "proc_name": name, "accesslog": None,
-        "errorlog": "-", "loglevel": "warning", "preload_app": False,
-        "certfile": str(tls.cert), "keyfile": str(tls.key), "ssl_context": tls.gunicorn_hook(),
-    }).run()
-
-
 def cmd_webhook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from vastmarket.snapshot import SnapshotFile, SnapshotFollower
     from webhooks.app import create_app
@@ -355,8 +340,10 @@ def cmd_webhook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     logging.getLogger("kube_vast").info("webhook listening on https://%s:%d (snapshot %s, cert %s)",
                                         args.host, args.port, settings.snapshot_path, cert)
-    serve_https(factory, tls, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-                name="kube-vast-webhook")
+    from .serving import serve
+
+    serve(factory, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+          certfile=str(tls.cert), keyfile=str(tls.key), ssl_context=tls.gunicorn_hook(), name="kube-vast-webhook")
     return 0
 
 

@@ -27,8 +27,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def serve(factory: Callable[[], Any], *, host: str, port: int, workers: int = 1, threads: int = 4,
-          certfile: str | None = None, keyfile: str | None = None, name: str = "kube-vast") -> None:
-    """Run gunicorn until SIGTERM/SIGINT. TLS when ``certfile`` and ``keyfile`` are given."""
+          certfile: str | None = None, keyfile: str | None = None,
+          ssl_context: Callable[..., Any] | None = None, name: str = "kube-vast") -> None:
+    """Run gunicorn until SIGTERM/SIGINT. TLS when ``certfile`` and ``keyfile`` are given;
+    ``ssl_context`` is gunicorn's hook for building the server's SSL context (the webhook uses it
+    to reload a renewed certificate without a restart)."""
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -45,4 +48,6 @@ def serve(factory: Callable[[], Any], *, host: str, port: int, workers: int = 1,
     }
     if certfile and keyfile:
         options.update(certfile=certfile, keyfile=keyfile)
+        if ssl_context is not None:
+            options["ssl_context"] = ssl_context
     _Gunicorn(factory, options).run()

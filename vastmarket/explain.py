@@ -72,6 +72,6 @@ def compact_explanation(ranking: Ranking, *, runners_up: int = 2) -> dict[str, A
         "runnersUp": [
             {"id": s.offer.id, "score": round(s.score, 3), "price": s.offer.dph_total,
              "gpu": s.offer.gpu_name, "location": s.offer.location.label}
-            for s in ranking.ranked[1:1 + runners_up]
+            for s in ranking.top(1 + runners_up)[1:]
         ],
     }
