@@ -10,6 +10,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
+from tests.harness import register_mutating_webhook
 from tests.harness.processes import ManagedProcess, free_port
 from vastmarket.client import VastClient, broad_query
 from vastmarket.simulator import SimulatorServer
@@ -116,3 +119,35 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s (last value {value!r})")
         time.sleep(interval)
+
+
+# --- the webhook configuration as shipped ---------------------------------------------------
+
+MANIFEST = Path(__file__).resolve().parents[1] / "webhooks" / "mutating-webhook-configuration.yaml"
+MANIFEST_RELEASE_NAMESPACE = "kube-vast"
+# What register_mutating_webhook carries over; anything else in the manifest would be dropped.
+CARRIED = {"name", "clientConfig", "rules", "failurePolicy", "sideEffects", "timeoutSeconds", "namespaceSelector",
+           "objectSelector", "reinvocationPolicy", "admissionReviewVersions", "matchPolicy"}
+
+def register_manifest(api, *, url: str, ca_pem: bytes, release_namespace: str) -> list[str]:
+    """Register every webhook of the manifest (one configuration each, as the helper builds them)
+    with its own settings; returns the configuration names."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    assert manifest["kind"] == "MutatingWebhookConfiguration"
+    names = []
+    for index, webhook in enumerate(manifest["webhooks"]):
+        assert set(webhook) <= CARRIED and webhook.get("matchPolicy", "Equivalent") == "Equivalent"
+        namespace_selector = webhook["namespaceSelector"]
+        for expression in namespace_selector.get("matchExpressions", []):
+            if expression["key"] == "kubernetes.io/metadata.name":
+                expression["values"] = [release_namespace if v == MANIFEST_RELEASE_NAMESPACE else v
+                                        for v in expression["values"]]
+        name = f"{manifest['metadata']['name']}-{index}"
+        register_mutating_webhook(
+            api, name=webhook["name"], configuration_name=name, url=url, ca_pem=ca_pem, rules=webhook["rules"],
+            failure_policy=webhook["failurePolicy"], side_effects=webhook["sideEffects"],
+            timeout_seconds=webhook["timeoutSeconds"], namespace_selector=namespace_selector,
+            object_selector=webhook["objectSelector"], reinvocation_policy=webhook["reinvocationPolicy"],
+            admission_review_versions=webhook["admissionReviewVersions"])
+        names.append(name)
+    return names

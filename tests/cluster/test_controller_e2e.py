@@ -1,5 +1,6 @@
 """The controller end to end: real apiserver, controller-manager (Deployments, ReplicaSets,
-garbage collection), kube-scheduler with the extender, and the simulator as Vast. A Deployment
+garbage collection), the admission webhook registered from its shipped manifest, kube-scheduler
+with the extender, and the simulator as Vast. A Deployment
 of a GPU speech service and its two Services → pods on the virtual node, instances running in
 the simulator, EndpointSlices pointing at the instance address:<host port> (this machine's
 own address: the API server refuses loopback endpoints), requests answered there; pods
@@ -12,9 +13,10 @@ import uuid
 import pytest
 from kubernetes import client
 
-from tests.controller_stack import ControllerProcess, Extender, host_ip, http_get, live_instances, wait_until
 from controller.endpoints import MANAGED_BY
-from tests.harness import create_namespace
+from tests.components import Webhook, register_manifest
+from tests.controller_stack import ControllerProcess, Extender, host_ip, http_get, live_instances, wait_until
+from tests.harness import create_namespace, webhook_serving_cert
 from vastmarket.simulator import SimulatorServer
 
 pytestmark = pytest.mark.cluster
@@ -36,12 +38,24 @@ def stack(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
         ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
                                 sim_url=sim.url, snapshot=snapshot, node=NODE, namespace="kube-vast-e2e",
                                 cluster_id=CLUSTER).start()
-        ext = None
+        ext = hook = None
+        registered: list[str] = []
         try:
             ctl.process.wait_until(lambda: snapshot.exists(), timeout=30, what="publish the offer snapshot")
             ext = Extender(work, snapshot, extra=("--virtual-node", NODE)).start()
             kube_scheduler(ext.url)
+            cert = webhook_serving_cert(work)
+            hook = Webhook(work, snapshot, cert, extra=("--release-namespace", "kube-vast-e2e")).start()
+            registered = register_manifest(api, url=f"{hook.url}/mutate", ca_pem=cert.ca_pem,
+                                           release_namespace="kube-vast-e2e")
             core = client.CoreV1Api(api)
+
+            def webhook_active():
+                probe = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "labels": {"vast.ai/enabled": "true"}},
+                         "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+                return core.create_namespaced_pod(ns, probe, dry_run="All").spec.scheduler_name == "vast-scheduler"
+
+            wait_until(webhook_active, timeout=30)
             def node_ready():
                 node = core.list_node(field_selector=f"metadata.name={NODE}").items
                 return node and any(c.type == "Ready" and c.status == "True" for c in node[0].status.conditions or [])
@@ -49,8 +63,11 @@ def stack(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
             wait_until(node_ready, timeout=30)
             yield api, ns, sim, ctl
         finally:
-            if ext is not None:
-                ext.stop()
+            for name in registered:  # never leave a webhook behind for other tests' pods
+                client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(name)
+            for component in (hook, ext):
+                if component is not None:
+                    component.stop()
             ctl.stop()
 
 
@@ -62,14 +79,12 @@ def speech_deployment(name: str, replicas: int) -> dict:
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": name},
+                # Opted in by label; the webhook adds the offer, the toleration and the scheduler name.
+                "metadata": {"labels": {"app": name, "vast.ai/enabled": "true"},
                              "annotations": {"vast.ai/gpu-type": "RTX3060", "vast.ai/gpu-fallbacks": "RTX4090,A4000",
                                              "vast.ai/price-max": "0.60"}},
                 "spec": {
-                    "schedulerName": "vast-scheduler",
                     "nodeSelector": {"kubernetes.io/hostname": NODE},
-                    "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Equal", "value": "vast",
-                                     "effect": "NoSchedule"}],
                     "terminationGracePeriodSeconds": 5,
                     "containers": [{
                         "name": "speech", "image": "ghcr.io/example/speech:1.0",
@@ -121,6 +136,7 @@ def test_a_gpu_deployment_is_served_by_simulator_instances_through_its_services(
     ready = wait_until(lambda: all(any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
                                    for p in pods_of(core, ns, "speech")) and pods_of(core, ns, "speech"), timeout=60)
     for pod in ready:
+        assert pod.spec.scheduler_name == "vast-scheduler" and pod.metadata.annotations["vast.ai/offer-id"]
         assert pod.status.phase == "Running" and pod.status.host_ip == host_ip() and not pod.status.pod_ip
         assert pod.metadata.annotations["vast.ai/instance-id"].isdigit()
         assert "vast.ai/instance-cleanup" in pod.metadata.finalizers

@@ -6,54 +6,24 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.components import Webhook, publish_snapshot
-from tests.harness import create_namespace, register_mutating_webhook, wait_for, webhook_serving_cert
+from tests.components import MANIFEST, Webhook, publish_snapshot, register_manifest
+from tests.harness import create_namespace, wait_for, webhook_serving_cert
 from vastmarket.errors import RequirementError
 from vastmarket.requirements import parse_overrides
 from vastmarket.simulator import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 
-MANIFEST = Path(__file__).resolve().parents[2] / "webhooks" / "mutating-webhook-configuration.yaml"
-MANIFEST_RELEASE_NAMESPACE = "kube-vast"
-# What register_mutating_webhook carries over; anything else in the manifest would be dropped.
-CARRIED = {"name", "clientConfig", "rules", "failurePolicy", "sideEffects", "timeoutSeconds", "namespaceSelector",
-           "objectSelector", "reinvocationPolicy", "admissionReviewVersions", "matchPolicy"}
 TOLERATION = {"key": "virtual-kubelet.io/provider", "operator": "Equal", "value": "vast", "effect": "NoSchedule"}
 POD_LABEL_WEBHOOK = "pod-label.webhook.kube-vast.io"
 OFFER_KEYS = {"vast.ai/offer-id", "vast.ai/offer-score", "vast.ai/offer-price", "vast.ai/offer-gpu",
               "vast.ai/offer-location", "vast.ai/offer-reliability", "vast.ai/selected-at", "vast.ai/selection"}
-
-
-def register_manifest(api, *, url: str, ca_pem: bytes, release_namespace: str) -> list[str]:
-    """Register every webhook of the manifest (one configuration each, as the helper builds them)
-    with its own settings; returns the configuration names."""
-    manifest = yaml.safe_load(MANIFEST.read_text())
-    assert manifest["kind"] == "MutatingWebhookConfiguration"
-    names = []
-    for index, webhook in enumerate(manifest["webhooks"]):
-        assert set(webhook) <= CARRIED and webhook.get("matchPolicy", "Equivalent") == "Equivalent"
-        namespace_selector = webhook["namespaceSelector"]
-        for expression in namespace_selector.get("matchExpressions", []):
-            if expression["key"] == "kubernetes.io/metadata.name":
-                expression["values"] = [release_namespace if v == MANIFEST_RELEASE_NAMESPACE else v
-                                        for v in expression["values"]]
-        name = f"{manifest['metadata']['name']}-{index}"
-        register_mutating_webhook(
-            api, name=webhook["name"], configuration_name=name, url=url, ca_pem=ca_pem, rules=webhook["rules"],
-            failure_policy=webhook["failurePolicy"], side_effects=webhook["sideEffects"],
-            timeout_seconds=webhook["timeoutSeconds"], namespace_selector=namespace_selector,
-            object_selector=webhook["objectSelector"], reinvocation_policy=webhook["reinvocationPolicy"],
-            admission_review_versions=webhook["admissionReviewVersions"])
-        names.append(name)
-    return names
 
 
 def gpu_pod(*, name: str | None = None, labels=None, annotations=None, containers=1) -> dict:
