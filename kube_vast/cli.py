@@ -1,7 +1,7 @@
 """``kube-vast`` — the command line. Subcommands decode flags, call the domain, print.
 
 Exit codes: 0 success; 1 ``offers`` found no matching offer; 2 bad input (flags, config, pod
-file) or a Vast error, with the reason on stderr.
+file, a pod that does not exist) or a Vast or Kubernetes error, with the reason on stderr.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from vastmarket.explain import explanation, selection_log
 from vastmarket.offers import ParsedOffers, parse_search_response
 from vastmarket.requirements import requirements_for
 from vastmarket.selection import ScoringPolicy
-from vastmarket.snapshot import OfferSnapshot
+from vastmarket.snapshot import OfferSnapshot, SnapshotFile
 
 # flag dest → the annotation it stands for (flags and annotations share one validator)
 FLAG_OVERRIDES = {
@@ -134,6 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--virtual-node-taint", metavar="KEY=VALUE:EFFECT",
                       help="the taint to tolerate (KUBE_VAST_VIRTUAL_NODE_TAINT, "
                            "default virtual-kubelet.io/provider=vast:NoSchedule)")
+
+    why = sub.add_parser("explain", help="why a pod got its offer (or none), and what the controller did since")
+    why.add_argument("pod", metavar="POD", help="the pod's name")
+    why.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
+    why.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    why.add_argument("--config", metavar="FILE", help="selection config (kube-vast.yaml) the cluster runs with")
+    offers_from = why.add_mutually_exclusive_group()
+    offers_from.add_argument("--snapshot", metavar="FILE", help="re-rank the offers of this snapshot file")
+    offers_from.add_argument("--api-url", metavar="URL",
+                             help="re-rank a live search of this Vast API (or simulator); default VAST_API_URL")
+    why.add_argument("--top", type=int, default=3, metavar="N", help="how many offers to show (default 3)")
+    why.add_argument("--json", action="store_true", help="machine-readable output")
+
+    st = sub.add_parser("status", help="this cluster's Vast instances, their pods, prices, health and $/hour")
+    st.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    st.add_argument("--api-url", metavar="URL", help="the Vast API (or simulator); default VAST_API_URL")
+    st.add_argument("--cluster-id", help="as the controller's (KUBE_VAST_CLUSTER_ID; default: from kube-system's UID)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
 
     sim = sub.add_parser("simulator", help="run the local Vast.ai marketplace simulator")
     from vastmarket.simulator import cli as simulator_cli
@@ -347,6 +365,81 @@ def cmd_webhook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def _vast_client(url: str | None, environ: Mapping[str, str]) -> VastClient:
+    url = url or environ.get("VAST_API_URL")
+    if not url:
+        raise UsageError("no Vast API: give --api-url URL (e.g. the simulator's) or set VAST_API_URL")
+    env = {**environ, "VAST_API_URL": url}
+    if ("console.vast.ai" in url or "cloud.vast.ai" in url) and not (
+            env.get("VAST_API_KEY", "").strip() or env.get("VAST_API_KEY_FILE")):
+        raise ConfigError("the real Vast API needs a key: set VAST_API_KEY or VAST_API_KEY_FILE")
+    return VastClient.from_environment(env)
+
+
+def _kube_gateway(kubeconfig: str | None) -> Any:
+    """The controller's Kubernetes gateway for a command-line user (kubeconfig, else in-cluster)."""
+    from controller.kube import KubeGateway, load_api_client
+
+    try:
+        return KubeGateway(load_api_client(kubeconfig))
+    except Exception as exc:  # the client raises its own ConfigException, OSError, ValueError...
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise UsageError(f"cannot load the Kubernetes configuration ({where}): {exc}") from None
+
+
+def cmd_explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    import time
+
+    from . import explain
+
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    config = load_selection_config(args.config, environ)
+    kube = _kube_gateway(args.kubeconfig)
+    try:
+        pod, events = explain.gather(kube, args.namespace, args.pod)
+    except explain.PodNotFound as exc:
+        raise UsageError(str(exc)) from None
+    offers = None
+    if args.snapshot:
+        snapshot = SnapshotFile(args.snapshot).load()
+        offers = explain.Offers(snapshot, f"snapshot {args.snapshot}", snapshot.age(time.time()))
+    elif args.api_url or environ.get("VAST_API_URL"):
+        client = _vast_client(args.api_url, environ)
+        try:
+            parsed = client.search_offers(broad_query(), limit=10_000)
+        finally:
+            client.close()
+        offers = explain.Offers(OfferSnapshot(parsed.offers, taken_at=time.time()),
+                                f"live search of {client.base_url}", 0.0)
+    report = explain.explain_pod(pod, events, config=config, offers=offers, top=args.top)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print("\n".join(explain.render_text(report)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from controller.main import derive_cluster_id
+
+    from . import status
+
+    kube = _kube_gateway(args.kubeconfig)
+    cluster_id = args.cluster_id or environ.get("KUBE_VAST_CLUSTER_ID", "").strip() or derive_cluster_id(kube)
+    client = _vast_client(args.api_url, environ)
+    try:
+        instances, pods = status.gather(kube, client)
+    finally:
+        client.close()
+    fleet = status.fleet_status(instances, pods, cluster_id)
+    if args.json:
+        print(json.dumps(status.as_json(fleet, source=client.base_url), indent=2))
+    else:
+        print("\n".join(status.render_text(fleet, source=client.base_url)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
@@ -363,6 +456,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return cmd_controller(args, environ)
         if args.command == "webhook":
             return cmd_webhook(args, environ)
+        if args.command == "explain":
+            return cmd_explain(args, environ)
+        if args.command == "status":
+            return cmd_status(args, environ)
         if args.command == "simulator":
             from vastmarket.simulator import cli as simulator_cli
             return simulator_cli.run(args)

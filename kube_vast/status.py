@@ -1,0 +1,158 @@
+"""``kube-vast status``: this cluster's Vast instances, their pods, prices, health, and the $/hour.
+
+Contract
+--------
+- :func:`fleet_status` is pure: the account's instances (:class:`vastmarket.instances.Instance`,
+  as ``VastClient.list_instances`` returns them), the cluster's pods (plain Kubernetes JSON
+  dicts) and the cluster id. An instance belongs to this cluster when its Vast label starts with
+  ``kv:<cluster id>:`` (the controller's :func:`controller.fleet.instance_label`); the rest of the
+  label is the UID of the pod it serves. Destroyed instances are left out. An instance whose pod
+  does not exist is an *orphan* (the controller's reaper destroys it after its grace period). Pods
+  that recorded a launch (``vast.ai/launch``) for this cluster but have no live instance are
+  listed as *waiting*.
+- :func:`render_text` and :func:`as_json` present the result. Pure.
+- :func:`gather` is the thin I/O: the pods through :class:`controller.kube.KubeGateway`, the
+  instances through :class:`vastmarket.client.VastClient`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from controller.fleet import label_prefix, pod_uid_of
+from vastmarket.instances import Instance
+
+LAUNCH = "vast.ai/launch"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    instance_id: int
+    state: str                 # Vast's actual_status ("provisioning" while it is still null)
+    price: float | None        # billed $/hour (dph_total)
+    gpu: str
+    address: str               # public IP, or "-"
+    pod: str | None            # namespace/name, None for an orphan
+    pod_uid: str
+    health: str                # Ready, not Ready: <why>, no pod (orphan)
+
+    @property
+    def orphan(self) -> bool:
+        return self.pod is None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    cluster_id: str
+    rows: tuple[InstanceRow, ...]
+    waiting: tuple[str, ...]   # pods with a recorded launch and no live instance
+
+    @property
+    def total_per_hour(self) -> float:
+        return sum(r.price or 0.0 for r in self.rows)
+
+    @property
+    def orphans(self) -> tuple[InstanceRow, ...]:
+        return tuple(r for r in self.rows if r.orphan)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _health(pod: Mapping[str, Any]) -> str:
+    meta, status = _mapping(pod.get("metadata")), _mapping(pod.get("status"))
+    if meta.get("deletionTimestamp"):
+        return "terminating"
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return f"{status['phase']}" + (f": {status.get('reason')}" if status.get("reason") else "")
+    for c in status.get("conditions") or []:
+        if isinstance(c, Mapping) and c.get("type") == "Ready":
+            if c.get("status") == "True":
+                return "Ready"
+            why = c.get("message") or c.get("reason")
+            return f"not Ready: {why}" if why else "not Ready"
+    return "not Ready"
+
+
+def _launch_label(pod: Mapping[str, Any]) -> str | None:
+    raw = _mapping(_mapping(pod.get("metadata")).get("annotations")).get(LAUNCH)
+    try:
+        launch = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+    label = launch.get("label") if isinstance(launch, Mapping) else None
+    return label if isinstance(label, str) else None
+
+
+def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]], cluster_id: str) -> FleetStatus:
+    by_uid = {str(_mapping(p.get("metadata")).get("uid")): p for p in pods}
+    rows = []
+    served: set[str] = set()
+    for inst in sorted(instances, key=lambda i: i.id):
+        uid = pod_uid_of(inst.label, cluster_id)
+        if uid is None or inst.gone:
+            continue
+        pod = by_uid.get(uid)
+        meta = _mapping(pod.get("metadata")) if pod is not None else {}
+        rows.append(InstanceRow(
+            instance_id=inst.id, state=inst.actual_status or "provisioning", price=inst.dph_total,
+            gpu=(f"{inst.num_gpus}x " if (inst.num_gpus or 1) > 1 else "") + (inst.gpu_name or "?"),
+            address=inst.public_ip or "-",
+            pod=f"{meta.get('namespace')}/{meta.get('name')}" if pod is not None else None,
+            pod_uid=uid, health=_health(pod) if pod is not None else "no pod (orphan)"))
+        served.add(uid)
+    prefix = label_prefix(cluster_id)
+    waiting = []
+    for pod in pods:
+        meta = _mapping(pod.get("metadata"))
+        label = _launch_label(pod)
+        if label and label.startswith(prefix) and str(meta.get("uid")) not in served \
+                and _mapping(pod.get("status")).get("phase") not in ("Succeeded", "Failed"):
+            waiting.append(f"{meta.get('namespace')}/{meta.get('name')}")
+    return FleetStatus(cluster_id, tuple(rows), tuple(sorted(waiting)))
+
+
+def render_text(status: FleetStatus, *, source: str) -> list[str]:
+    header = ("INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "HEALTH")
+    table = [header] + [
+        (str(r.instance_id), r.state, "-" if r.price is None else f"{r.price:.3f}", r.gpu, r.address,
+         r.pod or "-", r.health)
+        for r in status.rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines = [f"Cluster {status.cluster_id}: Vast instances labelled {label_prefix(status.cluster_id)}* at {source}"]
+    if not status.rows:
+        lines.append("  no instances")
+    else:
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
+                  for row in table]
+    lines.append(f"Total: {len(status.rows)} instance(s), ${status.total_per_hour:.3f}/hour")
+    for r in status.orphans:
+        lines.append(f"ORPHAN: instance {r.instance_id} serves pod uid {r.pod_uid}, which no longer exists; "
+                     "the controller's reaper destroys it after its grace period")
+    for pod in status.waiting:
+        lines.append(f"waiting for an instance: {pod}")
+    return lines
+
+
+def as_json(status: FleetStatus, *, source: str) -> dict[str, Any]:
+    return {
+        "cluster_id": status.cluster_id,
+        "source": source,
+        "instances": [{**asdict(r), "orphan": r.orphan} for r in status.rows],
+        "total_per_hour": round(status.total_per_hour, 6),
+        "orphans": [r.instance_id for r in status.orphans],
+        "waiting": list(status.waiting),
+    }
+
+
+def gather(kube: Any, vast: Any) -> tuple[list[Instance], list[dict[str, Any]]]:
+    """The account's instances (``VastClient``) and every pod (``KubeGateway``). Instances are
+    listed first, so a pod created meanwhile cannot make its new instance look orphaned."""
+    instances = vast.list_instances()
+    pods, _ = kube.list_pods()
+    return instances, pods

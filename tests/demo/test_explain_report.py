@@ -1,0 +1,159 @@
+"""``kube-vast explain``: the report and its text, from fake pods and Events (no cluster)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kube_vast.explain import Offers, events_in_order, explain_pod, render_text
+from tests.demo.pods import CONTROLLER_ANNOTATIONS, READY, WEBHOOK_ANNOTATIONS, event, june_pod, served_pod
+from tests.unit.offer_factory import make_offer
+from vastmarket.config import SelectionConfig, load_config
+from vastmarket.snapshot import OfferSnapshot
+
+
+def offers() -> Offers:
+    snapshot = OfferSnapshot([
+        make_offer(1, dph_total=0.30, geolocation="Texas, US"),
+        make_offer(2, dph_total=0.20),
+        make_offer(3, dph_total=0.90),                      # over the pod's $0.50 cap
+        make_offer(4, gpu_name="RTX 4090", dph_total=0.40),  # not an RTX 3060
+    ], taken_at=1000.0, source="test")
+    return Offers(snapshot, "snapshot offers.json", 12.0)
+
+
+def text(report) -> str:
+    return "\n".join(render_text(report))
+
+
+def test_requirements_are_built_layer_by_layer_with_the_annotations_last(tmp_path):
+    cfg = tmp_path / "kube-vast.yaml"
+    cfg.write_text("max_price_per_hour: 0.40\nmin_reliability: 0.95\n")
+    report = explain_pod(june_pod(), [], config=load_config(str(cfg)), offers=None)
+    layers = {step["layer"]: step["changes"] for step in report["requirements"]["layers"]}
+    assert layers["config file and VAST_* environment"] == {"max_price": 0.40, "min_reliability": 0.95}
+    assert layers["pod spec"] == {"min_cpu_cores": 2.0, "min_ram_gb": pytest.approx(8.59, abs=0.01),
+                                  "direct_ports": 2}
+    assert layers["vast.ai/* annotations"] == {"gpu_types": ["RTX3060"], "min_gpu_memory_gb": 12.0,
+                                               "max_price": 0.50}
+    assert report["requirements"]["summary"].startswith("RTX3060, 12GB+, <$0.50/hr, 95%+ reliability")
+    out = text(report)
+    assert "vast.ai/* annotations: gpu_types=RTX3060, min_gpu_memory_gb=12, max_price=0.5" in out
+    assert "annotations: vast.ai/gpu-type=RTX3060, vast.ai/min-gpu-memory=12GB, vast.ai/price-max=0.50" in out
+
+
+def test_an_invalid_annotation_is_the_verdict_and_nothing_is_ranked():
+    pod = june_pod(annotations={"vast.ai/price-max": "free"})
+    report = explain_pod(pod, [], config=SelectionConfig(), offers=offers())
+    assert report["ranking"] is None
+    assert "vast.ai/price-max" in report["requirements"]["error"] and "free" in report["requirements"]["error"]
+    assert report["verdict"].startswith("invalid requirements: ")
+    assert "Requirements: INVALID" in text(report)
+
+
+def test_the_current_offers_are_re_ranked_with_every_score_term_and_the_webhooks_choice_marked():
+    report = explain_pod(served_pod(), [], config=SelectionConfig(), offers=offers())
+    ranking = report["ranking"]
+    assert (ranking["seen"], ranking["matched"]) == (4, 2)
+    assert ranking["rejected"] == {"gpu_type": 1, "price": 1}
+    assert [o["id"] for o in ranking["offers"]] == [2, 1]
+    assert set(ranking["offers"][0]["terms"]) == {"price", "performance", "gpu_match", "location", "availability"}
+    assert ranking["weights"] == {"price": 0.3, "performance": 0.25, "gpu_match": 0.2, "location": 0.15,
+                                  "availability": 0.1}
+    assert (ranking["webhook_offer"], ranking["webhook_offer_rank"]) == (2, 1)
+    out = text(report)
+    assert "Offers now (snapshot offers.json, 12s old): 4 seen, 2 match" in out
+    assert "1 over $0.50/h" in out and "1 not RTX3060" in out
+    assert "1. Instance 2: Score" in out and "<- the webhook's choice" in out
+    assert "price 0.60×0.30" in out
+    assert "the webhook's offer 2 is #1 of 2 now" in out
+
+
+def test_a_webhook_offer_that_no_longer_matches_is_said_to_be_gone():
+    pod = june_pod(annotations={**WEBHOOK_ANNOTATIONS, "vast.ai/offer-id": "99"})
+    report = explain_pod(pod, [], config=SelectionConfig(), offers=offers())
+    assert report["ranking"]["webhook_offer_rank"] is None
+    assert "the webhook's offer 99 is no longer among the matching offers" in text(report)
+
+
+def test_without_offers_the_report_says_how_to_re_rank():
+    report = explain_pod(served_pod(), [], config=SelectionConfig(), offers=None)
+    assert report["ranking"] is None
+    assert "not re-ranked (give --snapshot FILE or --api-url URL" in text(report)
+
+
+def test_the_webhooks_choice_and_its_runners_up_are_reported():
+    out = text(explain_pod(served_pod(), [], config=SelectionConfig(), offers=None))
+    assert ("chose offer 2: score 0.871, $0.2000/h, RTX 3060, US-CA, reliability 0.9800, "
+            "at 2025-01-02T03:04:05Z") in out
+    assert "then: 3 offers seen, 2 matched; rejected: price 1" in out
+    assert "runner-up 1: score 0.8, $0.3/h, RTX 3060, US-TX" in out
+
+
+def test_the_controllers_launch_instance_and_ports_are_reported():
+    report = explain_pod(served_pod(), [], config=SelectionConfig(), offers=None)
+    assert report["controller"]["instance_id"] == "4242" and report["controller"]["finalizer"]
+    out = text(report)
+    assert "launch recorded 2025-01-02T03:04:07Z as kv:c1a2b3c4:" in out
+    assert "1 rent attempt(s), last offer 2, failed machines none" in out
+    assert "instance 4242 at 203.0.113.45; container→host ports 8000→42351, 8001→42352" in out
+    assert "finalizer vast.ai/instance-cleanup: present" in out
+    assert "podIP - (none: kube-vast publishes its own EndpointSlices)" in out
+
+
+@pytest.mark.parametrize("annotations, status, node, verdict", [
+    ({**WEBHOOK_ANNOTATIONS, **CONTROLLER_ANNOTATIONS}, READY, "vast-gpu-node-1",
+     "served by Vast instance 4242 at 203.0.113.45 (offer 2); Ready"),
+    ({**WEBHOOK_ANNOTATIONS, **CONTROLLER_ANNOTATIONS},
+     {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "message": "probe failed"}]},
+     "vast-gpu-node-1", "Vast instance 4242 rented, not Ready yet: probe failed"),
+    ({"vast.ai/selection-error": "no offer matches: 3 seen; 3 over $0.50/h"}, None, None,
+     "no offer at admission: no offer matches: 3 seen; 3 over $0.50/h"),
+    (WEBHOOK_ANNOTATIONS, {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "message": "0/2 nodes are available"}]}, None,
+     "not scheduled: 0/2 nodes are available"),
+    ({}, None, None, "the webhook never chose an offer for this pod"),
+    (WEBHOOK_ANNOTATIONS, None, None, "offer 2 chosen at admission; waiting for the vast-scheduler"),
+    (WEBHOOK_ANNOTATIONS, None, "vast-gpu-node-1",
+     "offer 2 chosen; on vast-gpu-node-1, waiting for the controller to rent it"),
+])
+def test_the_verdict_says_where_the_pod_stands(annotations, status, node, verdict):
+    report = explain_pod(june_pod(annotations=annotations, status=status, node=node), [],
+                         config=SelectionConfig(), offers=None)
+    assert report["verdict"].startswith(verdict)
+    assert render_text(report)[1] == f"  {report['verdict']}"
+
+
+def test_events_are_listed_oldest_first_whichever_timestamp_they_carry():
+    events = [
+        event("EndpointsUpdated", "june-tts:8000 → 203.0.113.45:42351", at="2025-01-02T03:04:09.500000Z", name="e3"),
+        event("Renting", "renting offer 2", at="2025-01-02T03:04:07.100000Z", name="e2"),
+        # A kubelet-style event: only the old timestamps, whole seconds.
+        {**event("Scheduled", "assigned default/june to vast-gpu-node-1", at="", name="e1"),
+         "eventTime": None, "firstTimestamp": "2025-01-02T03:04:06Z", "lastTimestamp": "2025-01-02T03:04:07Z",
+         "count": 2, "source": {"component": "vast-scheduler"}},
+    ]
+    rows = events_in_order(events)
+    assert [r["reason"] for r in rows] == ["Scheduled", "Renting", "EndpointsUpdated"]
+    assert rows[0]["count"] == 2 and rows[0]["source"] == "vast-scheduler"
+    out = text(explain_pod(served_pod(), events, config=SelectionConfig(), offers=None))
+    assert out.index("Scheduled") < out.index("Renting") < out.index("EndpointsUpdated")
+    assert "assigned default/june to vast-gpu-node-1 (x2)" in out
+
+
+def test_a_pod_without_events_says_none():
+    assert render_text(explain_pod(june_pod(), [], config=SelectionConfig(), offers=None))[-1] == "  none"
+
+
+def test_the_report_is_plain_json():
+    report = explain_pod(served_pod(), [event("Rented", "instance 4242", at="2025-01-02T03:04:08.1Z", name="e")],
+                         config=SelectionConfig(), offers=offers())
+    assert json.loads(json.dumps(report)) == report
+
+
+def test_event_times_with_and_without_fractions_sort_as_times():
+    stamps = ["2025-01-02T03:04:05.100001Z", "2025-01-02T03:04:05.1Z", "2025-01-02T03:04:05Z",
+              "2025-01-02T03:04:04.999Z"]
+    rows = events_in_order([event(str(n), "m", at=at, name=f"e{n}") for n, at in enumerate(stamps)])
+    assert [r["time"] for r in rows] == sorted(stamps, key=lambda s: (s[:19], float("0" + s[19:-1] or "0")))
