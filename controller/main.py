@@ -63,7 +63,8 @@ class Controller:
                                      identity=self.settings.identity, lease_seconds=self.settings.lease_seconds,
                                      renew_every=self.settings.renew_every)
         self.keeper = VirtualNodeKeeper(self.kube, self.settings.virtual_nodes, NodeShape(gpus=self.settings.node_gpus),
-                                        vast_healthy=self._vast_healthy)
+                                        vast_healthy=self._vast_healthy,
+                                        lease_renew=min(10.0, 2 * self.settings.renew_every))
         self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
                              dry_run=self.settings.reaper_dry_run)
         self.queue = WorkQueue()

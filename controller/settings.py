@@ -75,6 +75,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_REAPER_GRACE": ("reaper_grace", float),
     "KUBE_VAST_REAPER_INTERVAL": ("reaper_interval", float),
     "KUBE_VAST_MAX_SNAPSHOT_AGE": ("max_snapshot_age", float),
+    "KUBE_VAST_UNREACHABLE_AFTER": ("unreachable_after", float),
     "VAST_MAX_TOTAL_PRICE_PER_HOUR": ("max_total_price_per_hour", float),
     "VAST_MAX_INSTANCES": ("max_instances", int),
 }

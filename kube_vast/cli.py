@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest in (("--poll-interval", "poll_interval"), ("--fleet-interval", "fleet_interval"),
                        ("--resync", "resync"), ("--boot-timeout", "boot_timeout"),
                        ("--reaper-grace", "reaper_grace"), ("--reaper-interval", "reaper_interval"),
-                       ("--lease-seconds", "lease_seconds"), ("--renew-every", "renew_every")):
+                       ("--lease-seconds", "lease_seconds"), ("--renew-every", "renew_every"),
+                       ("--unreachable-after", "unreachable_after")):
         ctl.add_argument(flag, dest=dest, type=float, metavar="SECONDS")
     ctl.add_argument("--reaper-dry-run", action="store_true", default=None, help="report orphans, destroy nothing")
     ctl.add_argument("--identity", help="leader-election identity (default: hostname-pid)")
@@ -324,7 +325,7 @@ def cmd_controller(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     overrides = {k: getattr(args, k) for k in (
         "kubeconfig", "namespace", "cluster_id", "virtual_nodes", "poll_interval", "fleet_interval", "resync",
         "boot_timeout", "reaper_grace", "reaper_interval", "lease_seconds", "renew_every", "reaper_dry_run",
-        "identity")}
+        "identity", "unreachable_after")}
     overrides["snapshot_path"] = Path(args.snapshot) if args.snapshot else None
     overrides["config_path"] = Path(args.config) if args.config else None
     settings = controller_settings(environ, **overrides)

@@ -56,8 +56,12 @@ class ControllerProcess:
             self.process.stop()
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as reply:
-            return reply.read().decode()
+        """The Prometheus text, or "" while the endpoint is not up yet."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as reply:
+                return str(reply.read().decode())
+        except OSError:
+            return ""
 
     def log(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"controller-{self.identity}-*.log")))
