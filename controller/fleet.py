@@ -51,6 +51,16 @@ class Fleet:
         self.last_success: float | None = None
         self._changed = threading.Condition()
         self._refresh_lock = threading.Lock()
+        self._hurry_until = 0.0
+        self.listeners: list[Callable[[], None]] = []  # called after every successful listing
+
+    def hurry(self, seconds: float = 10.0) -> None:
+        """Someone waits for an instance to change (booting): list every second for a while.
+        One listing serves every waiting pod, however many there are."""
+        self._hurry_until = max(self._hurry_until, self.clock() + seconds)
+
+    def next_wait(self) -> float:
+        return min(self.interval, 1.0) if self.clock() < self._hurry_until else self.interval
 
     def refresh(self) -> bool:
         with self._refresh_lock:
@@ -74,6 +84,8 @@ class Fleet:
                 self.last_success = now
                 self.last_error = None
                 self._changed.notify_all()
+            for listener in self.listeners:
+                listener()
             return True
 
     def remember(self, instance: Instance) -> None:
@@ -113,7 +125,7 @@ class Fleet:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.refresh()
-            stop.wait(self.interval)
+            stop.wait(self.next_wait())
 
 
 class OfferSource:

@@ -68,6 +68,8 @@ class Controller:
         self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
                              dry_run=self.settings.reaper_dry_run)
         self.queue = WorkQueue()
+        # a listing that may show a booted instance looks at the pods waiting for one at once
+        self.fleet.listeners.append(lambda: [self.queue.add(key) for key in list(self.reconciler.booting)])
         self.registry = CollectorRegistry()
         self._metrics(metrics_port)
         log.info("controller %s: cluster id %s, virtual nodes %s, Vast at %s", self.settings.identity, cluster_id,
@@ -133,7 +135,7 @@ class Controller:
         while not self.stop.is_set():
             if self.elector.leading.is_set():
                 self.fleet.refresh()
-            self.stop.wait(self.settings.fleet_interval)
+            self.stop.wait(self.fleet.next_wait())
 
     def run(self) -> int:
         threads = [

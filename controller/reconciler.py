@@ -97,6 +97,7 @@ class Reconciler:
         self._reserved: dict[str, float] = {}  # pod uid → $/h of a rent in flight (budget)
         self._claimed: dict[int, float] = {}  # offer id → when a launch took it (not offered twice)
         self.on_event: Callable[[str], None] = lambda reason: None
+        self.booting: set[str] = set()  # pods waiting for their instance to run ("ns/name")
         budget = config.budget
         self.max_spend = settings.max_total_price_per_hour or budget.max_total_price_per_hour
         self.max_instances = settings.max_instances if settings.max_instances is not None else budget.max_instances
@@ -352,6 +353,9 @@ class Reconciler:
         if waited > self.settings.boot_timeout:
             return self._instance_failed(pod, inst, f"instance {inst.id} not running after {waited:.0f}s "
                                                     f"(status {inst.actual_status})") or 0.0
+        self.fleet.hurry()
+        with self._lock:
+            self.booting.add(pod_ref(pod))
         state = inst.actual_status or "provisioning"
         self._write_status(pod, status.pod_status(
             pod, phase="Pending", ready=False, public_ip=None, started_at=None, container_state="waiting",
@@ -362,6 +366,8 @@ class Reconciler:
 
     def _serve(self, pod: dict[str, Any], inst: Instance) -> float:
         uid = _meta(pod)["uid"]
+        with self._lock:
+            self.booting.discard(pod_ref(pod))
         ip = inst.public_ip
         if not ip:
             return self._wait_for_boot(pod, inst)
@@ -453,6 +459,7 @@ class Reconciler:
         self.kube.patch_pod(ns, name, {"metadata": {"resourceVersion": meta.get("resourceVersion"),
                                                     "finalizers": remaining or None}})
         with self._lock:
+            self.booting.discard(pod_ref(pod))
             self._health.pop(uid, None)
             self._written_status.pop(uid, None)
             self._last_event.pop(uid, None)
