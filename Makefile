@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit lint typecheck control-plane bench bench-ranking bench-extender bench-controller clean
+.PHONY: dev test unit lint typecheck control-plane bench bench-ranking bench-extender bench-mutate bench-controller clean
 
 dev: $(STAMP)
 
@@ -33,13 +33,16 @@ unit: $(STAMP)
 test: $(STAMP) control-plane lint typecheck
 	$(BIN)/pytest
 
-bench: bench-ranking bench-extender bench-controller
+bench: bench-ranking bench-extender bench-mutate bench-controller
 
 bench-ranking: $(STAMP)
 	$(BIN)/python bench/ranking.py
 
 bench-extender: $(STAMP)
 	$(BIN)/python bench/extender.py
+
+bench-mutate: $(STAMP)
+	$(BIN)/python bench/mutate.py
 
 bench-controller: $(STAMP) control-plane
 	$(BIN)/python bench/controller.py
