@@ -30,6 +30,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from .shapes import mapping as _mapping, items as _list, text as _text
 
 MANAGED_BY = "kube-vast-controller.vast.ai"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
@@ -207,16 +208,7 @@ def plan_slices(
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _namespace(obj: Mapping[str, Any]) -> str:

@@ -32,6 +32,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from .shapes import items as _list
 
 ProbeKind = Literal["http", "tcp", "none"]
 
@@ -177,9 +178,6 @@ class HealthState:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _join(first: str | None, second: str) -> str:

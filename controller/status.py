@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal
+from .shapes import mapping as _mapping, items as _list, text as _text
 
 ContainerState = Literal["running", "waiting", "terminated"]
 PHASES = frozenset({"Pending", "Running", "Succeeded", "Failed", "Unknown"})
@@ -112,16 +113,7 @@ def failed_status(
 
 # --- parts --------------------------------------------------------------------------------------
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _container(pod: Mapping[str, Any]) -> Mapping[str, Any]:

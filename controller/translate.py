@@ -69,6 +69,7 @@ from vastmarket.quantities import parse_quantity
 from vastmarket.requirements import parse_overrides, pod_needs
 
 from .health import probe_for
+from .shapes import mapping as _mapping, items as _list, text as _text
 
 CONFIG_ERROR = "CreateContainerConfigError"
 UNSUPPORTED = "UnsupportedPod"
@@ -205,16 +206,7 @@ def expand(text: str, lookup: Callable[[str], str | None]) -> str:
 
 # --- the container ------------------------------------------------------------------------------
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _name(container: Mapping[str, Any]) -> str:
