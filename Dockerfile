@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1
+# The kube-vast image: every component runs from it by subcommand, e.g.
+#   docker run IMAGE extender | webhook | controller | simulator | offers ... | config check FILE
+# (the Helm chart in charts/kube-vast runs extender, webhook and controller as three containers
+# of one pod, and the simulator for a trial install).
+#
+#   docker build -t REGISTRY/kube-vast:0.1.0 .
+#
+# Two stages: the builder makes wheels of the package and its dependencies; the runtime stage
+# installs them into a virtual environment without build tools, compilers or pip caches, and runs
+# as an unprivileged numeric user (the chart's runAsUser), so runAsNonRoot can verify it.
+# Pin the base by digest in your own build (python:3.11-slim-bookworm@sha256:...) for
+# reproducible images.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# Only what the build needs (see .dockerignore): metadata first, then the packages.
+COPY pyproject.toml setup.cfg README.md ./
+COPY vastmarket/ vastmarket/
+COPY kube_vast/ kube_vast/
+COPY extender/ extender/
+COPY webhooks/ webhooks/
+COPY controller/ controller/
+# The package's wheel and a wheel of every dependency.
+RUN pip wheel --wheel-dir /wheels . \
+ && python -m venv /opt/kube-vast \
+ && /opt/kube-vast/bin/pip install --no-index --find-links=/wheels kube-vast \
+ && /opt/kube-vast/bin/python -m pip uninstall --yes pip \
+ && find /opt/kube-vast -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="kube-vast" \
+      org.opencontainers.image.description="Kubernetes GPU pods on rented Vast.ai machines: scheduler extender, admission webhook, controller, simulator" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/kube-vast/bin:$PATH
+# An unprivileged user with no home and no shell; files it needs at run time come from volumes.
+RUN groupadd --system --gid 10001 kube-vast \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin kube-vast
+COPY --from=builder /opt/kube-vast /opt/kube-vast
+USER 10001:10001
+# Ports a component listens on by default: extender 8888, webhook 8443 (HTTPS), controller
+# metrics (--metrics-port), simulator 8181.
+EXPOSE 8888 8443 8181
+ENTRYPOINT ["kube-vast"]
+CMD ["--help"]
