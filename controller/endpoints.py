@@ -30,6 +30,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
 from .shapes import mapping as _mapping, items as _list, text as _text
 
 MANAGED_BY = "kube-vast-controller.vast.ai"

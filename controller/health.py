@@ -32,6 +32,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
 from .shapes import items as _list
 
 ProbeKind = Literal["http", "tcp", "none"]

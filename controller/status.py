@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal
+
 from .shapes import mapping as _mapping, items as _list, text as _text
 
 ContainerState = Literal["running", "waiting", "terminated"]
