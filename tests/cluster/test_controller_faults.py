@@ -156,3 +156,27 @@ def test_failing_health_checks_take_the_pod_out_of_service_until_they_pass_again
     sim.market.set_health(instance, status=200)
     wait_until(lambda: is_ready(read(api, ns, "gpu")), timeout=30)
     assert int(read(api, ns, "gpu").metadata.annotations["vast.ai/instance-id"]) == instance
+
+
+def test_an_instance_billed_over_the_cap_is_destroyed_and_replaced(env, ns):
+    api, sim, _ = env
+    sim.faults.drift_next_price(dph_total=5.0)
+    launch(api, ns)
+    _, instance = served(api, ns, sim)
+    overpriced = [i for i in sim.state()["instances"] if i["dph_total"] == 5.0]
+    assert len(overpriced) == 1 and overpriced[0]["destroyed"] and overpriced[0]["id"] != instance
+    assert "PriceMismatch" in events(api, ns, "gpu")
+
+
+def test_a_missing_config_map_keeps_the_pod_pending_with_an_event_and_rents_nothing(env, ns):
+    api, sim, _ = env
+    rentals = sim.state()["counters"]["rentals"]
+    body = pod("gpu")
+    body["spec"]["containers"][0]["env"] = [{"name": "MODEL", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "model"}}}]
+    client.CoreV1Api(api).create_namespaced_pod(ns, body)
+    wait_until(lambda: "CreateContainerConfigError" in events(api, ns, "gpu"), timeout=30)
+    p = read(api, ns, "gpu")
+    assert p.status.phase == "Pending" and 'configmap "absent" not found' in (p.status.message or "")
+    assert sim.state()["counters"]["rentals"] == rentals
+    client.CoreV1Api(api).create_namespaced_config_map(ns, {"metadata": {"name": "absent"}, "data": {"model": "small"}})
+    served(api, ns, sim)
