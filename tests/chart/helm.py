@@ -106,3 +106,8 @@ def lint(values: Mapping[str, Any] | None = None, *, tmp_dir: Path | None = None
     """``helm lint --strict charts/kube-vast`` with ``values``; raises :class:`HelmError`."""
     return _run(["lint", "--strict", str(CHART), "--kube-version", kubernetes_version(),
                  *_values_args(values, tmp_dir)])
+
+
+def run(args: Sequence[str], *, kubeconfig: Path) -> str:
+    """Any helm command against the cluster of ``kubeconfig``; raises :class:`HelmError`."""
+    return _run([*args, "--kubeconfig", str(kubeconfig)])
