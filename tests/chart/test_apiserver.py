@@ -135,3 +135,53 @@ def test_install_prints_how_to_check_it_and_an_upgrade_keeps_the_generated_certi
             pass
     assert not [h for h in admission.list_mutating_webhook_configuration().items
                 if h.metadata.name == f"{release}-webhook"]
+
+
+@pytest.fixture(scope="module")
+def restricted_namespace(control_plane):
+    """A namespace enforcing the "restricted" Pod Security Standard."""
+    api = control_plane.api_client()
+    namespace = f"chart-psa-{uuid.uuid4().hex[:6]}"
+    create_namespace(api, namespace, labels={"pod-security.kubernetes.io/enforce": "restricted",
+                                             "pod-security.kubernetes.io/enforce-version": "latest"})
+    try:
+        yield api, namespace
+    finally:
+        client.CoreV1Api(api).delete_namespace(namespace)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_pod_meets_the_restricted_pod_security_standard(variant, render, restricted_namespace):
+    """Pods made from each Deployment's template, created (dry run) where the API server enforces
+    the restricted profile: it refuses any pod that could run as root, escalate, keep a capability
+    or lack a seccomp profile."""
+    api, namespace = restricted_namespace
+    rendered = render(variant, release=f"psa-{variant}", namespace=namespace)
+    core = client.CoreV1Api(api)
+    for account in rendered.of_kind("ServiceAccount"):  # a pod's ServiceAccount must exist
+        try:
+            core.create_namespaced_service_account(namespace, account)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    for deployment in rendered.of_kind("Deployment"):
+        template = deployment["spec"]["template"]
+        spec = {k: v for k, v in template["spec"].items() if k != "priorityClassName"}  # a cluster's own object
+        pod = {"apiVersion": "v1", "kind": "Pod", "spec": spec,
+               "metadata": {"name": deployment["metadata"]["name"], "labels": template["metadata"]["labels"]}}
+        try:
+            core.create_namespaced_pod(namespace, pod, dry_run="All", field_validation="Strict")
+        except ApiException as exc:
+            pytest.fail(f"{variant}: a pod of {deployment['metadata']['name']} is refused: "
+                        f"{json.loads(exc.body).get('message', exc.body)}", pytrace=False)
+
+
+def test_the_restricted_namespace_does_refuse_a_pod_that_may_escalate(render, restricted_namespace):
+    api, namespace = restricted_namespace
+    template = render("simulator").one("Deployment", "kube-vast-simulator")["spec"]["template"]
+    spec = json.loads(json.dumps(template["spec"]))
+    spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(api).create_namespaced_pod(namespace, {"metadata": {"name": "escalates"}, "spec": spec},
+                                                     dry_run="All")
+    assert refused.value.status == 403 and "allowPrivilegeEscalation" in refused.value.body

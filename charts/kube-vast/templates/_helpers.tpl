@@ -1,7 +1,8 @@
 {{/*
 Names. Every resource name derives from kube-vast.fullname: the release name when it already
-contains the chart name ("kube-vast"), else "<release>-kube-vast"; at most 63 characters minus
-the longest suffix the chart appends ("-scheduler-volume-scheduler" is 27), so names stay valid.
+contains the chart name ("kube-vast"), else "<release>-kube-vast"; truncated to 36 characters so
+that every name derived from it (the longest suffix, "-scheduler-authentication-reader", adds 32)
+stays within 63, the limit of a DNS label such as a Service name.
 */}}
 {{- define "kube-vast.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
