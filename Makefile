@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit lint typecheck control-plane bench bench-ranking bench-extender bench-mutate bench-controller clean
+.PHONY: dev test unit lint typecheck control-plane demo bench bench-ranking bench-extender bench-mutate bench-controller clean
 
 dev: $(STAMP)
 
@@ -32,6 +32,12 @@ unit: $(STAMP)
 
 test: $(STAMP) control-plane lint typecheck
 	$(BIN)/pytest
+
+# The demo needs no helm: build only the control plane (seconds when cached). DEMO_FLAGS=--keep
+# leaves the demo cluster up for kubectl until Ctrl-C.
+demo: $(STAMP)
+	tools/build-control-plane.sh --no-helm
+	$(BIN)/python -m demo $(DEMO_FLAGS)
 
 bench: bench-ranking bench-extender bench-mutate bench-controller
 

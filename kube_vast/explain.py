@@ -236,7 +236,7 @@ def event_time(event: Mapping[str, Any]) -> str:
 
 def events_in_order(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The pod's Events oldest first (ties: by name, which is stable), reduced to what a reader needs."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in events:
         source = _mapping(e.get("source")).get("component") or e.get("reportingComponent") or ""
         count = int(e.get("count") or _mapping(e.get("series")).get("count") or 1)
@@ -317,6 +317,17 @@ def _terms_line(offer: Mapping[str, Any], weights: Mapping[str, float]) -> str:
     return f"score {offer['score']:.3f} = {terms}{mods}"
 
 
+def _standing(ranking: Mapping[str, Any], ctl: Mapping[str, Any]) -> str:
+    """Where the webhook's offer stands in the re-ranking."""
+    rank, offer = ranking["webhook_offer_rank"], ranking["webhook_offer"]
+    if rank:
+        return f"#{rank} of {ranking['matched']} now"
+    launch = ctl["launch"] if isinstance(ctl["launch"], Mapping) else {}
+    if ctl["instance_id"] and launch.get("offerId") == offer:
+        return f"rented: this pod's instance {ctl['instance_id']} runs on it"
+    return "no longer among the matching offers (rented, gone, or the requirements changed)"
+
+
 def render_text(report: Mapping[str, Any]) -> list[str]:
     place, reqs, ranking = report["placement"], report["requirements"], report["ranking"]
     hook, ctl = report["webhook"], report["controller"]
@@ -353,10 +364,7 @@ def render_text(report: Mapping[str, Any]) -> list[str]:
             lines.append(f"  {n}. {offer['line']}{mark}")
             lines.append(f"     {_terms_line(offer, ranking['weights'])}")
         if ranking["webhook_offer"] is not None:
-            rank = ranking["webhook_offer_rank"]
-            lines.append(f"  the webhook's offer {ranking['webhook_offer']} is "
-                         + (f"#{rank} of {ranking['matched']} now" if rank else
-                            "no longer among the matching offers (rented, gone, or the requirements changed)"))
+            lines.append(f"  the webhook's offer {ranking['webhook_offer']} is {_standing(ranking, ctl)}")
         lines.append("")
     lines.append("Webhook (at admission):")
     if hook["offer_id"] is not None:

@@ -157,3 +157,9 @@ def test_event_times_with_and_without_fractions_sort_as_times():
               "2025-01-02T03:04:04.999Z"]
     rows = events_in_order([event(str(n), "m", at=at, name=f"e{n}") for n, at in enumerate(stamps)])
     assert [r["time"] for r in rows] == sorted(stamps, key=lambda s: (s[:19], float("0" + s[19:-1] or "0")))
+
+
+def test_the_webhooks_offer_rented_by_this_pod_is_said_to_be_its_instance():
+    snapshot = OfferSnapshot([make_offer(1, dph_total=0.30)], taken_at=1000.0)  # offer 2 left the market
+    out = text(explain_pod(served_pod(), [], config=SelectionConfig(), offers=Offers(snapshot, "s", 0.0)))
+    assert "the webhook's offer 2 is rented: this pod's instance 4242 runs on it" in out

@@ -1,0 +1,5 @@
+import sys
+
+from demo.script import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""Everything the demo runs, started in order and always stopped.
+
+The local control plane (etcd, kube-apiserver, kube-controller-manager, and kube-scheduler
+configured from the repository's ``scheduler-config.yaml`` with the extender's URL) comes from the
+test harness, ``tests.harness.ControlPlane``, and the extender and webhook processes and the
+webhook registration from ``tests.components`` — the same code the end-to-end tests run, not a
+copy. The Vast marketplace simulator runs in this process, bound to this machine's non-loopback
+IPv4 address (the API server refuses loopback addresses in EndpointSlices, and the instances'
+ports listen there). The controller, the extender and the webhook are real ``kube-vast``
+processes, each logging to ``<work>/logs/``.
+
+Every child process is started from the main thread in its own session (Ctrl-C in the terminal
+reaches only the demo, which then cleans up in order) and dies with the demo even if the demo is
+killed (``PR_SET_PDEATHSIG``, see ``tests.harness.processes``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from controller.kube import KubeGateway
+from controller.main import derive_cluster_id
+from tests.components import KUBE_VAST, Extender, Webhook, register_manifest
+from tests.controller_stack import host_ip
+from tests.harness import ControlPlane, ManagedProcess, create_namespace, find_binaries, webhook_serving_cert
+from tests.harness.binaries import CONTROL_PLANE_BINARIES
+from vastmarket.simulator import SimulatorServer
+
+from .console import Console, LogFollower
+
+RELEASE_NAMESPACE = "kube-vast"   # the controller's Lease; never touched by the webhook
+VIRTUAL_NODE = "vast-gpu-node-1"
+
+
+class MissingBinaries(RuntimeError):
+    pass
+
+
+class Stack:
+    """Start with the methods in order; :meth:`stop` stops whatever was started, newest first."""
+
+    def __init__(self, work: Path, console: Console, *, seed: int, offers: int) -> None:
+        self.work = work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.console = console
+        self.seed = seed
+        self.offers = offers
+        self.snapshot = work / "offers.json"
+        self.control_plane: ControlPlane | None = None
+        self.sim: SimulatorServer | None = None
+        self.controller: ManagedProcess | None = None
+        self.extender: Extender | None = None
+        self.webhook: Webhook | None = None
+        self.followers: list[LogFollower] = []
+        self.cluster_id = ""
+        self.ip = ""
+
+    # --- start ------------------------------------------------------------------------------------
+
+    def check_binaries(self) -> None:
+        missing = find_binaries().missing(CONTROL_PLANE_BINARIES)
+        if missing:
+            raise MissingBinaries("control-plane binaries missing: " + "; ".join(missing)
+                                  + ". Build them with tools/build-control-plane.sh (make demo does).")
+
+    def start_control_plane(self) -> ControlPlane:
+        self.control_plane = ControlPlane(workdir=self.work / "control-plane")
+        self.control_plane.start()
+        self.control_plane.start_controller_manager()
+        return self.control_plane
+
+    def api(self) -> Any:
+        """A Kubernetes client for the admin user (for writes)."""
+        assert self.control_plane is not None
+        return self.control_plane.api_client()
+
+    def kube(self) -> KubeGateway:
+        """The controller's gateway for the admin user: reads as plain dicts."""
+        return KubeGateway(self.api())
+
+    def start_simulator(self) -> SimulatorServer:
+        self.ip = host_ip()
+        self.sim = SimulatorServer(seed=self.seed, offers=self.offers, host=self.ip, public_ip=self.ip,
+                                   boot_seconds=(1.0, 3.0)).start()
+        return self.sim
+
+    def start_controller(self) -> ManagedProcess:
+        assert self.control_plane is not None and self.sim is not None
+        api = self.api()
+        create_namespace(api, RELEASE_NAMESPACE)
+        self.cluster_id = derive_cluster_id(self.kube())
+        env = {**os.environ, "VAST_API_URL": self.sim.url}
+        env.pop("VAST_API_KEY", None)
+        env.pop("VAST_API_KEY_FILE", None)
+        argv = [*KUBE_VAST, "controller", "--kubeconfig", str(self.control_plane.kubeconfig_path),
+                "--namespace", RELEASE_NAMESPACE, "--virtual-node", VIRTUAL_NODE, "--snapshot", str(self.snapshot),
+                # Quicker than production (offers every 30 s, reaper grace 5 min) so the demo is brisk.
+                "--poll-interval", "5", "--fleet-interval", "1", "--resync", "2", "--reaper-interval", "10",
+                "--reaper-grace", "60", "--boot-timeout", "120"]
+        self.controller = ManagedProcess("controller", argv, self.logs / "controller.log", env=env).start()
+        self.follow("controller", self.controller.log_path)
+        return self.controller
+
+    def start_extender(self) -> Extender:
+        self.extender = Extender(self.logs, self.snapshot, extra=("--virtual-node", VIRTUAL_NODE)).start()
+        self.follow("extender", self.extender.process.log_path)
+        return self.extender
+
+    def start_scheduler(self) -> None:
+        assert self.control_plane is not None and self.extender is not None
+        self.control_plane.start_scheduler(self.extender.url)
+
+    def start_webhook(self) -> Webhook:
+        cert = webhook_serving_cert(self.work / "webhook-tls")
+        self.webhook = Webhook(self.logs, self.snapshot, cert,
+                               extra=("--release-namespace", RELEASE_NAMESPACE)).start()
+        self.follow("webhook", self.webhook.process.log_path)
+        register_manifest(self.api(), url=f"{self.webhook.url}/mutate", ca_pem=cert.ca_pem,
+                          release_namespace=RELEASE_NAMESPACE)
+        return self.webhook
+
+    def follow(self, component: str, path: Path) -> None:
+        self.followers.append(LogFollower(self.console, component, path).start())
+
+    # --- health and teardown ----------------------------------------------------------------------
+
+    def processes(self) -> list[ManagedProcess]:
+        procs = [self.controller] if self.controller is not None else []
+        procs += [c.process for c in (self.extender, self.webhook) if c is not None]
+        if self.control_plane is not None:
+            procs += self.control_plane.processes()
+        return procs
+
+    def check_alive(self) -> None:
+        """Raise ``ProcessDied`` (with its log tail) when a process of the demo died."""
+        for p in self.processes():
+            if not p.stopped:
+                p.check_alive()
+
+    def live_instances(self) -> list[dict[str, Any]]:
+        """The simulator ledger's instances of this cluster that are not destroyed."""
+        if self.sim is None:
+            return []
+        prefix = f"kv:{self.cluster_id}:" if self.cluster_id else "kv:"
+        return [i for i in self.sim.state()["instances"] if not i["destroyed"] and (i["label"] or "").startswith(prefix)]
+
+    def stop(self) -> None:
+        """Stop the components (together: each may take its graceful-shutdown time), then the
+        control plane, then the simulator; idempotent."""
+        components = [p for p in self.processes() if p.name in ("controller", "extender", "webhook")]
+        stoppers = [threading.Thread(target=p.stop, name=f"stop-{p.name}") for p in components]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+        if self.control_plane is not None:
+            self.control_plane.stop()
+        for follower in self.followers:
+            follower.stop()
+        if self.sim is not None:
+            self.sim.stop()
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """``pid command`` of every process (but this one) whose command line contains ``text``:
+    every process the demo starts carries its work directory in its arguments."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if text in argv:
+            found.append(f"{entry.name} {argv[:120]}")
+    return found
