@@ -381,6 +381,8 @@ def _kube_gateway(kubeconfig: str | None) -> Any:
     """The controller's Kubernetes gateway for a command-line user (kubeconfig, else in-cluster)."""
     from controller.kube import KubeGateway, load_api_client
 
+    if kubeconfig and not Path(kubeconfig).is_file():
+        raise UsageError(f"--kubeconfig {kubeconfig}: no such file")
     try:
         return KubeGateway(load_api_client(kubeconfig))
     except Exception as exc:  # the client raises its own ConfigException, OSError, ValueError...
