@@ -8,6 +8,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+
+.PHONY: chart
 .PHONY: dev test unit lint typecheck control-plane demo bench bench-ranking bench-extender bench-mutate bench-controller clean
 
 dev: $(STAMP)
@@ -55,3 +57,15 @@ bench-controller: $(STAMP) control-plane
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis build *.egg-info
+
+# The chart: lint and render it with the pinned helm, then its tests (every variant linted,
+# rendered, validated by the test kube-apiserver, RBAC checked). Also part of `make test`.
+HELM_CACHE := $(or $(KUBE_VAST_CACHE),$(HOME)/.cache/kube-vast)
+HELM       ?= $(shell . tools/versions.env && echo $(HELM_CACHE)/helm-$$HELM_VERSION/bin/helm)
+KUBE_VER   := $(shell . tools/versions.env && echo $$KUBERNETES_VERSION)
+
+chart: $(STAMP) control-plane
+	$(HELM) lint --strict charts/kube-vast --kube-version $(KUBE_VER) --set vast.existingSecret.name=vast-api
+	$(HELM) lint --strict charts/kube-vast --kube-version $(KUBE_VER) --set simulator.enabled=true
+	$(HELM) template kube-vast charts/kube-vast -n kube-vast --kube-version $(KUBE_VER) --set vast.existingSecret.name=vast-api >/dev/null
+	$(BIN)/pytest -q tests/chart
