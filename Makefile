@@ -8,9 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-
-.PHONY: chart
-.PHONY: dev test unit lint typecheck control-plane demo bench bench-ranking bench-extender bench-mutate bench-controller clean
+.PHONY: dev test unit lint typecheck control-plane demo bench bench-ranking bench-extender bench-mutate bench-controller chart clean
 
 dev: $(STAMP)
 
