@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -18,7 +19,7 @@ from vastmarket.config import SelectionConfig
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
 
-from .decisions import Context, filter_nodes, prioritize_nodes
+from .decisions import Context, filter_nodes, priorities
 from .logbook import SelectionLogbook
 from .protocol import BadRequest, decode_args, encode_filter_result, encode_priorities
 from .settings import ExtenderSettings
@@ -40,6 +41,28 @@ class _Metrics:
         self.snapshot_age = Gauge("kube_vast_offer_snapshot_age_seconds", "Age of the offer snapshot",
                                   registry=registry)
         self.offers = Gauge("kube_vast_offers_seen", "Offers in the current snapshot", registry=registry)
+
+
+class _ReplyCache:
+    """Encoded reply bodies for the last few distinct answers. kube-scheduler sends the same node
+    list for pod after pod; at thousands of nodes, encoding the reply is most of the work. (A
+    plain dict, first in first out: an LRU's reordering would compare the long keys again.)"""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._data: dict[Hashable, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> bytes:
+        hit = self._data.get(key)
+        if hit is not None:
+            return hit
+        data = json.dumps(build(), separators=(",", ":")).encode()
+        with self._lock:
+            self._data[key] = data
+            while len(self._data) > self._size:
+                del self._data[next(iter(self._data))]
+        return data
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -80,18 +103,30 @@ def create_app(
         if decision.placement is not None:
             logbook.record(args.pod, decision.virtual[0], decision.placement)
             metrics.decisions.labels("pass" if decision.placement.ok else "fail").inc()
+        def reply() -> Any:
+            return encode_filter_result(args, decision.passed, decision.failed, decision.unresolvable)
+
+        if args.nodes is None:  # names only: the same answer recurs pod after pod
+            key = (args.names, decision.passed, tuple(sorted(decision.unresolvable.items())))
+            data = filter_replies.get(key, reply)
+        else:
+            data = json.dumps(reply(), separators=(",", ":")).encode()
         metrics.requests.labels("filter", "ok").inc()
         metrics.latency.labels("filter").observe(time.perf_counter() - start)
-        return _json(encode_filter_result(args, decision.passed, decision.failed, decision.unresolvable))
+        return Response(data, status=200, mimetype="application/json")
+
+    priority_replies = _ReplyCache()
+    filter_replies = _ReplyCache()
 
     @app.post("/prioritize")
     def prioritize_route() -> Response:
         start = time.perf_counter()
         args = decode_args(body())
-        scores = prioritize_nodes(args, context())
+        result = priorities(args, context())
+        reply = priority_replies.get(result, lambda: encode_priorities(result.scores()))
         metrics.requests.labels("prioritize", "ok").inc()
         metrics.latency.labels("prioritize").observe(time.perf_counter() - start)
-        return _json(encode_priorities(scores))
+        return Response(reply, status=200, mimetype="application/json")
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -88,13 +88,13 @@ def filter_nodes(args: ExtenderArgs, ctx: Context) -> FilterDecision:
     virtual = _virtual_names(args, ctx)
     if not virtual:
         return FilterDecision(args.names, {}, {})
-    judged = tuple(n for n in args.names if n in virtual)
+    judged = tuple(sorted(virtual))
     placement = placement_for(args, ctx)
     if placement.ok:
         return FilterDecision(args.names, {}, {}, placement, judged)
     reason = f"Vast: {placement.reason}"
     passed = tuple(n for n in args.names if n not in virtual)
-    return FilterDecision(passed, {}, {n: reason for n in judged}, placement, judged)
+    return FilterDecision(passed, {}, dict.fromkeys(judged, reason), placement, judged)
 
 
 def virtual_score(placement: Placement, burst_policy: str) -> int:
@@ -104,8 +104,27 @@ def virtual_score(placement: Placement, burst_policy: str) -> int:
     return max(0, min(scale, round(placement.chosen.score * scale)))
 
 
-def prioritize_nodes(args: ExtenderArgs, ctx: Context) -> list[tuple[str, int]]:
+@dataclass(frozen=True, slots=True)
+class Priorities:
+    """The scores of one prioritize request: ``virtual_score`` for the virtual nodes in it,
+    ``real_score`` for every other node. Hashable, so that the encoded reply for the same node
+    list and scores can be reused (kube-scheduler sends the same list for pod after pod)."""
+
+    names: tuple[str, ...]
+    virtual: frozenset[str]
+    virtual_score: int
+    real_score: int
+
+    def scores(self) -> list[tuple[str, int]]:
+        return [(n, self.virtual_score if n in self.virtual else self.real_score) for n in self.names]
+
+
+def priorities(args: ExtenderArgs, ctx: Context) -> Priorities:
     virtual = _virtual_names(args, ctx)
     v_score = virtual_score(placement_for(args, ctx), ctx.burst_policy) if virtual else 0
     real = MAX_SCORE if ctx.burst_policy == "local-first" else ctx.real_node_score
-    return [(name, v_score if name in virtual else real) for name in args.names]
+    return Priorities(args.names, virtual, v_score, real)
+
+
+def prioritize_nodes(args: ExtenderArgs, ctx: Context) -> list[tuple[str, int]]:
+    return priorities(args, ctx).scores()

@@ -16,6 +16,7 @@ The poller and follower do I/O (files, and the injected search callable); the re
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -132,9 +133,10 @@ class SnapshotFile:
 class SnapshotFollower:
     """Keeps :attr:`current` equal to the newest snapshot in a :class:`SnapshotFile`."""
 
-    def __init__(self, source: SnapshotFile, *, interval: float = 1.0) -> None:
+    def __init__(self, source: SnapshotFile, *, interval: float = 1.0, freeze_heap: bool = True) -> None:
         self.source = source
         self.interval = interval
+        self.freeze_heap = freeze_heap
         self.current: OfferSnapshot | None = None
         self._stamp: tuple[int, int] | None = None
         self._stop = threading.Event()
@@ -152,6 +154,12 @@ class SnapshotFollower:
             return False
         self._stamp = stamp
         self.current = snapshot
+        if self.freeze_heap:
+            # The snapshot is hundreds of thousands of long-lived, acyclic objects: keep the cyclic
+            # garbage collector from rescanning them on every full collection (a ~15 ms pause on
+            # the request path). Reference counting still frees the previous snapshot.
+            gc.collect()
+            gc.freeze()
         return True
 
     def start(self) -> None:
