@@ -66,6 +66,7 @@ class LogFollower:
         self._offset = 0
         self._partial = ""
         self._shown: set[str] = set()
+        self._reading = threading.Lock()
 
     def start(self) -> LogFollower:
         self._thread.start()
@@ -76,10 +77,16 @@ class LogFollower:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def catch_up(self) -> None:
+        """Print what the file holds now (the demo calls this before narrating, so that what a
+        component logged before the demo saw its effect is printed first)."""
+        with self._reading:
+            self._read()
+
     def _run(self) -> None:
         while True:
             stopping = self._stop.is_set()
-            self._read()
+            self.catch_up()
             if stopping:
                 return
             self._stop.wait(self.interval)

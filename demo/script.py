@@ -73,6 +73,7 @@ class Demo:
         self.leftover: list[int] = []
 
     def say(self, text: str) -> None:
+        self.stack.catch_up()
         self.console.say("demo", text)
 
     # --- waiting ----------------------------------------------------------------------------------

@@ -126,6 +126,11 @@ class Stack:
     def follow(self, component: str, path: Path) -> None:
         self.followers.append(LogFollower(self.console, component, path).start())
 
+    def catch_up(self) -> None:
+        """Print every component line logged so far."""
+        for follower in self.followers:
+            follower.catch_up()
+
     # --- health and teardown ----------------------------------------------------------------------
 
     def processes(self) -> list[ManagedProcess]:
