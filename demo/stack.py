@@ -25,7 +25,9 @@ from controller.kube import KubeGateway
 from controller.main import derive_cluster_id
 from tests.components import KUBE_VAST, Extender, Webhook, register_manifest
 from tests.controller_stack import host_ip
-from tests.harness import ControlPlane, ManagedProcess, create_namespace, find_binaries, webhook_serving_cert
+from tests.harness import (
+    ControlPlane, ManagedProcess, create_namespace, find_binaries, stop_all, webhook_serving_cert,
+)
 from tests.harness.binaries import CONTROL_PLANE_BINARIES
 from vastmarket.simulator import SimulatorServer
 
@@ -164,6 +166,9 @@ class Stack:
             t.join()
         if self.control_plane is not None:
             self.control_plane.stop()
+        # Anything else the harness started for us, e.g. a kube-apiserver interrupted while it
+        # was starting, before the control plane recorded it.
+        stop_all()
         for follower in self.followers:
             follower.stop()
         if self.sim is not None:

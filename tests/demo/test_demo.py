@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from demo.stack import processes_mentioning
+from tests.harness import wait_for
 from vastmarket.client import VastClient, broad_query
 from vastmarket.instances import RentRequest
 
@@ -130,6 +131,22 @@ def test_sigterm_while_an_instance_boots_destroys_it_and_stops_everything():
     assert "SIGTERM: cleaning up" in run.text
     processes = processes_mentioning(run.work_dir)
     assert processes == []
+
+
+def test_ctrl_c_while_the_control_plane_starts_leaves_no_process():
+    run = DemoRun()
+    try:
+        work = run.work_dir
+        wait_for(lambda: any("kube-apiserver" in p for p in processes_mentioning(work)), timeout=60,
+                 description="kube-apiserver to be starting")  # and not ready yet: it takes seconds
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish(timeout=120)
+    finally:
+        run.kill()
+    assert code == 130, run.text
+    summary = CLEAN.search(run.lines[-1])
+    assert summary and summary["result"] == "interrupted" and summary["rented"] == "0", run.text
+    assert processes_mentioning(run.work_dir) == []
 
 
 @pytest.fixture(scope="module")
