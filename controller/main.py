@@ -156,8 +156,11 @@ class Controller:
         log.info("controller stopping")
         self.queue.close()
         self.poller.stop()
+        # Threads are daemons; give them a moment to finish their step (the leader thread releases
+        # the lease so that a standby takes over at once), but never wait out a 60 s pod watch.
+        deadline = time.monotonic() + 3.0
         for t in threads:
-            t.join(timeout=10)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         return 0
 
     def install_signal_handlers(self) -> None:

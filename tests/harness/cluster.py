@@ -161,9 +161,9 @@ class ControlPlane:
 
             try:
                 p.wait_until(healthy, timeout=timeout, what="report /health")
-            except Exception:
+            except BaseException as exc:  # also Ctrl-C: never leave a half-started process
                 p.stop()
-                if attempt + 1 < _START_ATTEMPTS and "address already in use" in p.log_tail(60):
+                if isinstance(exc, Exception) and attempt + 1 < _START_ATTEMPTS and "address already in use" in p.log_tail(60):
                     continue
                 raise
             self.etcd, self.etcd_url = p, url
@@ -207,9 +207,9 @@ class ControlPlane:
             try:
                 p.wait_until(self._apiserver_ready, timeout=timeout, what="report /readyz")
                 p.wait_until(self._bootstrap_done, timeout=timeout, what="create its default RBAC and namespaces")
-            except Exception:
+            except BaseException as exc:  # also Ctrl-C: never leave a half-started process
                 p.stop()
-                if attempt + 1 < _START_ATTEMPTS and "address already in use" in p.log_tail(80):
+                if isinstance(exc, Exception) and attempt + 1 < _START_ATTEMPTS and "address already in use" in p.log_tail(80):
                     continue
                 raise
             self.apiserver = p
@@ -434,9 +434,9 @@ class ControlPlane:
             try:
                 p.wait_until(lambda: _healthy(f"https://127.0.0.1:{port}/healthz"), timeout=timeout,
                              what="report /healthz")
-            except Exception:
+            except BaseException as exc:  # also Ctrl-C: never leave a half-started process
                 p.stop()
-                if attempt + 1 < _START_ATTEMPTS and "address already in use" in p.log_tail(60):
+                if isinstance(exc, Exception) and attempt + 1 < _START_ATTEMPTS and "address already in use" in p.log_tail(60):
                     continue
                 raise
             self.controller_manager = p
