@@ -443,33 +443,27 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_simulator(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from vastmarket.simulator import cli as simulator_cli
+
+    return simulator_cli.run(args)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    commands = {
+        "offers": cmd_offers, "config": cmd_config_check, "extender": cmd_extender,
+        "controller": cmd_controller, "webhook": cmd_webhook, "explain": cmd_explain,
+        "status": cmd_status, "simulator": cmd_simulator,
+    }
     try:
-        if args.command == "offers":
-            return cmd_offers(args, environ)
-        if args.command == "config":
-            return cmd_config_check(args, environ)
-        if args.command == "extender":
-            return cmd_extender(args, environ)
-        if args.command == "controller":
-            return cmd_controller(args, environ)
-        if args.command == "webhook":
-            return cmd_webhook(args, environ)
-        if args.command == "explain":
-            return cmd_explain(args, environ)
-        if args.command == "status":
-            return cmd_status(args, environ)
-        if args.command == "simulator":
-            from vastmarket.simulator import cli as simulator_cli
-            return simulator_cli.run(args)
+        return commands[args.command](args, environ)
     except KubeVastError as exc:
         print(f"kube-vast: error: {exc}", file=sys.stderr)
         return 2
-    raise AssertionError(f"unhandled command {args.command}")
 
 
 if __name__ == "__main__":
