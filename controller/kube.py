@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
@@ -80,11 +80,11 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster configuration, or a kubeconfig file when given (or found)."""
     try:
         if kubeconfig:
-            return config.new_client_from_config(config_file=kubeconfig)
-        config.load_incluster_config()
+            return cast(client.ApiClient, config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
         return client.ApiClient()
     except config.ConfigException:
-        return config.new_client_from_config()
+        return cast(client.ApiClient, config.new_client_from_config())  # type: ignore[no-untyped-call]
 
 
 class KubeGateway:
@@ -119,11 +119,13 @@ class KubeGateway:
                    timeout_seconds: int = 60) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yields ``(type, pod)``; ends after ``timeout_seconds``; raises :class:`KubeError` (410
         Gone when the resource version is too old: relist)."""
-        w = watch.Watch()
+        w = watch.Watch()  # type: ignore[no-untyped-call]
         try:
-            for event in w.stream(self.core.list_pod_for_all_namespaces, field_selector=field_selector,
-                                  resource_version=resource_version, timeout_seconds=timeout_seconds,
-                                  allow_watch_bookmarks=True, _preload_content=False):
+            stream = w.stream(self.core.list_pod_for_all_namespaces,  # type: ignore[no-untyped-call]
+                              field_selector=field_selector, resource_version=resource_version,
+                              timeout_seconds=timeout_seconds, allow_watch_bookmarks=True,
+                              _preload_content=False)
+            for event in stream:
                 obj = event.get("raw_object") or {}
                 if event.get("type") == "ERROR":
                     raise KubeError(f"watch pods: {obj.get('message', obj)}", status=obj.get("code"))
@@ -133,7 +135,7 @@ class KubeGateway:
         except HTTPError as exc:
             raise KubeError(f"watch pods: {type(exc).__name__}") from None
         finally:
-            w.stop()
+            w.stop()  # type: ignore[no-untyped-call]
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -217,7 +219,7 @@ class KubeGateway:
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
         stamp = now_micro()
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
             "regarding": {"apiVersion": obj.get("apiVersion", "v1"), "kind": kind, "name": meta.get("name"),
@@ -229,7 +231,7 @@ class KubeGateway:
         }
         try:
             events = client.EventsV1Api(self.api)
-            events.create_namespaced_event(namespace, body, _preload_content=False)
+            events.create_namespaced_event(namespace, body, _preload_content=False)  # type: ignore[arg-type]
         except ApiException as exc:
             log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"),
                         _translate(exc, "create event"))

@@ -68,8 +68,7 @@ class Controller:
         self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
                              dry_run=self.settings.reaper_dry_run)
         self.queue = WorkQueue()
-        # a listing that may show a booted instance looks at the pods waiting for one at once
-        self.fleet.listeners.append(lambda: [self.queue.add(key) for key in list(self.reconciler.booting)])
+        self.fleet.listeners.append(self._wake_booting)
         self.registry = CollectorRegistry()
         self._metrics(metrics_port)
         log.info("controller %s: cluster id %s, virtual nodes %s, Vast at %s", self.settings.identity, cluster_id,
@@ -87,6 +86,11 @@ class Controller:
         leader.set_function(lambda: 1.0 if self.elector.leading.is_set() else 0.0)
         if port:
             start_http_server(port, registry=self.registry)
+
+    def _wake_booting(self) -> None:
+        """A listing that may show a booted instance: look at the pods waiting for one at once."""
+        for key in list(self.reconciler.booting):
+            self.queue.add(key)
 
     def _vast_healthy(self) -> tuple[bool, str]:
         last = self.fleet.last_success

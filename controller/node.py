@@ -129,7 +129,7 @@ class VirtualNodeKeeper:
             self._last_status.pop(name, None)
 
     def _renew_lease(self, name: str, now: float) -> None:
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        body: dict[str, Any] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
                 "spec": {"holderIdentity": name, "leaseDurationSeconds": self.lease_seconds,
                          "renewTime": micro_time(now)}}
