@@ -11,10 +11,11 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from flask import Flask, Response, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
+from kube_vast.snapshot_metrics import register_snapshot_metrics
 from vastmarket.config import SelectionConfig
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
@@ -38,9 +39,6 @@ class _Metrics:
                                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
         self.decisions = Counter("kube_vast_extender_virtual_node_decisions",
                                  "Filter decisions on virtual Vast nodes", ["result"], registry=registry)
-        self.snapshot_age = Gauge("kube_vast_offer_snapshot_age_seconds", "Age of the offer snapshot",
-                                  registry=registry)
-        self.offers = Gauge("kube_vast_offers_seen", "Offers in the current snapshot", registry=registry)
 
 
 class _ReplyCache:
@@ -81,6 +79,7 @@ def create_app(
     app.url_map.strict_slashes = False  # never redirect: kube-scheduler would turn POST into GET
     registry = registry or CollectorRegistry()
     metrics = _Metrics(registry)
+    register_snapshot_metrics(registry, snapshots, clock)
     logbook = SelectionLogbook(log)
     policy = ScoringPolicy.from_config(config)
 
@@ -145,10 +144,6 @@ def create_app(
 
     @app.get("/metrics")
     def metrics_route() -> Response:
-        snapshot = snapshots()
-        if snapshot is not None:
-            metrics.snapshot_age.set(snapshot.age(clock()))
-            metrics.offers.set(len(snapshot))
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(BadRequest)

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
+from kube_vast.snapshot_metrics import register_snapshot_metrics
 from vastmarket.config import SelectionConfig
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
@@ -46,9 +47,6 @@ class _Metrics:
                                         registry=registry)
         self.dry_runs = Counter("kube_vast_webhook_dry_run_requests", "Dry-run AdmissionReviews",
                                 registry=registry)
-        self.snapshot_age = Gauge("kube_vast_offer_snapshot_age_seconds", "Age of the offer snapshot",
-                                  registry=registry)
-        self.offers = Gauge("kube_vast_offers_seen", "Offers in the current snapshot", registry=registry)
 
     def observe(self, review: AdmissionRequest, decision: Decision) -> None:
         self.requests.labels(decision.outcome).inc()
@@ -84,6 +82,7 @@ def create_app(
     app.url_map.strict_slashes = False  # answer /mutate/ too, never with a redirect
     registry = registry or CollectorRegistry()
     metrics = _Metrics(registry)
+    register_snapshot_metrics(registry, snapshots, clock)
     policy = ScoringPolicy.from_config(config)
 
     def judge(review: AdmissionRequest) -> Verdict:
@@ -122,10 +121,6 @@ def create_app(
 
     @app.get("/metrics")
     def metrics_route() -> Response:
-        snapshot = snapshots()
-        if snapshot is not None:
-            metrics.snapshot_age.set(snapshot.age(clock()))
-            metrics.offers.set(len(snapshot))
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(Exception)
