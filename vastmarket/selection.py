@@ -238,6 +238,11 @@ def _modifier_applies(mod: Modifier, offer: Offer) -> bool:
     return True
 
 
+def _below(column: Sequence[float], minimum: float) -> set[int]:
+    """Indexes of the offers whose value is under ``minimum`` (missing values are -inf)."""
+    return {i for i, value in enumerate(column) if value < minimum}
+
+
 def _failures(table: OfferTable, req: Requirements,
               gpu_rank: Mapping[str, int] | None,
               loc_rank: Mapping[Location, int] | None) -> list[tuple[str, set[int]]]:
@@ -249,13 +254,13 @@ def _failures(table: OfferTable, req: Requirements,
     if gpu_rank is not None:
         fails.append(("gpu_type", {i for i, k in enumerate(table.gpu_key) if k not in gpu_rank}))
     if req.num_gpus > 1:
-        fails.append(("gpu_count", {i for i, n in enumerate(table.num_gpus) if n < req.num_gpus}))
+        fails.append(("gpu_count", _below(table.num_gpus, req.num_gpus)))
     if req.min_gpu_memory_gb > 0:
-        fails.append(("gpu_memory", {i for i, g in enumerate(table.gpu_ram_gb) if g < req.min_gpu_memory_gb}))
+        fails.append(("gpu_memory", _below(table.gpu_ram_gb, req.min_gpu_memory_gb)))
     if req.min_reliability > 0:
-        fails.append(("reliability", {i for i, r in enumerate(table.reliability) if r < req.min_reliability}))
+        fails.append(("reliability", _below(table.reliability, req.min_reliability)))
     if req.min_download_mbps > 0:
-        fails.append(("download", {i for i, d in enumerate(table.inet_down) if d < req.min_download_mbps}))
+        fails.append(("download", _below(table.inet_down, req.min_download_mbps)))
     if loc_rank is not None:
         fails.append(("location", {i for i, loc in enumerate(table.location) if loc not in loc_rank}))
     bl = req.blacklist
@@ -268,13 +273,13 @@ def _failures(table: OfferTable, req: Requirements,
     if req.verified_only:
         fails.append(("verification", {i for i, v in enumerate(table.verified) if not v}))
     if req.min_cpu_cores > 0:
-        fails.append(("cpu", {i for i, c in enumerate(table.cpu) if c < req.min_cpu_cores}))
+        fails.append(("cpu", _below(table.cpu, req.min_cpu_cores)))
     if req.min_ram_gb > 0:
-        fails.append(("ram", {i for i, r in enumerate(table.ram_gb) if r < req.min_ram_gb}))
+        fails.append(("ram", _below(table.ram_gb, req.min_ram_gb)))
     if req.min_disk_gb > 0:
-        fails.append(("disk", {i for i, d in enumerate(table.disk_gb) if d < req.min_disk_gb}))
+        fails.append(("disk", _below(table.disk_gb, req.min_disk_gb)))
     if req.direct_ports > 0:
-        fails.append(("direct_ports", {i for i, p in enumerate(table.ports) if p < req.direct_ports}))
+        fails.append(("direct_ports", _below(table.ports, req.direct_ports)))
     return fails
 
 
