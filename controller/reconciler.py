@@ -375,6 +375,7 @@ class Reconciler:
         with self._lock:
             state = self._health.setdefault(uid, health.HealthState(probe, now=self.clock()))
         now = self.clock()
+        was_ready = state.ready
         if state.due(now):
             host_port = inst.ports.get(probe.container_port) if probe.container_port else None
             if probe.kind == "none":
@@ -384,6 +385,12 @@ class Reconciler:
             else:
                 result = health.check(probe, ip, host_port)
                 state.observe(result.ok, now, result.message)
+        if state.ready != was_ready:
+            if state.ready:
+                self._event(pod, "InstanceHealthy", f"{probe.describe()} passes at {ip}")
+            else:
+                self._event(pod, "InstanceUnhealthy", f"{probe.describe()} failed {state.consecutive_failures} "
+                                                      f"times: {state.last_message}; out of its Services", warning=True)
         ports_text = json.dumps({str(k): v for k, v in sorted(inst.ports.items())}, separators=(",", ":"))
         first_time = _annotations(pod).get(A_PUBLIC_IP) != ip or _annotations(pod).get(A_PORTS) != ports_text
         if first_time:

@@ -153,8 +153,10 @@ def test_failing_health_checks_take_the_pod_out_of_service_until_they_pass_again
     _, instance = served(api, ns, sim)
     sim.market.set_health(instance, status=503)
     wait_until(lambda: not is_ready(read(api, ns, "gpu")), timeout=30)
+    wait_until(lambda: "InstanceUnhealthy" in events(api, ns, "gpu"), timeout=10)
     sim.market.set_health(instance, status=200)
     wait_until(lambda: is_ready(read(api, ns, "gpu")), timeout=30)
+    wait_until(lambda: events(api, ns, "gpu").count("InstanceHealthy") >= 2, timeout=10)  # at start, and again
     assert int(read(api, ns, "gpu").metadata.annotations["vast.ai/instance-id"]) == instance
 
 
