@@ -21,6 +21,8 @@ WORKDIR /src
 # Only what the build needs (see .dockerignore): metadata first, then the packages.
 COPY pyproject.toml setup.cfg README.md ./
 COPY vastmarket/ vastmarket/
+COPY vastsim/ vastsim/
+COPY serving/ serving/
 COPY kube_vast/ kube_vast/
 COPY extender/ extender/
 COPY webhooks/ webhooks/

@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy vastmarket extender webhooks controller kube_vast
+	$(BIN)/mypy vastmarket vastsim serving extender webhooks controller kube_vast
 
 unit: $(STAMP)
 	$(BIN)/pytest -m 'not cluster'

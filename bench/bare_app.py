@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, Response, request  # noqa: E402
 
-from kube_vast.serving import serve  # noqa: E402
+from serving.runner import serve  # noqa: E402
 
 
 def create_bare_app() -> Flask:

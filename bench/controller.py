@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client, watch  # noqa: E402
 
 from controller.endpoints import MANAGED_BY  # noqa: E402
-from tests.controller_stack import ControllerProcess, host_ip  # noqa: E402
-from tests.harness import ControlPlane, create_namespace  # noqa: E402
-from vastmarket.simulator import SimulatorServer  # noqa: E402
+from devcluster.controller_stack import ControllerProcess, host_ip  # noqa: E402
+from devcluster import ControlPlane, create_namespace  # noqa: E402
+from vastsim import SimulatorServer  # noqa: E402
 
 NODE = "vast-gpu-node-1"
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vastmarket.offers import parse_offers  # noqa: E402
-from vastmarket.simulator.offerset import generate_offers  # noqa: E402
+from vastsim.offerset import generate_offers  # noqa: E402
 from vastmarket.snapshot import OfferSnapshot, SnapshotFile  # noqa: E402
 
 POD = json.loads((ROOT / "tests/extender/captured/filter-nodenames.json").read_text())["Pod"]

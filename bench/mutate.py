@@ -39,9 +39,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.pki import webhook_serving_cert  # noqa: E402
+from devcluster.pki import webhook_serving_cert  # noqa: E402
 from vastmarket.offers import parse_offers  # noqa: E402
-from vastmarket.simulator.offerset import generate_offers  # noqa: E402
+from vastsim.offerset import generate_offers  # noqa: E402
 from vastmarket.snapshot import OfferSnapshot, SnapshotFile  # noqa: E402
 
 REVIEW = ROOT / "tests" / "webhooks" / "captured" / "pod-create-generatename.json"
@@ -57,7 +57,7 @@ def free_port() -> int:
 
 def serve_bare(port: int, cert: str, key: str, reply_file: str) -> None:
     """The bare endpoint (runs in its own process, started by this script)."""
-    from kube_vast.serving import serve
+    from serving.runner import serve
     from webhooks.tls import ReloadingCertificate
 
     def factory() -> Any:

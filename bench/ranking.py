@@ -28,7 +28,7 @@ from bench.naive import naive_rank  # noqa: E402
 from vastmarket.offers import parse_offers  # noqa: E402
 from vastmarket.requirements import Requirements  # noqa: E402
 from vastmarket.selection import ScoringPolicy, rank  # noqa: E402
-from vastmarket.simulator.offerset import generate_offers  # noqa: E402
+from vastsim.offerset import generate_offers  # noqa: E402
 from vastmarket.snapshot import OfferSnapshot  # noqa: E402
 
 PROFILES = {

@@ -29,8 +29,8 @@ import yaml
 from kubernetes import client, utils
 
 from controller.kube import KubeGateway
-from tests.components import KUBE_VAST
-from tests.harness.processes import ProcessDied
+from devcluster.components import KUBE_VAST
+from devcluster.processes import ProcessDied
 
 from .console import Console
 from .stack import VIRTUAL_NODE, MissingBinaries, Stack, processes_mentioning

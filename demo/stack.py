@@ -2,8 +2,8 @@
 
 The local control plane (etcd, kube-apiserver, kube-controller-manager, and kube-scheduler
 configured from the repository's ``scheduler-config.yaml`` with the extender's URL) comes from the
-test harness, ``tests.harness.ControlPlane``, and the extender and webhook processes and the
-webhook registration from ``tests.components`` — the same code the end-to-end tests run, not a
+local cluster package, ``devcluster.ControlPlane``, and the extender and webhook processes and the
+webhook registration from ``devcluster.components`` — the same code the end-to-end tests run, not a
 copy. The Vast marketplace simulator runs in this process, bound to this machine's non-loopback
 IPv4 address (the API server refuses loopback addresses in EndpointSlices, and the instances'
 ports listen there). The controller, the extender and the webhook are real ``kube-vast``
@@ -11,7 +11,7 @@ processes, each logging to ``<work>/logs/``.
 
 Every child process is started from the main thread in its own session (Ctrl-C in the terminal
 reaches only the demo, which then cleans up in order) and dies with the demo even if the demo is
-killed (``PR_SET_PDEATHSIG``, see ``tests.harness.processes``).
+killed (``PR_SET_PDEATHSIG``, see ``devcluster.processes``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 
 from controller.kube import KubeGateway
 from controller.main import derive_cluster_id
-from tests.components import KUBE_VAST, Extender, Webhook, register_manifest
-from tests.controller_stack import host_ip
-from tests.harness import (
+from devcluster.components import KUBE_VAST, Extender, Webhook, register_manifest
+from devcluster.controller_stack import host_ip
+from devcluster import (
     ControlPlane, ManagedProcess, create_namespace, find_binaries, stop_all, webhook_serving_cert,
 )
-from tests.harness.binaries import CONTROL_PLANE_BINARIES
-from vastmarket.simulator import SimulatorServer
+from devcluster.binaries import CONTROL_PLANE_BINARIES
+from vastsim import SimulatorServer
 
 from .console import Console, LogFollower
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from kube_vast.snapshot_metrics import register_snapshot_metrics
+from serving.snapshot_metrics import register_snapshot_metrics
 from vastmarket.config import SelectionConfig
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot

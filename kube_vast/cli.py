@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
     sim = sub.add_parser("simulator", help="run the local Vast.ai marketplace simulator")
-    from vastmarket.simulator import cli as simulator_cli
+    from vastsim import cli as simulator_cli
     simulator_cli.add_arguments(sim)
     return parser
 
@@ -295,7 +295,7 @@ def cmd_extender(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from extender.settings import settings_from
     from vastmarket.snapshot import SnapshotFile, SnapshotFollower
 
-    from .serving import serve
+    from serving.runner import serve
 
     settings = settings_from(
         environ, snapshot_path=Path(args.snapshot) if args.snapshot else None,
@@ -359,7 +359,7 @@ def cmd_webhook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     logging.getLogger("kube_vast").info("webhook listening on https://%s:%d (snapshot %s, cert %s)",
                                         args.host, args.port, settings.snapshot_path, cert)
-    from .serving import serve
+    from serving.runner import serve
 
     serve(factory, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
           certfile=str(tls.cert), keyfile=str(tls.key), ssl_context=tls.gunicorn_hook(), name="kube-vast-webhook")
@@ -444,7 +444,7 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from vastmarket.simulator import cli as simulator_cli
+    from vastsim import cli as simulator_cli
 
     return simulator_cli.run(args)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.binaries import REPO_ROOT
+from devcluster.binaries import REPO_ROOT
 
 from .helm import Rendered, template
 

@@ -1,6 +1,6 @@
 """Helm for the chart tests: the pinned binary (``HELM_VERSION`` in tools/versions.env, built by
 tools/build-control-plane.sh into the cache, found like the control-plane binaries by
-:func:`tests.harness.binaries.find_binaries`), and ``helm template`` / ``helm lint`` as functions.
+:func:`devcluster.binaries.find_binaries`), and ``helm template`` / ``helm lint`` as functions.
 
 Without the binary a test that needs it is skipped with the reason locally and fails under
 ``CI=true``, like the harness's ``cluster`` tests.
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.binaries import BUILD_SCRIPT, REPO_ROOT, find_binaries, running_in_ci
+from devcluster.binaries import BUILD_SCRIPT, REPO_ROOT, find_binaries, running_in_ci
 
 CHART = REPO_ROOT / "charts" / "kube-vast"
 

@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from tests.harness import create_namespace
+from devcluster import create_namespace
 
 from .conftest import VARIANTS
 from .helm import CHART, HelmError

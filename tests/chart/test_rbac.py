@@ -35,8 +35,8 @@ from controller.kube import Forbidden, KubeGateway
 from controller.leader import LeaderElector
 from controller.main import LEASE_NAME, derive_cluster_id
 from controller.node import NodeShape, VirtualNodeKeeper
-from tests.harness import create_namespace, wait_for
-from tests.harness.binaries import REPO_ROOT
+from devcluster import create_namespace, wait_for
+from devcluster.binaries import REPO_ROOT
 
 from .conftest import EXISTING_SECRET
 from .helm import Rendered

@@ -22,7 +22,7 @@ from controller.main import LEASE_NAME
 from controller.settings import settings_from as controller_settings
 from extender.settings import settings_from as extender_settings
 from kube_vast.cli import build_parser
-from tests.harness.binaries import REPO_ROOT
+from devcluster.binaries import REPO_ROOT
 from vastmarket.config import SelectionConfig, config_from_mapping
 from webhooks.settings import settings_from as webhook_settings
 
@@ -257,7 +257,7 @@ def test_the_scheduler_runs_the_profile_the_webhook_sets(render):
 
 
 def test_the_scheduler_image_is_the_pinned_kubernetes_version(render):
-    from tests.harness.binaries import read_versions
+    from devcluster.binaries import read_versions
 
     [container] = render("existing-secret").pod_specs()["kube-vast-scheduler"]["containers"]
     assert container["image"] == f"registry.k8s.io/kube-scheduler:{read_versions()['KUBERNETES_VERSION']}"
@@ -309,7 +309,8 @@ def test_the_components_accept_the_environment_the_chart_gives_them(variant, ren
 
 
 def test_every_environment_variable_the_chart_sets_is_one_kube_vast_reads(render):
-    sources = "\n".join(p.read_text() for pkg in ("kube_vast", "extender", "webhooks", "controller", "vastmarket")
+    sources = "\n".join(p.read_text() for pkg in ("kube_vast", "extender", "webhooks", "controller", "vastmarket",
+                                                 "vastsim", "serving")
                         for p in (REPO_ROOT / pkg).rglob("*.py"))
     known = set(re.findall(r"\b((?:KUBE_VAST|VAST)_[A-Z_]+)\b", sources))
     for variant in VARIANTS:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from marshmallow import Schema, fields
 
-from tests.harness.binaries import REPO_ROOT, read_versions
+from devcluster.binaries import REPO_ROOT, read_versions
 from vastmarket.config import _ConfigSchema
 
 CHART = REPO_ROOT / "charts" / "kube-vast"

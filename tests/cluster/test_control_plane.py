@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.harness import (
+from devcluster import (
     SCHEDULER_NAME,
     create_namespace,
     create_ready_node,

@@ -14,10 +14,10 @@ import pytest
 from kubernetes import client
 
 from controller.endpoints import MANAGED_BY
-from tests.components import Webhook, register_manifest
-from tests.controller_stack import ControllerProcess, Extender, host_ip, http_get, live_instances, wait_until
-from tests.harness import create_namespace, webhook_serving_cert
-from vastmarket.simulator import SimulatorServer
+from devcluster.components import Webhook, register_manifest
+from devcluster.controller_stack import ControllerProcess, Extender, host_ip, http_get, live_instances, wait_until
+from devcluster import create_namespace, webhook_serving_cert
+from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 

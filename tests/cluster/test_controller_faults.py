@@ -11,9 +11,9 @@ import uuid
 import pytest
 from kubernetes import client
 
-from tests.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
-from tests.harness import create_namespace
-from vastmarket.simulator import SimulatorServer
+from devcluster.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
+from devcluster import create_namespace
+from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 

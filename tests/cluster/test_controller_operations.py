@@ -11,11 +11,11 @@ import pytest
 from kubernetes import client
 
 from controller.fleet import instance_label
-from tests.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
-from tests.harness import create_namespace
+from devcluster.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
+from devcluster import create_namespace
 from vastmarket.client import VastClient, broad_query
 from vastmarket.instances import RentRequest
-from vastmarket.simulator import SimulatorServer
+from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from kubernetes import client
 
-from tests.components import Extender, publish_snapshot, wait_until
-from tests.harness import create_namespace, create_ready_node
-from vastmarket.simulator import SimulatorServer
+from devcluster.components import Extender, publish_snapshot, wait_until
+from devcluster import create_namespace, create_ready_node
+from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 

@@ -12,11 +12,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.components import MANIFEST, Webhook, publish_snapshot, register_manifest
-from tests.harness import create_namespace, wait_for, webhook_serving_cert
+from devcluster.components import MANIFEST, Webhook, publish_snapshot, register_manifest
+from devcluster import create_namespace, wait_for, webhook_serving_cert
 from vastmarket.errors import RequirementError
 from vastmarket.requirements import parse_overrides
-from vastmarket.simulator import SimulatorServer
+from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from vastmarket.client import ApiKey, RetryPolicy, VastClient
-from vastmarket.simulator import SimulatorServer
+from vastsim import SimulatorServer
 
 API_KEY = "vast_api_key_contract_s3cr3t"
 

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from kube_vast.cli import main
-from vastmarket.simulator import SimulatorServer
-from vastmarket.simulator.offerset import generate_offers
+from vastsim import SimulatorServer
+from vastsim.offerset import generate_offers
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from kubernetes import client
 
 from controller.endpoints import MANAGED_BY, POD_UID_LABEL, plan_slices
 from controller.status import pod_status
-from tests.harness import create_namespace
+from devcluster import create_namespace
 
 from .objects import NODE, june_pod, june_service
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.health import HealthState, Probe, ProbeResult, check, probe_for
-from tests.harness import webhook_serving_cert
+from devcluster import webhook_serving_cert
 
 from .objects import june_pod
 

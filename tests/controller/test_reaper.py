@@ -6,7 +6,7 @@ from controller.fleet import Fleet, instance_label
 from controller.reaper import Reaper
 from vastmarket.client import RetryPolicy, VastClient, broad_query
 from vastmarket.instances import RentRequest
-from vastmarket.simulator import SimulatorServer
+from vastsim import SimulatorServer
 
 
 class Clock:

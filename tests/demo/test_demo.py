@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from demo.stack import processes_mentioning
-from tests.harness import wait_for
+from devcluster import wait_for
 from vastmarket.client import VastClient, broad_query
 from vastmarket.instances import RentRequest
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 
 from tests.simulator.support import FakeClock, Vast
-from vastmarket.simulator import SimulatorServer
+from vastsim import SimulatorServer
 
 FAST_BOOT = (0.02, 0.04)
 

@@ -19,7 +19,7 @@ from tests.simulator.support import (
     rent_body,
     rent_running,
 )
-from vastmarket.simulator import SimulatorServer
+from vastsim import SimulatorServer
 
 ENDPOINT_CALLS: dict[str, Callable[[Vast, int], Reply]] = {
     "search": lambda vast, _: vast.search({"limit": 1}),

@@ -19,8 +19,8 @@ from tests.simulator.support import (
     running,
     wait_for,
 )
-from vastmarket.simulator import SimulatorServer
-from vastmarket.simulator.offerset import storage_dph
+from vastsim import SimulatorServer
+from vastsim.offerset import storage_dph
 
 
 def test_renting_answers_the_new_contract_and_an_instance_key(vast: Vast) -> None:

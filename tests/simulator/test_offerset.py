@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from vastmarket.simulator import generate_offers
-from vastmarket.simulator.offerset import DEFAULT_ALLOCATED_STORAGE, driver_vers, storage_dph
+from vastsim import generate_offers
+from vastsim.offerset import DEFAULT_ALLOCATED_STORAGE, driver_vers, storage_dph
 
 OFFERS = generate_offers(11, 3000)
 

@@ -9,8 +9,8 @@ from typing import Any, Callable
 import pytest
 
 from tests.simulator.support import Vast, rent_body
-from vastmarket.simulator import SimulatorServer
-from vastmarket.simulator.offerset import driver_vers, storage_dph
+from vastsim import SimulatorServer
+from vastsim.offerset import driver_vers, storage_dph
 
 Offer = dict[str, Any]
 

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.simulator.support import Vast, call, host_port, port_offer, refuses, rent_running, wait_for
-from vastmarket.simulator import SimulatorServer
-from vastmarket.simulator.cli import DEFAULT_PORT, add_arguments, run
+from vastsim import SimulatorServer
+from vastsim.cli import DEFAULT_PORT, add_arguments, run
 
 KEY = "s3cret-key-0123"
 AUTH_ERROR = {"success": False, "error": "auth_error", "msg": "Invalid user key"}
@@ -60,7 +60,7 @@ def test_admin_routes_need_no_vast_key(guarded: SimulatorServer) -> None:
 
 
 def test_the_key_is_never_logged_nor_echoed(guarded: SimulatorServer, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="vastmarket")
+    caplog.set_level(logging.DEBUG, logger="vastsim")
     bearer = Vast(guarded.url, headers={"Authorization": f"Bearer {KEY}"})
     instance = rent_running(bearer)
     replies = [
@@ -240,7 +240,7 @@ def test_python_m_serves_until_sigterm_then_stops_cleanly(tmp_path: Path) -> Non
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vastmarket.simulator", "--port", "0", "--offers", "50", "--api-key-file", str(key_file),
+        [sys.executable, "-m", "vastsim", "--port", "0", "--offers", "50", "--api-key-file", str(key_file),
          "--boot-seconds", "0.02,0.04"],
         stderr=subprocess.PIPE,
         text=True,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.components import KUBE_VAST, Webhook
-from tests.harness import free_port, webhook_serving_cert
-from tests.harness.pki import WebhookCert
+from devcluster.components import KUBE_VAST, Webhook
+from devcluster import free_port, webhook_serving_cert
+from devcluster.pki import WebhookCert
 from tests.webhooks.conftest import captured, market
 from vastmarket.snapshot import OfferSnapshot, SnapshotFile
 

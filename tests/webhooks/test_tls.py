@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import webhook_serving_cert
+from devcluster import webhook_serving_cert
 from vastmarket.errors import ConfigError
 from webhooks.tls import ReloadingCertificate
 

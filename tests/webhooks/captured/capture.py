@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 from kubernetes import client  # noqa: E402
 
-from tests.harness import (  # noqa: E402
+from devcluster import (  # noqa: E402
     ControlPlane, create_namespace, free_port, register_mutating_webhook, wait_for, webhook_serving_cert,
 )
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from vastmarket.simulator.faults import Faults
-from vastmarket.simulator.market import Market
-from vastmarket.simulator.responses import ApiError, Request, Response, decode_json_object, json_response
+from vastsim.faults import Faults
+from vastsim.market import Market
+from vastsim.responses import ApiError, Request, Response, decode_json_object, json_response
 
 log = logging.getLogger(__name__)
 

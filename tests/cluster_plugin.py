@@ -1,11 +1,11 @@
 """pytest plugin: the ``cluster`` marker policy and the control-plane fixtures.
 
-Registered by ``tests/conftest.py`` (``pytest_plugins = ["tests.harness.plugin"]``).
+Registered by ``tests/conftest.py`` (``pytest_plugins = ["tests.cluster_plugin"]``).
 
 Fixtures (all session-scoped):
 
 ``control_plane``
-    A started :class:`~tests.harness.cluster.ControlPlane` (etcd + kube-apiserver).
+    A started :class:`~devcluster.cluster.ControlPlane` (etcd + kube-apiserver).
 ``kube_scheduler``
     A :class:`SchedulerFactory`: ``kube_scheduler(extender_url=None, **options)`` returns a running
     kube-scheduler for that rendered configuration, restarting the scheduler only when the
@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .binaries import BUILD_SCRIPT, CONTROL_PLANE_BINARIES, find_binaries, running_in_ci
-from .cluster import ControlPlane, SchedulerProcess, keep_logs_requested
-from .processes import ManagedProcess, stop_all
+from devcluster.binaries import BUILD_SCRIPT, CONTROL_PLANE_BINARIES, find_binaries, running_in_ci
+from devcluster.cluster import ControlPlane, SchedulerProcess, keep_logs_requested
+from devcluster.processes import ManagedProcess, stop_all
 
 _STATE: dict[str, Any] = {"skipped": 0, "control_plane": None, "missing": None}
 

@@ -18,14 +18,14 @@ from types import TracebackType
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from vastmarket.simulator.admin import PREFIX, SimAdmin
-from vastmarket.simulator.api import VastApi
-from vastmarket.simulator.faults import Faults
-from vastmarket.simulator.market import Market
-from vastmarket.simulator.ports import PortHub
-from vastmarket.simulator.responses import ApiError, Request, Response
+from vastsim.admin import PREFIX, SimAdmin
+from vastsim.api import VastApi
+from vastsim.faults import Faults
+from vastsim.market import Market
+from vastsim.ports import PortHub
+from vastsim.responses import ApiError, Request, Response
 
-log = logging.getLogger("vastmarket.simulator")
+log = logging.getLogger("vastsim")
 
 MAX_BODY = 1024 * 1024
 _SECRET_PARAM = re.compile(r"(api_key=)[^&\s]*", re.IGNORECASE)

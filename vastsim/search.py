@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping
 
-from vastmarket.simulator.filters import (
+from vastsim.filters import (
     Condition,
     QueryError,
     holds,
@@ -24,7 +24,7 @@ from vastmarket.simulator.filters import (
     parse_ops,
     sort_rows,
 )
-from vastmarket.simulator.offerset import (
+from vastsim.offerset import (
     DEFAULT_ALLOCATED_STORAGE,
     Offer,
     driver_vers,

@@ -16,12 +16,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vastmarket.simulator.faults import THRESHOLDS, Failure, Faults
-from vastmarket.simulator.filters import QueryError
-from vastmarket.simulator.listing import parse_list_query
-from vastmarket.simulator.market import OFFER_FIELDS, Market
-from vastmarket.simulator.rental import MAX_LABEL, parse_rent_request
-from vastmarket.simulator.responses import (
+from vastsim.faults import THRESHOLDS, Failure, Faults
+from vastsim.filters import QueryError
+from vastsim.listing import parse_list_query
+from vastsim.market import OFFER_FIELDS, Market
+from vastsim.rental import MAX_LABEL, parse_rent_request
+from vastsim.responses import (
     HTML,
     ApiError,
     Request,
@@ -30,7 +30,7 @@ from vastmarket.simulator.responses import (
     json_response,
     text_response,
 )
-from vastmarket.simulator.search import parse_offer_query
+from vastsim.search import parse_offer_query
 
 log = logging.getLogger(__name__)
 

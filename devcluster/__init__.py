@@ -1,4 +1,5 @@
-"""Test harness: a real Kubernetes control plane on 127.0.0.1 for the ``cluster`` tests.
+"""The local cluster: a real Kubernetes control plane on 127.0.0.1, for ``make demo`` and the
+``cluster`` tests (nothing here imports ``tests``).
 
 Contract
 --------
@@ -6,7 +7,7 @@ Contract
   in ``tools/versions.env``, built by ``tools/build-control-plane.sh`` into
   ``${KUBE_VAST_CACHE:-~/.cache/kube-vast}/{k8s,etcd,helm}-<version>/bin`` (``KUBE_VAST_BIN_DIR``
   is searched first). :func:`find_binaries` resolves them.
-- Fixtures (``tests.harness.plugin``, registered by ``tests/conftest.py``), session-scoped:
+- Fixtures (``tests.cluster_plugin``, registered by ``tests/conftest.py``), session-scoped:
   ``control_plane`` (etcd + kube-apiserver: ``.url``, ``.ca_pem``, ``.kubeconfig_path`` (admin,
   group ``system:masters``), ``.api_client()``, ``.kubeconfig_for(user, groups)``,
   ``.api_client_for(user, groups)``); ``kube_scheduler`` (factory:

@@ -17,8 +17,8 @@ Modules: `catalog` (static market facts), `offerset` (offer generation and prici
 `server` (HTTP shell), `cli`.
 """
 
-from vastmarket.simulator.faults import ENDPOINTS, Faults
-from vastmarket.simulator.offerset import generate_offers
-from vastmarket.simulator.server import SimulatorServer
+from vastsim.faults import ENDPOINTS, Faults
+from vastsim.offerset import generate_offers
+from vastsim.server import SimulatorServer
 
 __all__ = ["ENDPOINTS", "Faults", "SimulatorServer", "generate_offers"]

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from vastmarket.simulator.filters import Condition, QueryError, comes_after, holds, parse_ops, sort_rows
+from vastsim.filters import Condition, QueryError, comes_after, holds, parse_ops, sort_rows
 
 PAGE_MAX = 25
 PAGE_WHEN_NOT_POSITIVE = 5

@@ -20,15 +20,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vastmarket.simulator.faults import Faults, Health, check_fate, check_health
-from vastmarket.simulator.instance import InstanceRecord, audit_record, port_map, render_instance
-from vastmarket.simulator.lifecycle import Timeline
-from vastmarket.simulator.listing import ListQuery, list_page
-from vastmarket.simulator.offerset import Offer, generate_offers, price_fields, storage_dph
-from vastmarket.simulator.ports import Binding, PortHub
-from vastmarket.simulator.rental import RentRequest
-from vastmarket.simulator.responses import ApiError
-from vastmarket.simulator.search import OfferQuery, search_offers
+from vastsim.faults import Faults, Health, check_fate, check_health
+from vastsim.instance import InstanceRecord, audit_record, port_map, render_instance
+from vastsim.lifecycle import Timeline
+from vastsim.listing import ListQuery, list_page
+from vastsim.offerset import Offer, generate_offers, price_fields, storage_dph
+from vastsim.ports import Binding, PortHub
+from vastsim.rental import RentRequest
+from vastsim.responses import ApiError
+from vastsim.search import OfferQuery, search_offers
 
 log = logging.getLogger(__name__)
 

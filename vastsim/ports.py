@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-from vastmarket.simulator.faults import Health
+from vastsim.faults import Health
 
 log = logging.getLogger(__name__)
 

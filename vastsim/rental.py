@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from vastmarket.simulator.responses import ApiError
+from vastsim.responses import ApiError
 
 MAX_IMAGE = 1024
 MAX_LABEL = 256

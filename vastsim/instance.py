@@ -11,11 +11,11 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vastmarket.simulator.faults import Health
-from vastmarket.simulator.lifecycle import Timeline, status_message
-from vastmarket.simulator.offerset import Offer
-from vastmarket.simulator.ports import Binding
-from vastmarket.simulator.rental import RentRequest
+from vastsim.faults import Health
+from vastsim.lifecycle import Timeline, status_message
+from vastsim.offerset import Offer
+from vastsim.ports import Binding
+from vastsim.rental import RentRequest
 
 PortMap = dict[str, list[dict[str, str]]]
 

@@ -1,5 +1,5 @@
 """Command-line hook: `add_arguments(parser)` and `run(args)`, used by `kube-vast simulator` and
-`python -m vastmarket.simulator`. `run` serves until SIGINT or SIGTERM, then stops cleanly."""
+`python -m vastsim`. `run` serves until SIGINT or SIGTERM, then stops cleanly."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import signal
 import threading
 from types import FrameType
 
-from vastmarket.simulator.faults import ENDPOINTS, THRESHOLDS
-from vastmarket.simulator.server import SimulatorServer
+from vastsim.faults import ENDPOINTS, THRESHOLDS
+from vastsim.server import SimulatorServer
 
-log = logging.getLogger("vastmarket.simulator")
+log = logging.getLogger("vastsim")
 
 DEFAULT_PORT = 8181
 
@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 2 on a bad key file, 1 if the port is taken."""
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vastmarket").setLevel(args.log_level)
+    for name in ("vastsim", "vastmarket"):
+        logging.getLogger(name).setLevel(args.log_level)
     api_key = None
     if args.api_key_file:
         try:

@@ -261,7 +261,7 @@ class ControlPlane:
         return procs + [s.process for s in self.schedulers]
 
     def check_alive(self) -> None:
-        """Raise :class:`~tests.harness.processes.ProcessDied` (with the log tail) if a process died."""
+        """Raise :class:`~devcluster.processes.ProcessDied` (with the log tail) if a process died."""
         for p in self.processes():
             if not p.stopped:
                 p.check_alive()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Sequence
 
-from vastmarket.simulator.catalog import (
+from vastsim.catalog import (
     CONSUMER_CPUS,
     DATACENTER_CPUS,
     DIRECT_PORT_COUNTS,

@@ -1,6 +1,7 @@
-"""The whole kube-vast stack for end-to-end tests: the simulator, the controller (which publishes
-the offer snapshot and registers the virtual node), the extender reading that snapshot, and the
-real kube-scheduler pointed at the extender. Components run as real processes through the
+"""The whole kube-vast stack for the local cluster (the demo, the benchmarks and the end-to-end
+tests): the simulator, the controller (which publishes the offer snapshot and registers the
+virtual node), the extender reading that snapshot, and the real kube-scheduler pointed at the
+extender. Components run as real processes through the
 ``kube-vast`` command line."""
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.components import KUBE_VAST, Extender, wait_until
-from tests.harness.processes import ManagedProcess, free_port
-from vastmarket.simulator import SimulatorServer
+from devcluster.components import KUBE_VAST, Extender, wait_until
+from devcluster.processes import ManagedProcess, free_port
+from vastsim import SimulatorServer
 
 
 class ControllerProcess:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vastmarket.simulator.faults import Fate
+from vastsim.faults import Fate
 
 DEAD_ENDS = frozenset({"exited", "unknown", "offline"})
 

@@ -1,4 +1,4 @@
-"""Our own components for end-to-end tests: the simulator in-process, a published offer
+"""Our own components for the local cluster (the demo and the end-to-end tests): the simulator in-process, a published offer
 snapshot, and the extender and the webhook (and later the controller) as real gunicorn processes
 started through the ``kube-vast`` command line, stopped by the harness's process management."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import register_mutating_webhook
-from tests.harness.processes import ManagedProcess, free_port
+from devcluster import register_mutating_webhook
+from devcluster.processes import ManagedProcess, free_port
 from vastmarket.client import VastClient, broad_query
-from vastmarket.simulator import SimulatorServer
+from vastsim import SimulatorServer
 from vastmarket.snapshot import SnapshotFile, SnapshotPoller
 
 KUBE_VAST = [sys.executable, "-m", "kube_vast.cli"]
@@ -68,7 +68,7 @@ class Extender:
 class Webhook:
     """The admission webhook as a real gunicorn HTTPS process (``kube-vast webhook``).
 
-    ``cert`` is a ``tests.harness.WebhookCert`` (cert file, key file, CA PEM). ``restart()`` starts
+    ``cert`` is a ``devcluster.WebhookCert`` (cert file, key file, CA PEM). ``restart()`` starts
     a new process on the same port (the registered URL stays valid)."""
 
     def __init__(self, workdir: Path, snapshot: Path, cert, *, extra: tuple[str, ...] = ()) -> None:

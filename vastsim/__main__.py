@@ -1,16 +1,16 @@
-"""`python -m vastmarket.simulator [--port 8181] [--seed 0] …`"""
+"""`python -m vastsim [--port 8181] [--seed 0] …`"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from vastmarket.simulator.cli import add_arguments, run
+from vastsim.cli import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vastmarket.simulator",
+        prog="python -m vastsim",
         description="A local Vast.ai marketplace with the real API's endpoints and quirks.",
     )
     add_arguments(parser)
