@@ -16,6 +16,7 @@ Contract
 - Ports: every TCP Service port whose ``targetPort`` (a number, a container port NAME, or absent =
   ``port``) resolves to a container port that Vast mapped to a host port is published as
   ``{name, port: host_port, protocol, appProtocol?}``. Nothing resolves → no slice (``None``).
+  :func:`unserved_ports` says which ports of the selecting Services are not published, and why.
 - The endpoint: ``addresses: [public IP]`` (``addressType`` IPv4 or IPv6 after the address),
   ``conditions`` as the built-in controller computes them: ``serving`` = the health check,
   ``terminating`` = the pod has a ``deletionTimestamp``, ``ready`` = serving and not terminating,
@@ -77,27 +78,80 @@ def slice_name(service_name: str, pod_uid: str) -> str:
     return (prefix + suffix) if prefix else suffix[1:]
 
 
-def resolve_ports(service: Mapping[str, Any], pod: Mapping[str, Any],
-                  host_ports: Mapping[int, int]) -> list[PortMapping]:
-    """The Service's TCP ports that reach the instance, in the Service's order."""
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """One port of a Service, its ``targetPort`` resolved against the pod's container ports:
+    ``container_port`` is ``None`` when a named ``targetPort`` matches no container port."""
+
+    service: str
+    name: str
+    port: int
+    target: int | str
+    container_port: int | None
+    protocol: str = "TCP"
+    app_protocol: str | None = None
+
+    def describe(self) -> str:
+        """``Service june-tts port 8000 (http)``"""
+        return f"Service {self.service} port {self.port}" + (f" ({self.name})" if self.name else "")
+
+
+def service_ports(service: Mapping[str, Any], pod: Mapping[str, Any]) -> list[ServicePort]:
+    """Every port of ``service`` (in its order) with the container port it targets on ``pod``:
+    a number, a container port NAME, or absent = ``port``. Selection is not checked here."""
     container_ports = _container_ports(pod)
+    service_name = _text(_mapping(service.get("metadata")).get("name"))
     out = []
     for raw in _list(_mapping(service.get("spec")).get("ports")):
         port = _mapping(raw)
-        protocol = _text(port.get("protocol")) or "TCP"
         number = _port_number(port.get("port"))
-        if protocol != "TCP" or number is None:
+        if number is None:
             continue
         target = port.get("targetPort")
-        container_port = _port_number(target) if target not in (None, "", 0) else number
+        if target in (None, "", 0):
+            target = number
+        container_port = _port_number(target)
         if container_port is None and isinstance(target, str):
             container_port = container_ports.get(target)
-        host_port = host_ports.get(container_port) if container_port is not None else None
-        if container_port is None or host_port is None:
-            continue
         app = port.get("appProtocol")
-        out.append(PortMapping(_text(port.get("name")), number, container_port, host_port,
-                               protocol, app if isinstance(app, str) and app else None))
+        out.append(ServicePort(service_name, _text(port.get("name")), number,
+                               target if isinstance(target, (int, str)) else str(target), container_port,
+                               _text(port.get("protocol")) or "TCP", app if isinstance(app, str) and app else None))
+    return out
+
+
+def resolve_ports(service: Mapping[str, Any], pod: Mapping[str, Any],
+                  host_ports: Mapping[int, int]) -> list[PortMapping]:
+    """The Service's TCP ports that reach the instance, in the Service's order."""
+    out = []
+    for port in service_ports(service, pod):
+        host_port = host_ports.get(port.container_port) if port.container_port is not None else None
+        if port.protocol != "TCP" or port.container_port is None or host_port is None:
+            continue
+        out.append(PortMapping(port.name, port.port, port.container_port, host_port,
+                               port.protocol, port.app_protocol))
+    return out
+
+
+def unserved_ports(services: Iterable[Mapping[str, Any]], pod: Mapping[str, Any],
+                   host_ports: Mapping[int, int]) -> list[tuple[ServicePort, str]]:
+    """The ports of the Services selecting ``pod`` that its instance does not serve, each with
+    why: a named ``targetPort`` that matches no container port, a protocol other than TCP, or a
+    container port the instance was rented without (Vast cannot add a port to a running
+    instance: the Service was created or changed after the rental)."""
+    out = []
+    for service in services:
+        if not selects(service, pod):
+            continue
+        for port in service_ports(service, pod):
+            if port.protocol != "TCP":
+                out.append((port, f"{port.protocol} ports are not published (only TCP)"))
+            elif port.container_port is None:
+                out.append((port, f"targetPort {port.target!r} names no container port of the pod"))
+            elif port.container_port not in host_ports:
+                out.append((port, f"container port {port.container_port} is not mapped by the Vast instance "
+                                  "(the Service was created or changed after the rental, and Vast cannot add "
+                                  "a port to a running instance: deleting the pod rents a new one with it)"))
     return out
 
 

@@ -4,10 +4,18 @@ and :class:`RentRequest`, what the controller asks Vast to run.
 Quirks handled here: ``ports`` is null until the instance runs and then a Docker-style map whose
 ``HostPort`` is a *string*; ``public_ipaddr`` may carry whitespace; numbers may be null;
 ``actual_status`` is null while provisioning. No I/O.
+
+A container that ended shows ``actual_status: "exited"``; its exit code is read from
+``status_msg`` when that carries one in docker's words (``Exited (3) 5 seconds ago``,
+``container exited with code 3``) and is otherwise unknown (``None``): Vast does not promise
+to report it. A stop request shows as ``intended_status: "stopped"`` at once; the instance is
+stopped once ``actual_status`` leaves running (``stopped``, or ``exited`` for the stopped
+container).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +26,17 @@ from .errors import InvalidResponse
 
 PENDING_STATES = frozenset({None, "created", "loading", "rebooting", "restarting", "scheduling"})
 DEAD_STATES = frozenset({"exited", "offline", "unknown", "stopped", "frozen"})
+HOST_LOST_STATES = frozenset({"offline", "unknown", "frozen"})
+_EXIT_CODE = (
+    re.compile(r"\bexited\s*\((-?\d+)\)", re.IGNORECASE),  # docker ps: "Exited (3) 5 seconds ago"
+    re.compile(r"\bexit(?:ed)?\s+(?:with\s+)?(?:code|status)\s*[:=]?\s*(-?\d+)", re.IGNORECASE),
+)
 MAX_LABEL = 256
 MAX_IMAGE = 1024
-MAX_ARGS = 4096
+MAX_ARGS = 4096  # args + args_str + onstart, in characters
+MIN_DISK_GB = 8.0
+MAX_ENV_VALUE = 256  # characters in one env value
+MAX_ENV_TOTAL = 32 * 1024  # bytes of every env key and value together (port flags included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +73,31 @@ class Instance:
     def gone(self) -> bool:
         """Destroyed: nothing is billed any more."""
         return self.cur_state == "unloaded"
+
+    @property
+    def stop_requested(self) -> bool:
+        """Someone asked Vast to stop it (``intended_status: stopped``)."""
+        return self.intended_status == "stopped"
+
+    @property
+    def stopped(self) -> bool:
+        """Asked to stop, and its container no longer runs."""
+        return self.stop_requested and self.actual_status in ("stopped", "exited")
+
+    @property
+    def container_exited(self) -> bool:
+        """The container ended on its own: ``exited`` while meant to be running."""
+        return self.actual_status == "exited" and not self.stop_requested
+
+    @property
+    def host_lost(self) -> bool:
+        """The machine is out of reach (no heartbeat, offline, frozen)."""
+        return self.actual_status in HOST_LOST_STATES
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exited container's code, when ``status_msg`` says it; else ``None``."""
+        return exit_code_of(self.status_msg) if self.actual_status == "exited" else None
 
     def host_port(self, container_port: int) -> int | None:
         return self.ports.get(container_port)
@@ -108,6 +149,16 @@ def parse_ports(raw: Any) -> dict[int, int]:
     return out
 
 
+def exit_code_of(status_msg: str | None) -> int | None:
+    """The exit code in a docker-style message (``Exited (3) 2 minutes ago``, ``container exited
+    with code 3``, ``exit status 3``), or ``None`` when it names none."""
+    for pattern in _EXIT_CODE:
+        match = pattern.search(status_msg or "")
+        if match is not None:
+            return int(match.group(1))
+    return None
+
+
 def parse_instance(raw: Any) -> Instance:
     """Parse one instance object; optional fields that do not parse become ``None``."""
     if not isinstance(raw, Mapping):
@@ -139,33 +190,57 @@ def parse_instance(raw: Any) -> Instance:
 
 @dataclass(frozen=True, slots=True)
 class RentRequest:
-    """What to run on a rented offer. ``ports`` become ``-p P:P`` mappings."""
+    """What to run on a rented offer (``runtype: args``). ``ports`` become ``-p P:P`` mappings.
+
+    ``onstart`` replaces the image's ENTRYPOINT (the CLI's ``--entrypoint``) and ``args`` are passed
+    to the entrypoint; ``args`` of ``None`` keep the image's CMD. ``image_login`` is
+    ``"-u USER -p PASSWORD REGISTRY"`` for a private image. ``env`` and ``image_login`` may hold
+    secrets: they are left out of ``repr``.
+    """
 
     image: str
     label: str
     disk_gb: float = 10.0
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     ports: tuple[int, ...] = ()
     args: tuple[str, ...] | None = None
     onstart: str | None = None
+    image_login: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
+        """Vast's documented create limits (vast-api.md §4, §9); ``ValueError`` naming the limit.
+        Messages name keys, never values."""
         if not self.image or len(self.image) > MAX_IMAGE:
             raise ValueError(f"image must be 1 to {MAX_IMAGE} characters")
         if len(self.label) > MAX_LABEL:
             raise ValueError(f"label must be at most {MAX_LABEL} characters")
-        size = sum(len(a) for a in self.args or ()) + len(self.onstart or "")
+        if self.disk_gb < MIN_DISK_GB:
+            raise ValueError(f"disk must be at least {MIN_DISK_GB:g} GB (Vast's minimum), not {self.disk_gb:g}")
+        size = script_size(self.args, self.onstart)
         if size > MAX_ARGS:
-            raise ValueError(f"args and onstart together must be at most {MAX_ARGS} characters")
-        for key in self.env:
+            raise ValueError(f"the command line (Vast's onstart and args together) is {size} characters; "
+                             f"Vast allows at most {MAX_ARGS} characters")
+        for key, value in self.env.items():
             if key.startswith("-"):
                 raise ValueError(f"environment variable name {key!r} may not start with '-'")
+            if len(value) > MAX_ENV_VALUE:
+                raise ValueError(f"the value of environment variable {key} is {len(value)} characters; "
+                                 f"Vast allows at most {MAX_ENV_VALUE} per value")
+        total = env_size(self.env_dict())
+        if total > MAX_ENV_TOTAL:
+            raise ValueError(f"the environment is {total} bytes (keys, values and port mappings); "
+                             f"Vast allows at most {MAX_ENV_TOTAL} bytes in all")
 
-    def body(self) -> dict[str, Any]:
-        """The JSON body of ``PUT /api/v0/asks/{id}/`` (env is a dict, ports are keys)."""
+    def env_dict(self) -> dict[str, str]:
+        """``env`` as Vast takes it: the variables, then each port as ``"-p P:P": "1"``."""
         env: dict[str, str] = dict(self.env)
         for port in self.ports:
             env[f"-p {port}:{port}"] = "1"
+        return env
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of ``PUT /api/v0/asks/{id}/`` (env is a dict, ports are keys)."""
+        env = self.env_dict()
         body: dict[str, Any] = {
             "client_id": "me",
             "image": self.image,
@@ -180,4 +255,16 @@ class RentRequest:
             body["args"] = list(self.args)
         if self.onstart:
             body["onstart"] = self.onstart
+        if self.image_login:
+            body["image_login"] = self.image_login
         return body
+
+
+def script_size(args: tuple[str, ...] | list[str] | None, onstart: str | None) -> int:
+    """What counts against :data:`MAX_ARGS`: the characters of every arg and of ``onstart``."""
+    return sum(len(a) for a in args or ()) + len(onstart or "")
+
+
+def env_size(env: Mapping[str, str]) -> int:
+    """What counts against :data:`MAX_ENV_TOTAL`: the UTF-8 bytes of every key and value."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in env.items())

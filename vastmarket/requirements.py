@@ -207,6 +207,8 @@ OUTPUT_ANNOTATIONS = frozenset({
     "vast.ai/offer-location", "vast.ai/offer-reliability", "vast.ai/selected-at",
     "vast.ai/selection", "vast.ai/selection-error", "vast.ai/instance-id", "vast.ai/public-ip",
     "vast.ai/ports", "vast.ai/launch", "vast.ai/enabled", "vast.ai/failed-hosts",
+    "vast.ai/rented-offer-id", "vast.ai/rented-offer-score", "vast.ai/rented-offer-price",
+    "vast.ai/rented-offer-gpu", "vast.ai/rented-offer-location", "vast.ai/rented-offer-reason",
 })
 
 

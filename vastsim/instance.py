@@ -11,8 +11,9 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from vastsim.container import ContainerScript
 from vastsim.faults import Health
-from vastsim.lifecycle import Timeline, status_message
+from vastsim.lifecycle import Timeline, exited_message, status_message
 from vastsim.offerset import Offer
 from vastsim.ports import Binding
 from vastsim.rental import RentRequest
@@ -33,6 +34,10 @@ class InstanceRecord:
     label: str | None
     holds_offer: bool = True  # the offer left the market for this rental
     stopped: bool = False  # intended_status stopped (by the client, or created stopped)
+    script: ContainerScript = field(default_factory=ContainerScript)  # what the image does
+    run: int = 0  # the container's run: 0, then one more for every start after a stop
+    exits: list[dict[str, Any]] = field(default_factory=list)  # {run, exit_code, at} per exit seen
+    stop_requested_at: float | None = None  # the last stop request
     health: Health = field(default_factory=Health)
     bindings: list[Binding] = field(default_factory=list)
     ports: PortMap | None = None
@@ -52,9 +57,13 @@ class InstanceRecord:
         """`actual_status` at `now` (the last one seen, once destroyed)."""
         if not self.live:
             return self.last_status
-        if self.stopped:
-            return "stopped"
         return self.timeline.status(now)
+
+    def stopped_at(self, now: float) -> float | None:
+        """When the last stop took effect (None: not stopped, or destroyed before it did)."""
+        stop_at = self.timeline.stop_at
+        until = now if self.destroyed_at is None else self.destroyed_at
+        return stop_at if stop_at is not None and stop_at <= until else None
 
 
 def port_map(bindings: list[Binding]) -> PortMap:
@@ -66,19 +75,32 @@ def port_map(bindings: list[Binding]) -> PortMap:
     return ports
 
 
-def _states(record: InstanceRecord, now: float) -> tuple[str | None, str, str]:
-    """actual_status, intended_status and cur_state (= next_state) at `now`."""
+def _states(record: InstanceRecord, now: float) -> tuple[str | None, str, str, str]:
+    """actual_status, intended_status, cur_state and next_state at `now`. While a stopped
+    container shuts down, intended_status and next_state read stopped and cur_state running."""
     status = record.status(now)
     stopped = status == "stopped"
-    cur_state = "unloaded" if not record.live else "stopped" if stopped else "running"
-    return status, "stopped" if stopped else "running", cur_state
+    intended = "stopped" if stopped or record.stopped else "running"
+    if not record.live:
+        return status, intended, "unloaded", "unloaded"
+    return status, intended, "stopped" if stopped else "running", intended
+
+
+def status_msg(record: InstanceRecord, status: str | None, now: float) -> str:
+    """The fate's message while the fate shows; docker's `Exited (N) … ago` for an exit."""
+    timeline = record.timeline
+    if timeline.fated(now) and status == timeline.fail_status and timeline.status_msg:
+        return timeline.status_msg
+    exit = timeline.exit(now)
+    if exit is not None:
+        return exited_message(exit[0], now - exit[1])
+    return status_message(status, record.request.image)
 
 
 def render_instance(record: InstanceRecord, now: float, *, public_ip: str) -> dict[str, Any]:
     """The instance as the Vast API returns it."""
     offer, request = record.offer, record.request
-    status, intended, cur_state = _states(record, now)
-    fate_msg = record.timeline.status_msg if record.timeline.fated(now) else None
+    status, intended, cur_state, next_state = _states(record, now)
     direct = int(offer["direct_port_count"])
     port_start = 20_000 + (record.offer["machine_id"] % 400) * 100 if direct else -1
     return {
@@ -90,8 +112,8 @@ def render_instance(record: InstanceRecord, now: float, *, public_ip: str) -> di
         "actual_status": status,
         "intended_status": intended,
         "cur_state": cur_state,
-        "next_state": cur_state,
-        "status_msg": fate_msg or status_message(status, request.image),
+        "next_state": next_state,
+        "status_msg": status_msg(record, status, now),
         "label": record.label,
         "image_uuid": request.image,
         "image_args": list(request.args or ()),
@@ -153,9 +175,17 @@ def render_instance(record: InstanceRecord, now: float, *, public_ip: str) -> di
     }
 
 
+def login_registry(image_login: str | None) -> str | None:
+    """The registry of ``"-u USER -p PASSWORD REGISTRY"`` (``""`` for Docker Hub), never the rest."""
+    if image_login is None:
+        return None
+    words = image_login.split()
+    return words[4] if len(words) > 4 else ""
+
+
 def audit_record(record: InstanceRecord, now: float) -> dict[str, Any]:
     """What `/_sim/state` shows of the instance: enough to prove nothing leaked."""
-    status, intended, cur_state = _states(record, now)
+    status, intended, cur_state, _ = _states(record, now)
     return {
         "id": record.id,
         "offer_id": record.offer_id,
@@ -168,10 +198,21 @@ def audit_record(record: InstanceRecord, now: float) -> dict[str, Any]:
         "offer_dph_total": record.offer_dph_total,
         "is_bid": record.request.price is not None,
         "gpu_name": record.offer["gpu_name"],
+        # What the container was asked to run; env by key only (values may be secrets, the API
+        # object's extra_env has them for the account's owner), the login as its registry only.
+        "image": record.request.image,
+        "onstart": record.request.onstart,
+        "args": list(record.request.args) if record.request.args is not None else None,
+        "env_keys": [key for key, _ in record.request.env],
+        "image_login_registry": login_registry(record.request.image_login),
         "ports": port_map(record.bindings) if record.bindings else None,
         "listening": sorted(b.host_port for b in record.bindings if b.listening),
         "health": asdict(record.health),
         "fate": record.timeline.fail_status,
+        "runs": record.run + 1,
+        "exits": [dict(e) for e in record.exits],
+        "stop_requested_at": record.stop_requested_at,
+        "stopped_at": record.stopped_at(now),
         "created_at": record.created_at,
         "running_at": record.running_at,
         "destroyed_at": record.destroyed_at,

@@ -3,12 +3,17 @@
 Pure: `parse_rent_request(body)` → `RentRequest`, or ApiError 400 (`invalid_args`,
 `invalid_price`). Port mappings travel inside `env` as keys `"-p HOST:CONTAINER[/udp]"` with the
 value `"1"`; other keys are environment variables (or docker flags such as `-h`).
+
+The documented create limits are enforced: `disk` ≥ 8 GB, each `env` value ≤ 256 characters and
+the whole `env` ≤ 32 KB, `args` + `args_str` + `onstart` ≤ 4096 characters. Error messages name
+keys, never values (env values may be secrets). `image_login` (`"-u USER -p PASSWORD REGISTRY"`)
+is kept out of `repr` and of every rendering.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from vastsim.responses import ApiError
@@ -16,6 +21,9 @@ from vastsim.responses import ApiError
 MAX_IMAGE = 1024
 MAX_LABEL = 256
 MAX_SCRIPT = 4096  # args + args_str + onstart together
+MIN_DISK = 8.0  # GB
+MAX_ENV_VALUE = 256  # characters in one env value
+MAX_ENV_TOTAL = 32 * 1024  # UTF-8 bytes of every env key and value together
 MIN_PRICE, MAX_PRICE = 0.001, 128.0
 DEFAULT_DISK = 10.0
 RUNTYPE_WORDS = frozenset(
@@ -31,6 +39,7 @@ RUNTYPE_WORDS = frozenset(
         "jupyter_direc",
     }
 )
+_LOGIN = re.compile(r"^-u\s+\S+\s+-p\s+\S+(\s+\S+)?$")
 _PORT_FLAG = re.compile(r"^-p\s+(?:(\d{1,5}):)?(\d{1,5})(?:/(tcp|udp))?$")
 
 
@@ -57,6 +66,7 @@ class RentRequest:
     args: tuple[str, ...] | None = None
     args_str: str | None = None
     onstart: str | None = None
+    image_login: str | None = field(default=None, repr=False)
     runtype: str = "ssh"
     price: float | None = None  # a bid: interruptible instance
     target_state: str = "running"
@@ -80,6 +90,9 @@ def parse_rent_request(body: Mapping[str, Any]) -> RentRequest:
         raise _invalid("args must be a list of strings")
     args_str = _optional_str(body, "args_str")
     onstart = _optional_str(body, "onstart")
+    image_login = _optional_str(body, "image_login")
+    if image_login is not None and not _LOGIN.match(image_login):
+        raise _invalid('image_login must read "-u USER -p PASSWORD REGISTRY"')
     script = sum(len(a) for a in args or ()) + len(args_str or "") + len(onstart or "")
     if script > MAX_SCRIPT:
         raise _invalid(f"args, args_str and onstart together must be at most {MAX_SCRIPT} characters")
@@ -100,6 +113,7 @@ def parse_rent_request(body: Mapping[str, Any]) -> RentRequest:
         args=tuple(args) if args is not None else None,
         args_str=args_str,
         onstart=onstart,
+        image_login=image_login,
         runtype=runtype,
         price=_price(body.get("price")),
         target_state=target_state,
@@ -116,9 +130,15 @@ def _env(env: Any) -> tuple[tuple[tuple[str, str], ...], tuple[PortMapping, ...]
     for key, value in env.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _invalid(f"env value for {key!r} must be a string")
-        pairs.append((key, str(value)))
+        text = str(value)
+        if len(text) > MAX_ENV_VALUE:
+            raise _invalid(f"env value for {key!r} is {len(text)} characters; the limit is {MAX_ENV_VALUE}")
+        pairs.append((key, text))
         if key.split(maxsplit=1)[:1] == ["-p"]:
             ports.append(_port(key))
+    total = sum(len(key.encode()) + len(value.encode()) for key, value in pairs)
+    if total > MAX_ENV_TOTAL:
+        raise _invalid(f"env is {total} bytes; the limit is {MAX_ENV_TOTAL} bytes in all")
     return tuple(pairs), tuple(ports)
 
 
@@ -145,6 +165,8 @@ def _disk(disk: Any) -> float:
         return DEFAULT_DISK
     if isinstance(disk, bool) or not isinstance(disk, (int, float)) or not 0 < disk <= 1_000_000:
         raise _invalid(f"disk must be a positive number of GB, got {disk!r}")
+    if disk < MIN_DISK:
+        raise _invalid(f"disk must be at least {MIN_DISK:g} GB, got {disk!r}")
     return float(disk)
 
 

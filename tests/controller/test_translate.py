@@ -35,8 +35,8 @@ def launch_error(pod: dict[str, Any], lookup: DictLookup | None = None, **kwargs
 def test_the_june_pod_becomes_a_complete_launch_spec():
     spec = spec_of(june_pod())
     assert spec.image == "ghcr.io/june-ai/speech:2.3.1"
-    assert spec.args == ("python", "-m", "june.serve", "--tts-port=8000", "--stt-port=8001",
-                         "--model=whisper-large-v3")
+    assert spec.onstart == "python"
+    assert spec.args == ("-m", "june.serve", "--tts-port=8000", "--stt-port=8001", "--model=whisper-large-v3")
     assert dict(spec.env) == {"MODEL_NAME": "whisper-large-v3", "HF_TOKEN": "hf_abc123",
                               "LOG_LEVEL": "info", "POD_NAME": "june-7d9f8b6c5-x2x7q"}
     assert spec.ports == (8000, 8001)
@@ -52,7 +52,8 @@ def test_the_rent_request_carries_the_spec_and_maps_every_port():
     assert body["label"] == "kube-vast:c1:" + POD_UID
     assert body["disk"] == 40.0
     assert body["runtype"] == "args"
-    assert body["args"][:3] == ["python", "-m", "june.serve"]
+    assert body["onstart"] == "python"
+    assert body["args"][:2] == ["-m", "june.serve"]
     assert body["env"]["HF_TOKEN"] == "hf_abc123"
     assert body["env"]["-p 8000:8000"] == "1" and body["env"]["-p 8001:8001"] == "1"
 
@@ -195,19 +196,22 @@ def test_tcp_container_ports_and_the_probe_port_are_mapped_once(ports, probe, ex
 
 # --- command and args ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command, args, expected", [
-    (None, None, None),
-    ([], [], None),
-    (None, ["--port", "8000"], ("--port", "8000")),
-    (["/bin/sh", "-c"], None, ("/bin/sh", "-c")),
-    (["/bin/sh", "-c"], ["exec serve --model $(MODEL_NAME)"], ("/bin/sh", "-c", "exec serve --model whisper-large-v3")),
-    (["echo", "$(UNDEFINED)", "$$(MODEL_NAME)"], None, ("echo", "$(UNDEFINED)", "$(MODEL_NAME)")),
-    (["echo", "$(POD_NAME)"], None, ("echo", "june-7d9f8b6c5-x2x7q")),
-], ids=["image default", "empty lists", "args only", "command only", "command prepended to args",
-        "unknown and escaped", "valueFrom variable"])
-def test_command_is_prepended_to_args_and_variables_are_expanded(command, args, expected):
-    pod = june_pod(command=command, args=args)
-    assert spec_of(pod).args == expected
+@pytest.mark.parametrize("command, args, onstart, expected", [
+    (None, None, None, None),
+    ([], [], None, None),
+    (None, ["--port", "8000"], None, ("--port", "8000")),
+    (["vllm"], None, "vllm", ()),
+    (["/bin/sh", "-c"], None, "/bin/sh", ("-c",)),
+    (["/bin/sh", "-c"], ["exec serve --model $(MODEL_NAME)"], "/bin/sh", ("-c", "exec serve --model whisper-large-v3")),
+    (["echo", "$(UNDEFINED)", "$$(MODEL_NAME)"], None, "echo", ("$(UNDEFINED)", "$(MODEL_NAME)")),
+    (["$(POD_NAME)"], ["$(POD_NAME)"], "june-7d9f8b6c5-x2x7q", ("june-7d9f8b6c5-x2x7q",)),
+], ids=["image entrypoint and cmd", "empty lists", "args replace cmd", "command alone",
+        "command words after the first are args", "command then args", "unknown and escaped", "valueFrom variable"])
+def test_command_replaces_the_entrypoint_and_args_replace_cmd(command, args, onstart, expected):
+    spec = spec_of(june_pod(command=command, args=args))
+    assert (spec.onstart, spec.args) == (onstart, expected)
+    body = spec.rent_request("l").body()
+    assert body.get("onstart") == onstart and body.get("args") == (None if expected is None else list(expected))
 
 
 # --- env: literal values and $(VAR) --------------------------------------------------------------
@@ -445,15 +449,18 @@ def test_a_resource_field_ref_may_name_the_container():
 # --- ignored fields -------------------------------------------------------------------------------
 
 def test_fields_without_a_vast_equivalent_are_reported_not_refused():
-    pod = june_pod(workingDir="/srv", volumeMounts=[
+    pod = june_pod(command=None, workingDir="/srv", volumeMounts=[
         {"name": "models", "mountPath": "/models"},
+        {"name": "host", "mountPath": "/host"},
         {"name": "kube-api-access-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
     ])
-    pod["spec"]["imagePullSecrets"] = [{"name": "ghcr"}]
+    pod["spec"]["volumes"] += [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
+                               {"name": "host", "hostPath": {"path": "/data"}}]
     warnings = spec_of(pod).warnings
     assert {w.reason for w in warnings} == {IGNORED_FIELD}
-    assert [w.message.split(": ", 1)[1] for w in warnings] == ["workingDir", "volumeMounts (/models)",
-                                                               "imagePullSecrets"]
+    assert [w.message.split(": ", 1)[1] for w in warnings] == [
+        "volumeMounts (/models: persistentVolumeClaim, /host: hostPath)",
+        "workingDir (kube-vast can change to it only when the container sets command)"]
 
 
 def test_the_service_account_token_mount_is_not_worth_a_warning():
