@@ -351,6 +351,24 @@ class VastClient:
                                                body={"label": label}, what=what)
         self._ok(what, status, data, response)
 
+    def stop(self, instance_id: int) -> None:
+        """Stop an instance (``PUT {"state": "stopped"}``): its container gets SIGTERM; the data
+        and the storage bill stay. Asking again is harmless. Raises :class:`VastRejected`
+        (``error="no_such_instance"`` when it is gone)."""
+        self._set_state(instance_id, "stopped")
+
+    def start(self, instance_id: int) -> None:
+        """Start a stopped instance again (``PUT {"state": "running"}``): a new run of its
+        container, on new host ports. Raises :class:`VastRejected` (e.g. when the host has no
+        room: "Required resources are currently unavailable")."""
+        self._set_state(instance_id, "running")
+
+    def _set_state(self, instance_id: int, state: str) -> None:
+        what = f"set instance {instance_id} {state}"
+        status, data, response = self._request("PUT", f"/instances/{int(instance_id)}/",
+                                               body={"state": state}, what=what)
+        self._ok(what, status, data, response)
+
 
 def _json_or_none(response: requests.Response) -> Any:
     try:

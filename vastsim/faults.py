@@ -59,6 +59,7 @@ class Fate:
     status: str
     running_seconds: float | None = None
     status_msg: str | None = None
+    exit_code: int | None = None  # for `exited`: the container's code (1 when None)
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,13 @@ def check_endpoint(endpoint: str) -> str:
     return endpoint
 
 
-def check_fate(status: str, seconds: float | None, name: str, status_msg: str | None = None) -> None:
+def check_fate(status: str, seconds: float | None, name: str, status_msg: str | None = None,
+               exit_code: int | None = None) -> None:
     if status not in FATE_STATUSES:
         raise ValueError(f"status must be one of {', '.join(FATE_STATUSES)}, got {status!r}")
+    if exit_code is not None and (status != "exited" or isinstance(exit_code, bool)
+                                  or not isinstance(exit_code, int) or not 0 <= exit_code <= 255):
+        raise ValueError(f"exit_code must be 0-255 and goes with status exited, got {exit_code!r}")
     if seconds is not None:
         _non_negative(seconds, name)
     if status_msg is not None and not isinstance(status_msg, str):
@@ -216,11 +221,12 @@ class Faults:
         count: int = 1,
         running_seconds: float | None = None,
         status_msg: str | None = None,
+        exit_code: int | None = None,
     ) -> None:
         """The next `count` rented instances meet `status` (see `Fate`)."""
-        check_fate(status, running_seconds, "running_seconds", status_msg)
+        check_fate(status, running_seconds, "running_seconds", status_msg, exit_code)
         with self._lock:
-            fate = Fate(status, None if running_seconds is None else float(running_seconds), status_msg)
+            fate = Fate(status, None if running_seconds is None else float(running_seconds), status_msg, exit_code)
             self._fates.extend([fate] * _count(count))
 
     def health_next(self, *, count: int = 1, status: int = 200, mode: str = "answer") -> None:

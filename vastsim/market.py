@@ -17,12 +17,13 @@ import logging
 import secrets
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from vastsim.container import container_script
 from vastsim.faults import Faults, Health, check_fate, check_health
 from vastsim.instance import InstanceRecord, audit_record, port_map, render_instance
-from vastsim.lifecycle import Timeline
+from vastsim.lifecycle import HOST_GONE, Timeline
 from vastsim.listing import ListQuery, list_page
 from vastsim.offerset import Offer, generate_offers, price_fields, storage_dph
 from vastsim.ports import Binding, PortHub
@@ -107,11 +108,12 @@ class Market:
             if offer is None or not offer["rentable"]:
                 raise no_such_ask(offer_id)
             self._check_fits(offer, request)
+            script = container_script(request.env)
             bid = request.price is not None
             offered = price_fields(offer, allocated_storage=request.disk, bid=bid)["dph_total"]
             if bid and request.price is not None and request.price < offer["min_bid"]:
                 record = self._create(offer, request, now, offered=offered, billed=offered, holds_offer=False)
-                record.stopped = True
+                self._stop(record, now)
                 msg = f"Your bid price ${request.price}/hr is below the minimum ${offer['min_bid']}/hr for this offer."
                 error = ApiError(400, "invalid_price", msg, new_contract=record.id, ask_id=offer_id)
                 return Rental(record.id, record.api_key, error)
@@ -121,11 +123,14 @@ class Market:
             if faults.price is not None:
                 billed = faults.price.apply(billed)
             record = self._create(offer, request, now, offered=offered, billed=billed, holds_offer=True)
+            record.script = script
+            record.timeline = record.timeline.running_script(script.exit_code(0), script.exit_after)
             if faults.fate is not None:
                 record.timeline = record.timeline.with_fate(faults.fate)
             if faults.health is not None:
                 record.health = faults.health
-            record.stopped = request.target_state == "stopped"
+            if request.target_state == "stopped":
+                self._stop(record, now)
             del self._available[offer_id]
             self._sync(record, now)
             return Rental(record.id, record.api_key)
@@ -166,15 +171,28 @@ class Market:
             self._live(instance_id).label = label
 
     def set_state(self, instance_id: int, state: str) -> None:
-        """`stopped` stops the instance; `running` starts a stopped one again (through loading)."""
+        """`stopped` sends the container SIGTERM: it is gone after its shutdown time (at once if it
+        is not running). `running` starts a stopped instance again: a new run of the container,
+        through loading, on new host ports. A start during a stop's shutdown cancels the stop;
+        a start of an instance whose intended status is already running changes nothing (also
+        when its container exited: restarting is stop, then start). A host that is gone
+        (offline, unknown) takes neither."""
         with self._lock:
             now = self._clock()
             record = self._live(instance_id)
+            self._sync(record, now)
+            if record.status(now) in HOST_GONE:
+                return
             if state == "stopped":
-                record.stopped = True
-            elif record.stopped or record.timeline.fail_status == "stopped":
+                self._stop(record, now)
+            elif record.status(now) == "stopped":
                 record.stopped = False
-                record.timeline = Timeline(boot_started=now, provisioning=0.0, loading=self._boot[1])
+                record.run += 1
+                record.timeline = Timeline(boot_started=now, provisioning=0.0, loading=self._boot[1]).running_script(
+                    record.script.exit_code(record.run), record.script.exit_after)
+            elif record.stopped:
+                record.stopped = False
+                record.timeline = replace(record.timeline, stop_at=None)
             self._sync(record, now)
 
     # --- faults aimed at one offer or instance ---------------------------------------------------
@@ -186,13 +204,15 @@ class Market:
             self._vanish(offer_id)
             return True
 
-    def set_fate(self, instance_id: int, status: str, *, after_seconds: float = 0.0, status_msg: str | None = None) -> None:
-        """The live instance turns `status` after `after_seconds`; raises KeyError if not live."""
-        check_fate(status, after_seconds, "after_seconds", status_msg)
+    def set_fate(self, instance_id: int, status: str, *, after_seconds: float = 0.0, status_msg: str | None = None,
+                 exit_code: int | None = None) -> None:
+        """The live instance turns `status` after `after_seconds` (`exited`: with `exit_code`,
+        1 by default); raises KeyError if not live."""
+        check_fate(status, after_seconds, "after_seconds", status_msg, exit_code)
         with self._lock:
             now = self._clock()
             record = self._live_or_key_error(instance_id)
-            record.timeline = record.timeline.failing(status, now + after_seconds, status_msg)
+            record.timeline = record.timeline.failing(status, now + after_seconds, status_msg, exit_code)
             if status == "stopped":
                 record.stopped = False  # the fate says stopped; starting clears it
             self._sync(record, now)
@@ -314,9 +334,20 @@ class Market:
             if record.live:
                 self._sync(record, now)
 
+    def _stop(self, record: InstanceRecord, now: float) -> None:
+        """Ask the container to stop (SIGTERM): it goes after the script's shutdown time."""
+        if not record.stopped:
+            record.stop_requested_at = now
+        record.stopped = True
+        record.timeline = record.timeline.stopping(now, record.script.shutdown)
+
     def _sync(self, record: InstanceRecord, now: float) -> None:
-        """Make the record's ports match its status and health at `now`."""
+        """Make the record's ports match its status and health at `now`; note a container exit."""
         status = record.status(now)
+        if status == "exited" and record.last_status != "exited":
+            exit = record.timeline.exit(now)
+            if exit is not None and not any(e["run"] == record.run for e in record.exits):
+                record.exits.append({"run": record.run, "exit_code": exit[0], "at": exit[1]})
         record.last_status = status
         if status != "running":
             self._close_ports(record)
