@@ -1,5 +1,10 @@
+import base64
 import copy
+import json
+import os
+import stat
 import string
+import subprocess
 from typing import Any
 
 import pytest
@@ -7,12 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.translate import (
-    CONFIG_ERROR, IGNORED_FIELD, INVALID_ENV_NAMES, UNSUPPORTED, LaunchError, LaunchSpec, expand,
-    launch_spec,
+    CONFIG_ERROR, IGNORED_FIELD, INVALID_ENV_NAMES, PULL_SECRET_MISSING, UNRESOLVED_SERVICE_PORT, UNSUPPORTED,
+    VOLUME_APPROXIMATED, LaunchError, LaunchSpec, expand, launch_spec,
 )
 from vastmarket.errors import KubeVastError
 
-from .objects import NODE, POD_UID, DictLookup, june_lookup, june_pod, with_env
+from .objects import NODE, POD_UID, DictLookup, june_lookup, june_pod, june_service, with_env
 
 
 def spec_of(pod: dict[str, Any], lookup: DictLookup | None = None, **kwargs: Any) -> LaunchSpec:
@@ -478,3 +483,318 @@ def test_literal_values_without_references_reach_vast_unchanged(env):
     spec = spec_of(with_env(june_pod(), [{"name": k, "value": v} for k, v in env.items()]))
     assert dict(spec.env) == env
     spec.rent_request("label").validate()
+
+
+# --- ports the Services need ---------------------------------------------------------------------
+
+def localai_pod(**changes: Any) -> dict[str, Any]:
+    """LocalAI/TGI style: the server listens on $PORT, the container declares no port or probe."""
+    return june_pod(ports=None, readinessProbe=None, command=["local-ai"], args=None,
+                    env=[{"name": "PORT", "value": "8080"}], **changes)
+
+
+@pytest.mark.parametrize("service_ports, expected", [
+    ([{"port": 80, "targetPort": 8080}], (8080,)),
+    ([{"port": 8080}], (8080,)),
+    ([{"port": 80, "targetPort": "8080"}], (8080,)),
+    ([{"port": 80, "targetPort": 8080}, {"port": 81, "targetPort": 8080}], (8080,)),
+    ([{"port": 80, "targetPort": 8080}, {"port": 9000, "targetPort": 9000, "protocol": "UDP"}], (8080,)),
+    ([{"port": 80, "targetPort": 8080}, {"port": 9090, "targetPort": 9090}], (8080, 9090)),
+], ids=["numeric targetPort", "no targetPort: the port", "numeric text", "duplicates once", "udp skipped",
+        "every port"])
+def test_the_ports_of_a_selecting_service_are_mapped(service_ports, expected):
+    service = june_service("localai", 80, None)
+    service["spec"]["ports"] = service_ports
+    spec = spec_of(localai_pod(), services=[service])
+    assert spec.ports == expected
+    assert all(f"-p {p}:{p}" in spec.rent_request("l").body()["env"] for p in expected)
+
+
+def test_a_service_that_does_not_select_the_pod_adds_nothing():
+    other = june_service("other", 80, 7000, selector={"app": "someone-else"})
+    elsewhere = june_service("elsewhere", 80, 7001)
+    elsewhere["metadata"]["namespace"] = "another"
+    assert spec_of(localai_pod(), services=[other, elsewhere]).ports == ()
+
+
+def test_a_named_target_port_resolves_against_the_container_and_an_unknown_one_is_reported():
+    pod = june_pod(ports=[{"name": "http", "containerPort": 5000}], readinessProbe=None)
+    known = june_service("web", 80, "http")
+    unknown = june_service("metrics", 9100, "metrics")
+    spec = spec_of(pod, services=[known, unknown])
+    assert spec.ports == (5000,)
+    assert [(w.reason, w.message) for w in spec.warnings] == [(UNRESOLVED_SERVICE_PORT, (
+        "Service metrics port 9100 (http): targetPort 'metrics' names no port of container 'june'; it is not "
+        "mapped and the Service gets no endpoint for it"))]
+
+
+def test_container_ports_come_first_then_probes_then_services():
+    pod = june_pod(ports=[{"name": "tts", "containerPort": 8000}],
+                   readinessProbe={"httpGet": {"port": 8002, "path": "/ready"}},
+                   livenessProbe={"tcpSocket": {"port": "tts"}},
+                   startupProbe={"httpGet": {"port": 8003, "path": "/started"}})
+    assert spec_of(pod, services=[june_service("s", 80, 8004)]).ports == (8000, 8002, 8003, 8004)
+
+
+def test_a_liveness_probe_port_is_mapped_even_without_a_readiness_probe():
+    pod = june_pod(ports=None, readinessProbe=None, livenessProbe={"httpGet": {"port": 8888, "path": "/live"}})
+    assert spec_of(pod).ports == (8888,)
+
+
+# --- volumes: files before the entrypoint -------------------------------------------------------
+
+APP_CONFIG = {"config.yaml": "model: whisper\nworkers: 2\n", "log-level": "debug"}
+CREDENTIALS = {"token": "hf_SECRET_abc123", "gcp.json": '{"private_key": "SECRET-KEY"}'}
+
+
+def volume_lookup(**extra_configmaps: dict[str, str]) -> DictLookup:
+    lookup = june_lookup()
+    lookup.configmaps[("speech", "app-config")] = APP_CONFIG
+    lookup.secrets[("speech", "credentials")] = CREDENTIALS
+    for name, data in extra_configmaps.items():
+        lookup.configmaps[("speech", name)] = data
+    return lookup
+
+
+def with_volumes(pod: dict[str, Any], volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = copy.deepcopy(pod)
+    pod["spec"]["volumes"] = pod["spec"]["volumes"] + volumes
+    pod["spec"]["containers"][0]["volumeMounts"] += mounts
+    return pod
+
+
+def carried_files(spec: LaunchSpec, root) -> dict[str, tuple[bytes, int]]:
+    """Run the spec's entrypoint and args as the instance would (the start script under /bin/sh,
+    ``root`` prefixed to every path; the command replaced by ``true``) and read back what it wrote."""
+    assert spec.onstart == "/bin/sh" and spec.args is not None
+    script_args = list(spec.args[:spec.args.index("kube-vast") + 1])
+    env = {"PATH": os.environ["PATH"], "KUBE_VAST_FILES_ROOT": str(root), **spec.env}
+    done = subprocess.run([spec.onstart, *script_args, "true"], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return {"/" + str(p.relative_to(root)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_config_map_and_secret_volumes_become_files_written_before_the_command(tmp_path):
+    pod = with_volumes(june_pod(), [
+        {"name": "config", "configMap": {"name": "app-config"}},
+        {"name": "creds", "secret": {"secretName": "credentials", "defaultMode": 0o400}},
+    ], [{"name": "config", "mountPath": "/etc/june"}, {"name": "creds", "mountPath": "/var/run/creds/", "readOnly": True}])
+    spec = spec_of(pod, volume_lookup())
+    assert spec.args[-6:] == ("python", "-m", "june.serve", "--tts-port=8000", "--stt-port=8001",
+                              "--model=whisper-large-v3")
+    assert carried_files(spec, tmp_path) == {
+        "/etc/june/config.yaml": (b"model: whisper\nworkers: 2\n", 0o644),
+        "/etc/june/log-level": (b"debug", 0o644),
+        "/var/run/creds/gcp.json": (b'{"private_key": "SECRET-KEY"}', 0o400),
+        "/var/run/creds/token": (b"hf_SECRET_abc123", 0o400),
+    }
+    assert spec.files == ("/etc/june/config.yaml", "/etc/june/log-level", "/var/run/creds/gcp.json",
+                          "/var/run/creds/token")
+    assert spec.warnings == ()
+
+
+def test_items_choose_keys_paths_and_modes_and_sub_path_mounts_one_file(tmp_path):
+    pod = with_volumes(june_pod(), [
+        {"name": "config", "configMap": {"name": "app-config", "defaultMode": 0o600,
+                                         "items": [{"key": "config.yaml", "path": "conf/app.yaml"},
+                                                   {"key": "log-level", "path": "level", "mode": 0o444}]}},
+        {"name": "one", "configMap": {"name": "app-config"}},
+    ], [{"name": "config", "mountPath": "/etc/june"},
+        {"name": "one", "mountPath": "/srv/app/config.yaml", "subPath": "config.yaml"}])
+    assert carried_files(spec_of(pod, volume_lookup()), tmp_path) == {
+        "/etc/june/conf/app.yaml": (b"model: whisper\nworkers: 2\n", 0o600),
+        "/etc/june/level": (b"debug", 0o444),
+        "/srv/app/config.yaml": (b"model: whisper\nworkers: 2\n", 0o644),
+    }
+
+
+def test_projected_and_downward_api_volumes_become_files(tmp_path):
+    pod = with_volumes(june_pod(), [
+        {"name": "all", "projected": {"defaultMode": 0o640, "sources": [
+            {"configMap": {"name": "app-config", "items": [{"key": "log-level", "path": "level"}]}},
+            {"secret": {"name": "credentials", "items": [{"key": "token", "path": "secret/token", "mode": 0o400}]}},
+            {"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                                       {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        ]}},
+    ], [{"name": "all", "mountPath": "/etc/pod"}])
+    assert carried_files(spec_of(pod, volume_lookup()), tmp_path) == {
+        "/etc/pod/level": (b"debug", 0o640),
+        "/etc/pod/secret/token": (b"hf_SECRET_abc123", 0o400),
+        "/etc/pod/name": (b"june-7d9f8b6c5-x2x7q", 0o640),
+        "/etc/pod/labels": (b'app="june"\npod-template-hash="7d9f8b6c5"\ntier="gpu"', 0o640),
+    }
+
+
+@pytest.mark.parametrize("volume, message", [
+    ({"configMap": {"name": "absent"}}, 'configmap "absent" not found'),
+    ({"secret": {"secretName": "absent"}}, 'secret "absent" not found'),
+    ({"configMap": {"name": "app-config", "items": [{"key": "nope", "path": "x"}]}},
+     "configmap speech/app-config references non-existent config key: nope"),
+    ({"secret": {"secretName": "credentials", "items": [{"key": "nope", "path": "x"}]}},
+     "secret speech/credentials references non-existent secret key: nope"),
+    ({"projected": {"sources": [{"configMap": {"name": "absent"}}]}}, 'configmap "absent" not found'),
+], ids=["configmap", "secret", "configmap key", "secret key", "projected"])
+def test_a_missing_required_volume_source_is_a_create_container_config_error(volume, message):
+    pod = with_volumes(june_pod(), [{"name": "v", **volume}], [{"name": "v", "mountPath": "/etc/v"}])
+    error = launch_error(pod, volume_lookup())
+    assert (error.reason, error.message) == (CONFIG_ERROR, message)
+
+
+def test_a_missing_optional_volume_source_or_key_is_skipped(tmp_path):
+    pod = with_volumes(june_pod(), [
+        {"name": "a", "configMap": {"name": "absent", "optional": True}},
+        {"name": "b", "secret": {"secretName": "credentials", "optional": True,
+                                 "items": [{"key": "nope", "path": "x"}, {"key": "token", "path": "t"}]}},
+    ], [{"name": "a", "mountPath": "/etc/a"}, {"name": "b", "mountPath": "/etc/b"}])
+    assert carried_files(spec_of(pod, volume_lookup()), tmp_path) == {"/etc/b/t": (b"hf_SECRET_abc123", 0o644)}
+
+
+def test_files_without_a_command_are_refused_because_the_entrypoint_is_unknown():
+    pod = with_volumes(june_pod(command=None), [{"name": "config", "configMap": {"name": "app-config"}}],
+                       [{"name": "config", "mountPath": "/etc/june"}])
+    error = launch_error(pod, volume_lookup())
+    assert error.reason == UNSUPPORTED
+    assert "files from volumes (/etc/june/config.yaml, /etc/june/log-level)" in error.message
+    assert "Set command" in error.message
+
+
+def test_volume_files_that_do_not_fit_vast_s_environment_are_refused():
+    pod = with_volumes(june_pod(), [{"name": "big", "configMap": {"name": "big"}}],
+                       [{"name": "big", "mountPath": "/models"}])
+    error = launch_error(pod, volume_lookup(big={"weights.txt": "w" * 30_000}))
+    assert error.reason == UNSUPPORTED
+    assert "over its limit of 32768 bytes" in error.message and "carry files from volumes" in error.message
+
+
+@pytest.mark.parametrize("empty_dir, mount, dirs, warning", [
+    ({}, "/cache", ["/cache"], None),
+    ({"medium": "Memory"}, "/dev/shm", [], None),
+    ({"medium": "Memory", "sizeLimit": "16Gi"}, "/dev/shm", [], "sizeLimit 16Gi is not applied"),
+    ({"medium": "Memory"}, "/scratch", ["/scratch"], "ordinary directory on the instance's disk"),
+], ids=["disk", "shared memory", "shared memory size", "memory elsewhere"])
+def test_empty_dirs_are_directories_and_dev_shm_is_vast_s_own(tmp_path, empty_dir, mount, dirs, warning):
+    pod = with_volumes(june_pod(workingDir="/srv"), [{"name": "e", "emptyDir": empty_dir}],
+                       [{"name": "e", "mountPath": mount}])
+    spec = spec_of(pod)
+    carried_files(spec, tmp_path)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.iterdir()) == sorted(
+        [d.strip("/") for d in dirs] + ["srv"])
+    assert [w.reason for w in spec.warnings] == ([VOLUME_APPROXIMATED] if warning else [])
+    assert all(warning in w.message for w in spec.warnings)
+
+
+def test_an_empty_dir_alone_keeps_the_command_as_the_entrypoint():
+    pod = with_volumes(june_pod(), [{"name": "shm", "emptyDir": {"medium": "Memory"}},
+                                    {"name": "cache", "emptyDir": {}}],
+                       [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "cache", "mountPath": "/cache"}])
+    spec = spec_of(pod)
+    assert spec.onstart == "python" and spec.warnings == ()
+
+
+def test_the_working_directory_is_entered_when_the_pod_has_a_command(tmp_path):
+    spec = spec_of(june_pod(workingDir="/srv/june"))
+    carried_files(spec, tmp_path)
+    assert (tmp_path / "srv/june").is_dir()
+
+
+# --- Vast's limits --------------------------------------------------------------------------------
+
+def test_a_long_environment_value_is_set_by_the_start_script_when_the_pod_has_a_command():
+    value = '{"type": "service_account"' + ", " * 200 + "}"
+    spec = spec_of(with_env(june_pod(), [{"name": "GOOGLE_CREDENTIALS", "value": value}]))
+    assert "GOOGLE_CREDENTIALS" not in spec.env
+    assert spec.onstart == "/bin/sh"
+    spec.rent_request("l").validate()
+
+
+def test_a_long_environment_value_without_a_command_is_refused_naming_the_limit():
+    error = launch_error(with_env(june_pod(command=None), [{"name": "LONG", "value": "x" * 257}]))
+    assert error.reason == UNSUPPORTED
+    assert "environment values over Vast's limit of 256 characters (LONG)" in error.message
+
+
+@pytest.mark.parametrize("pod, fragment", [
+    (june_pod(command=["serve"], args=["x" * 4093]), "is 4098 characters; Vast allows at most 4096"),
+    (june_pod(command=None, args=["x" * 4097]), "is 4097 characters; Vast allows at most 4096"),
+], ids=["command and args", "args"])
+def test_a_command_line_over_vast_s_limit_is_refused_naming_it(pod, fragment):
+    error = launch_error(pod)
+    assert error.reason == UNSUPPORTED and fragment in error.message
+
+
+def test_a_disk_under_vast_s_minimum_is_refused():
+    pod = june_pod()
+    pod["metadata"]["annotations"]["vast.ai/disk"] = "5"
+    error = launch_error(pod)
+    assert error.reason == UNSUPPORTED and "at least 8 GB" in error.message
+
+
+def test_a_pod_may_not_define_the_start_script_s_variables():
+    pod = with_volumes(with_env(june_pod(), [{"name": "_KV0", "value": "x"}]),
+                       [{"name": "config", "configMap": {"name": "app-config"}}],
+                       [{"name": "config", "mountPath": "/etc/june"}])
+    assert "reserved" in launch_error(pod, volume_lookup()).message
+
+
+# --- private images --------------------------------------------------------------------------------
+
+def pull_secret(registry_key: str, **entry: str) -> dict[str, str]:
+    return {".dockerconfigjson": json.dumps({"auths": {registry_key: entry}})}
+
+
+@pytest.mark.parametrize("image, secret, login", [
+    ("ghcr.io/june-ai/speech:2.3.1", pull_secret("ghcr.io", username="june", password="ghp_S3cret"),
+     "-u june -p ghp_S3cret ghcr.io"),
+    ("ghcr.io/june-ai/speech:2.3.1", pull_secret("https://ghcr.io", auth=base64.b64encode(b"june:pa:ss").decode()),
+     "-u june -p pa:ss ghcr.io"),
+    ("june/speech:2.3.1", pull_secret("https://index.docker.io/v1/", username="june", password="hub"),
+     "-u june -p hub docker.io"),
+    ("registry.local:5000/speech", {".dockercfg": json.dumps({"registry.local:5000": {"auth": base64.b64encode(
+        b"u:p").decode()}})}, "-u u -p p registry.local:5000"),
+    ("ghcr.io/june-ai/speech:2.3.1", pull_secret("docker.io", username="june", password="hub"), None),
+], ids=["dockerconfigjson", "auth field", "docker hub", "dockercfg", "another registry"])
+def test_an_image_pull_secret_becomes_vast_s_image_login(image, secret, login):
+    pod = june_pod(image=image)
+    pod["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+    lookup = june_lookup()
+    lookup.secrets[("speech", "regcred")] = secret
+    spec = spec_of(pod, lookup)
+    assert spec.image_login == login and spec.warnings == ()
+    assert spec.rent_request("l").body().get("image_login") == login
+
+
+def test_a_missing_pull_secret_is_a_warning_and_the_pull_goes_ahead():
+    pod = june_pod()
+    pod["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+    spec = spec_of(pod)
+    assert spec.image_login is None
+    assert [w.reason for w in spec.warnings] == [PULL_SECRET_MISSING]
+
+
+# --- secrets stay secret ---------------------------------------------------------------------------
+
+def secret_pod() -> tuple[dict[str, Any], DictLookup]:
+    pod = with_volumes(june_pod(), [{"name": "creds", "secret": {"secretName": "credentials"}}],
+                       [{"name": "creds", "mountPath": "/var/run/creds"}])
+    pod["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+    lookup = volume_lookup()
+    lookup.secrets[("speech", "regcred")] = pull_secret("ghcr.io", username="june", password="ghp_S3cret")
+    return pod, lookup
+
+
+def test_secret_values_are_in_no_repr_and_no_warning():
+    pod, lookup = secret_pod()
+    spec = spec_of(pod, lookup)
+    shown = repr(spec) + repr(spec.rent_request("l")) + " ".join(w.message for w in spec.warnings)
+    for secret in ("hf_abc123", "hf_SECRET_abc123", "SECRET-KEY", "ghp_S3cret",
+                   base64.b64encode(b"hf_SECRET_abc123").decode()[:12]):
+        assert secret not in shown
+
+
+def test_a_refusal_names_the_limit_never_the_secret():
+    pod, lookup = secret_pod()
+    lookup.secrets[("speech", "credentials")] = {"token": "SECRETVALUE" * 3000}
+    error = launch_error(pod, lookup)
+    assert "SECRETVALUE" not in error.message and "32768" in error.message
