@@ -2,7 +2,7 @@
 
 Layout (written by tools/build-control-plane.sh)::
 
-    ${KUBE_VAST_CACHE:-~/.cache/kube-vast}/k8s-<KUBERNETES_VERSION>/bin/{kube-apiserver,kube-scheduler,kube-controller-manager}
+    ${KUBE_VAST_CACHE:-~/.cache/kube-vast}/k8s-<KUBERNETES_VERSION>/bin/{kube-apiserver,kube-scheduler,kube-controller-manager,kubectl}
     ${KUBE_VAST_CACHE:-~/.cache/kube-vast}/etcd-<ETCD_VERSION>/bin/etcd
     ${KUBE_VAST_CACHE:-~/.cache/kube-vast}/helm-<HELM_VERSION>/bin/helm
 
@@ -74,6 +74,10 @@ class Binaries:
     def helm(self) -> Path:
         return self.paths["helm"]
 
+    @property
+    def kubectl(self) -> Path:
+        return self.paths["kubectl"]
+
     def missing(self, names: tuple[str, ...] | list[str] = CONTROL_PLANE_BINARIES) -> list[str]:
         """``name (expected path)`` for each of ``names`` that is not an executable file."""
         out = []
@@ -84,8 +88,9 @@ class Binaries:
         return out
 
     def version_output(self, name: str) -> str:
-        """What ``<binary> --version`` prints (``helm version``' for helm)."""
-        args = ["version", "--template", "{{.Version}}"] if name == "helm" else ["--version"]
+        """What ``<binary> --version`` prints (``helm version`` for helm, ``kubectl version --client`` for kubectl)."""
+        args = {"helm": ["version", "--template", "{{.Version}}"],
+                "kubectl": ["version", "--client"]}.get(name, ["--version"])
         res = subprocess.run(
             [str(self.paths[name]), *args], capture_output=True, text=True, timeout=30, check=False
         )
@@ -102,6 +107,7 @@ def find_binaries(versions_file: Path = VERSIONS_FILE) -> Binaries:
         "kube-apiserver": root / f"k8s-{k8s}" / "bin",
         "kube-scheduler": root / f"k8s-{k8s}" / "bin",
         "kube-controller-manager": root / f"k8s-{k8s}" / "bin",
+        "kubectl": root / f"k8s-{k8s}" / "bin",
         "helm": root / f"helm-{helm}" / "bin",
     }
     override = os.environ.get("KUBE_VAST_BIN_DIR")

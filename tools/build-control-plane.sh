@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build the control-plane binaries the cluster tests run (etcd, kube-apiserver, kube-scheduler,
-# kube-controller-manager) and helm, from the Go modules pinned in tools/versions.env and the
-# tools modules under tools/k8s, tools/etcd and tools/helm.
+# kube-controller-manager, and kubectl for the tests that use it as a user would) and helm, from
+# the Go modules pinned in tools/versions.env and the tools modules under tools/k8s, tools/etcd and
+# tools/helm.
 #
 # Binaries go to a per-version cache outside the repository:
-#   ${KUBE_VAST_CACHE:-$HOME/.cache/kube-vast}/k8s-<ver>/bin/{kube-apiserver,kube-scheduler,kube-controller-manager}
+#   ${KUBE_VAST_CACHE:-$HOME/.cache/kube-vast}/k8s-<ver>/bin/{kube-apiserver,kube-scheduler,kube-controller-manager,kubectl}
 #   ${KUBE_VAST_CACHE:-$HOME/.cache/kube-vast}/etcd-<ver>/bin/etcd
 #   ${KUBE_VAST_CACHE:-$HOME/.cache/kube-vast}/helm-<ver>/bin/helm
 #
@@ -73,12 +74,16 @@ reports_version() {
 }
 # Each check takes the path of the binary to check.
 k8s_ok()  { reports_version "$1" "Kubernetes $KUBERNETES_VERSION" --version; }
+kubectl_ok() { reports_version "$1" "Client Version: $KUBERNETES_VERSION" version --client; }
+# The check of one k8s binary: kubectl has no --version flag.
+k8s_check() { [[ "$1" == kubectl ]] && echo kubectl_ok || echo k8s_ok; }
+K8S_COMMANDS=(kube-apiserver kube-scheduler kube-controller-manager kubectl)
 etcd_ok() { reports_version "$1" "etcd Version: ${ETCD_VERSION#v}" --version; }
 helm_ok() { reports_version "$1" "$HELM_VERSION" version --template '{{.Version}}'; }
 
 todo=()
 etcd_ok "$ETCD_BIN/etcd" || todo+=(etcd)
-for c in kube-apiserver kube-scheduler kube-controller-manager; do k8s_ok "$K8S_BIN/$c" || todo+=("$c"); done
+for c in "${K8S_COMMANDS[@]}"; do "$(k8s_check "$c")" "$K8S_BIN/$c" || todo+=("$c"); done
 if [[ $WITH_HELM == 1 ]]; then helm_ok "$HELM_BIN/helm" || todo+=(helm); fi
 
 if [[ ${#todo[@]} -eq 0 ]]; then
@@ -158,11 +163,11 @@ k8s_ldflags="-s -w \
  -X k8s.io/client-go/pkg/version.gitMajor=1 \
  -X k8s.io/client-go/pkg/version.gitMinor=${K8S_MINOR_FULL%%.*}"
 k8s_downloaded=0
-for c in kube-apiserver kube-scheduler kube-controller-manager; do
+for c in "${K8S_COMMANDS[@]}"; do
   has "$c" || continue
   [[ $k8s_downloaded == 1 ]] || { download k8s; k8s_downloaded=1; }
   say "building $c $KUBERNETES_VERSION (cold build takes several minutes)…"
-  build k8s "k8s.io/kubernetes/cmd/$c" "$K8S_BIN" "$c" k8s_ok "$k8s_ldflags"
+  build k8s "k8s.io/kubernetes/cmd/$c" "$K8S_BIN" "$c" "$(k8s_check "$c")" "$k8s_ldflags"
 done
 
 if has helm; then
