@@ -92,6 +92,16 @@ class Timeouts:
     read: float = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class LogPolling:
+    """How the uploaded log is waited for (the official client: 30 tries, 0.3 s apart), and the
+    most of it that is kept."""
+
+    attempts: int = 30
+    interval: float = 0.3
+    max_bytes: int = 8 * 1024 * 1024
+
+
 def _query_value(value: Any) -> str:
     return urllib.parse.quote(json.dumps(value, separators=(",", ":")))
 
@@ -343,6 +353,47 @@ class VastClient:
             return
         self._ok(what, status, data, response)
 
+    def instance_logs(self, instance_id: int, *, tail: int | None = None, daemon: bool = False,
+                      poll: LogPolling = LogPolling()) -> str:
+        """The container log of an instance (its last ``tail`` lines), as text.
+
+        ``PUT /api/v0/instances/request_logs/{id}/`` asks Vast to upload the log and answers a
+        ``result_url``; that URL (on a storage host, not Vast's API) is polled with a plain GET
+        — never with the API key — until it answers 200, at most ``poll.attempts`` times. The
+        text is cut to its last ``poll.max_bytes`` bytes. Raises :class:`VastRejected` when Vast
+        refuses (an unknown instance), :class:`VastUnavailable` when the log never arrives.
+        """
+        what = f"logs of instance {instance_id}"
+        body: dict[str, str] = {}
+        if tail is not None:
+            if tail < 0:
+                raise ValueError("tail must be 0 or more lines")
+            body["tail"] = str(int(tail))
+        if daemon:
+            body["daemon_logs"] = "true"
+        status, data, response = self._request("PUT", f"/instances/request_logs/{int(instance_id)}/",
+                                               body=body, what=what)
+        data = self._ok(what, status, data, response)
+        url = data.get("result_url") if isinstance(data, Mapping) else None
+        if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https") \
+                or not urllib.parse.urlsplit(url).netloc:
+            raise InvalidResponse(f"vast {what}: no usable result_url in the answer")
+        last = "no answer"
+        for attempt in range(poll.attempts):
+            if attempt:
+                self._sleep(poll.interval)
+            self.calls += 1
+            try:
+                with self._session.get(url, timeout=(self._timeouts.connect, self._timeouts.read),
+                                       stream=True) as reply:
+                    if reply.status_code == 200:
+                        return _tail_text(reply, poll.max_bytes)
+                    last = f"HTTP {reply.status_code}"
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"a connection error ({type(exc).__name__})"
+        raise VastUnavailable(f"vast {what}: the log was not ready after {poll.attempts} tries "
+                              f"({poll.interval:g}s apart; last {last})")
+
     def relabel(self, instance_id: int, label: str) -> None:
         if len(label) > 256:
             raise VastRejected("label longer than 256 characters", status=0, error="label_too_long")
@@ -375,6 +426,21 @@ def _json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def _tail_text(reply: requests.Response, max_bytes: int) -> str:
+    """The body as text, keeping only its last ``max_bytes`` bytes (from a whole line on)."""
+    kept = b""
+    cut = False
+    for chunk in reply.iter_content(64 * 1024):
+        kept += chunk
+        if len(kept) > 2 * max_bytes:
+            kept, cut = kept[-max_bytes:], True
+    if len(kept) > max_bytes:
+        kept, cut = kept[-max_bytes:], True
+    if cut:
+        kept = kept[kept.find(b"\n") + 1:]
+    return kept.decode("utf-8", "replace")
 
 
 def _scrub(exc: Exception) -> Exception:

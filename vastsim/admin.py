@@ -11,12 +11,17 @@ import logging
 from typing import Any, Callable
 
 from vastsim.faults import Faults
+from vastsim.logs import RESULTS_PATH
 from vastsim.market import Market
-from vastsim.responses import ApiError, Request, Response, decode_json_object, json_response
+from vastsim.responses import ApiError, Request, Response, decode_json_object, json_response, text_response
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/_sim/"
+NO_SUCH_KEY = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+    "<Message>The specified key does not exist.</Message></Error>"
+)
 
 
 class SimAdmin:
@@ -44,9 +49,14 @@ class SimAdmin:
             ("POST", "faults/vanish"): self._vanish,
             ("POST", "faults/fate"): self._aimed(self._market.set_fate, self._faults.fate_next),
             ("POST", "faults/health"): self._aimed(self._market.set_health, self._faults.health_next),
+            ("POST", "logs"): self._append_log,
+            ("POST", "logs/upload_delay"): self._upload_delay,
         }
 
     def handle(self, request: Request) -> Response:
+        if request.method == "GET" and request.path.startswith(RESULTS_PATH):
+            keyed = "authorization" in request.headers or request.param("api_key") is not None
+            return self._log_result(request.path[len(RESULTS_PATH) :], keyed)
         name = request.path[len(PREFIX) :].strip("/")
         route = self._routes.get((request.method, name))
         if route is None:
@@ -90,6 +100,27 @@ class SimAdmin:
             return json_response(200, {"success": True, "faults": self._faults.snapshot()})
 
         return route
+
+    def _append_log(self, body: dict[str, Any]) -> Response:
+        args = dict(body)
+        instance_id = _int(args.pop("instance_id", None), "instance_id")
+        lines = args.pop("lines", None)
+        if args:
+            raise ValueError(f"unexpected arguments: {', '.join(args)}; give instance_id and lines")
+        self._market.append_log(instance_id, lines)
+        return json_response(200, {"success": True})
+
+    def _upload_delay(self, body: dict[str, Any]) -> Response:
+        self._market.logs.set_upload_seconds(**body)
+        return json_response(200, {"success": True})
+
+    def _log_result(self, name: str, keyed: bool) -> Response:
+        """An uploaded log (a `result_url`): the text, or S3's 404 while it is not there."""
+        token = name[: -len(".log")] if name.endswith(".log") else ""
+        text = self._market.logs.download(token, with_credentials=keyed)
+        if text is None:
+            return text_response(404, NO_SUCH_KEY, "application/xml")
+        return text_response(200, text)
 
     def _vanish(self, body: dict[str, Any]) -> Response:
         args = dict(body)

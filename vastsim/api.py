@@ -19,6 +19,7 @@ from typing import Any, Callable
 from vastsim.faults import THRESHOLDS, Failure, Faults
 from vastsim.filters import QueryError
 from vastsim.listing import parse_list_query
+from vastsim.logs import RESULTS_PATH, select_lines
 from vastsim.market import OFFER_FIELDS, Market
 from vastsim.rental import MAX_LABEL, parse_rent_request
 from vastsim.responses import (
@@ -35,6 +36,7 @@ from vastsim.search import parse_offer_query
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, "re.Match[str]"], Response]
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?")  # the Host header, as a result_url may carry it
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class VastApi:
             Route("GET", re.compile(r"/api/v0/bundles/"), "search", self._search_legacy),
             Route("PUT", re.compile(r"/api/v0/search/asks/"), "search", self._search_asks),
             Route("PUT", re.compile(r"/api/v0/asks/(\d+)/"), "create", self._create),
+            Route("PUT", re.compile(r"/api/v0/instances/request_logs/(\d+)/"), "request_logs", self._request_logs),
             Route("GET", re.compile(r"/api/v0/instances/(\d+)/"), "get_instance", self._get_instance),
             Route("PUT", re.compile(r"/api/v0/instances/(\d+)/"), "update", self._update),
             Route("DELETE", re.compile(r"/api/v0/instances/(\d+)/"), "destroy", self._destroy),
@@ -245,6 +248,26 @@ class VastApi:
         decode_json_object(request.body, empty={})
         self._market.destroy(int(match.group(1)))
         return json_response(200, {"success": True})
+
+    def _request_logs(self, request: Request, match: re.Match[str]) -> Response:
+        body = decode_json_object(request.body, empty={})
+        tail = body.get("tail")
+        if tail is not None and not (isinstance(tail, (str, int)) and not isinstance(tail, bool)
+                                     and str(tail).strip().isdigit()):
+            raise ApiError(400, "invalid_args", f"tail must be a number of lines such as \"1000\", got {tail!r}")
+        grep = body.get("filter")
+        if grep is not None and not isinstance(grep, str):
+            raise ApiError(400, "invalid_args", "filter must be a string")
+        daemon = body.get("daemon_logs") in ("true", True)
+        lines = self._market.instance_log(int(match.group(1)), daemon=daemon)
+        text = "".join(f"{line}\n" for line in select_lines(
+            lines, tail=None if tail is None else int(str(tail).strip()), grep=grep or None))
+        token = self._market.logs.upload(text)
+        host = request.headers.get("host", "")
+        if not _HOST.fullmatch(host):
+            host = "127.0.0.1"
+        return json_response(200, {"success": True, "result_url": f"http://{host}{RESULTS_PATH}{token}.log",
+                                    "msg": "Log upload requested; fetch result_url when it is ready."})
 
     def _deprecated_list(self, request: Request, match: re.Match[str]) -> Response:
         raise ApiError(

@@ -17,7 +17,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ENDPOINTS: tuple[str, ...] = ("search", "create", "get_instance", "list_instances", "destroy", "update")
+ENDPOINTS: tuple[str, ...] = ("search", "create", "get_instance", "list_instances", "destroy", "update",
+                             "request_logs")
 # Published minimum intervals (seconds) per endpoint; they appear in 429 messages.
 THRESHOLDS: dict[str, float] = {
     "search": 6.0,
@@ -26,6 +27,7 @@ THRESHOLDS: dict[str, float] = {
     "list_instances": 1.0,
     "destroy": 3.0,
     "update": 1.0,
+    "request_logs": 1.0,
 }
 FAIL_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
 # text: "API requests too frequent …" as text/plain; detail: {"detail": …}; error:

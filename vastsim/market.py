@@ -25,6 +25,7 @@ from vastsim.faults import Faults, Health, check_fate, check_health
 from vastsim.instance import InstanceRecord, audit_record, port_map, render_instance
 from vastsim.lifecycle import HOST_GONE, Timeline
 from vastsim.listing import ListQuery, list_page
+from vastsim.logs import MAX_APPEND, LogLine, LogStore, container_lines, daemon_lines
 from vastsim.offerset import Offer, generate_offers, price_fields, storage_dph
 from vastsim.ports import Binding, PortHub
 from vastsim.rental import RentRequest
@@ -77,6 +78,7 @@ class Market:
         self._public_ip = public_ip
         self._lock = threading.RLock()
         self._next_id = FIRST_INSTANCE_ID  # never reused, not even across resets
+        self.logs = LogStore(clock)
         self._load(seed, offers)
 
     def _load(self, seed: int, count: int) -> None:
@@ -165,6 +167,27 @@ class Market:
             offer_id = record.offer_id
             if record.holds_offer and offer_id not in self._vanished and offer_id in self._offers:
                 self._available[offer_id] = self._offers[offer_id]
+
+    def instance_log(self, instance_id: int, *, daemon: bool = False) -> list[LogLine]:
+        """The live instance's container log (or its host daemon's), up to now; raises ApiError
+        404 no_such_instance."""
+        with self._lock:
+            now = self._clock()
+            record = self._live(instance_id)
+            self._sync(record, now)
+            if daemon:
+                return daemon_lines(record, now)
+            return container_lines(record) + self.logs.recorded(instance_id)
+
+    def append_log(self, instance_id: int, lines: list[str]) -> None:
+        """Lines the live instance's container prints now; raises KeyError if not live."""
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            raise ValueError("lines must be a list of strings")
+        if len(lines) > MAX_APPEND:
+            raise ValueError(f"at most {MAX_APPEND} lines at a time")
+        with self._lock:
+            self._live_or_key_error(instance_id)
+        self.logs.append(instance_id, "\n".join(lines))
 
     def relabel(self, instance_id: int, label: str | None) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Callable
 
 from vastsim.faults import Health
 
@@ -45,13 +46,19 @@ class Binding:
 class _Connection:
     binding: Binding
     buffer: bytearray = field(default_factory=bytearray)
+    peer: str = ""
+
+
+# Told of every request a port answers: (instance id, client address, method, path, status).
+RequestListener = Callable[[int, str, str, str, int], None]
 
 
 class PortHub:
     """Opens, serves and closes instance ports. Thread-safe; `stop()` closes everything."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, on_request: RequestListener | None = None) -> None:
         self.host = host
+        self._on_request = on_request
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
         self._listeners: dict[socket.socket, Binding] = {}
@@ -139,13 +146,13 @@ class PortHub:
     def _accept(self, listener: socket.socket, binding: Binding) -> None:
         while True:
             try:
-                conn, _ = listener.accept()
+                conn, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
             conn.setblocking(False)
-            self._connections[conn] = _Connection(binding)
+            self._connections[conn] = _Connection(binding, peer=str(peer[0]))
             self._selector.register(conn, selectors.EVENT_READ)
 
     def _read(self, conn: socket.socket) -> None:
@@ -198,6 +205,11 @@ class PortHub:
         except OSError:
             pass
         self._drop(conn)
+        if self._on_request is not None:
+            try:
+                self._on_request(state.binding.instance_id, state.peer, method, path, status)
+            except Exception:
+                log.exception("request listener failed instance=%s", state.binding.instance_id)
 
     def _drop(self, conn: socket.socket) -> None:
         if self._connections.pop(conn, None) is not None:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from vastsim.admin import PREFIX, SimAdmin
 from vastsim.api import VastApi
 from vastsim.faults import Faults
+from vastsim.logs import access_line
 from vastsim.market import Market
 from vastsim.ports import PortHub
 from vastsim.responses import ApiError, Request, Response
@@ -157,7 +158,7 @@ class SimulatorServer:
         self.faults = Faults()
         for endpoint, interval in (rate_limits or {}).items():
             self.faults.rate_limit(endpoint, interval)
-        self.hub = PortHub("0.0.0.0" if wildcard else host)
+        self.hub = PortHub("0.0.0.0" if wildcard else host, on_request=self._log_request)
         self.market = Market(
             seed=seed,
             offers=offers,
@@ -231,6 +232,8 @@ class SimulatorServer:
         snapshot = self.market.snapshot()
         snapshot["counters"].update(self._api.counter.snapshot())
         snapshot["counters"]["open_sockets"] = self.hub.open_sockets()
+        snapshot["counters"]["log_downloads"] = self.market.logs.downloads
+        snapshot["counters"]["log_downloads_with_key"] = self.market.logs.downloads_with_credentials
         snapshot["faults"] = self.faults.snapshot()
         return snapshot
 
@@ -256,6 +259,10 @@ class SimulatorServer:
         except Exception:
             log.exception("simulator bug method=%s path=%s", request.method, request.path)
             return ApiError(500, "internal_error", "internal simulator error").response()
+
+    def _log_request(self, instance_id: int, client: str, method: str, path: str, status: int) -> None:
+        """A request an instance port answered, as a line of that instance's container log."""
+        self.market.logs.append(instance_id, access_line(client, method, path, status, self._clock()))
 
     def _run_ticker(self) -> None:
         while not self._stopping.wait(self._tick):
