@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
@@ -22,6 +24,9 @@ from vastmarket.errors import KubeVastError
 
 log = logging.getLogger(__name__)
 COMPONENT = "kube-vast-controller"
+REPORTING_CONTROLLER = "vast.ai/kube-vast-controller"
+EVENT_AGGREGATION_SECONDS = 600.0  # client-go's correlator counts repeats within 10 minutes
+EVENT_CACHE_SIZE = 4096
 
 
 class KubeError(KubeVastError):
@@ -63,6 +68,11 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339(ts: float) -> str:
+    """A Time string (whole seconds, UTC), as Event ``firstTimestamp``/``lastTimestamp`` take."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def micro_time(ts: float | None = None) -> str:
     """A MicroTime string. Never on a whole second: the client library round-trips bodies
     through its models, whose isoformat() drops ``.000000`` and the API server then refuses it."""
@@ -97,6 +107,8 @@ class KubeGateway:
         self.coordination = client.CoordinationV1Api(api)
         self.component = component
         self.host = host
+        self._events: dict[tuple[str, str, str, str], tuple[str, int, float]] = {}  # see event()
+        self._events_lock = threading.Lock()
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -214,30 +226,55 @@ class KubeGateway:
     # --- events -------------------------------------------------------------------------------
 
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, kind: str = "Pod",
-              type_: str = "Normal") -> None:
-        """Record an Event on ``obj``; failures are logged, never raised (events are best effort)."""
+              type_: str = "Normal", now: float | None = None) -> None:
+        """Record an Event on ``obj``; failures are logged, never raised (events are best effort).
+
+        A core/v1 Event as the kubelet's recorder writes it: ``firstTimestamp``,
+        ``lastTimestamp`` and ``count`` (what ``kubectl get events`` shows and sorts by), ``source``
+        and the reporting controller. The same Event again (object, reason, message, type) within
+        :data:`EVENT_AGGREGATION_SECONDS` is counted on the first one (``count`` + 1, a new
+        ``lastTimestamp``) like client-go's correlator, instead of piling up copies."""
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
-        stamp = now_micro()
-        body: dict[str, Any] = {
-            "apiVersion": "events.k8s.io/v1", "kind": "Event",
-            "metadata": {"name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
-            "regarding": {"apiVersion": obj.get("apiVersion", "v1"), "kind": kind, "name": meta.get("name"),
-                          "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                          "resourceVersion": meta.get("resourceVersion")},
-            "reason": reason, "note": message[:1024], "type": type_, "action": reason,
-            "eventTime": stamp, "reportingController": "vast.ai/kube-vast-controller",
-            "reportingInstance": self.host or self.component,
-        }
+        moment = time.time() if now is None else now
+        stamp = rfc3339(moment)
+        key = (str(meta.get("uid") or f"{namespace}/{meta.get('name')}"), reason, message, type_)
+        with self._events_lock:
+            seen = self._events.get(key)
         try:
-            events = client.EventsV1Api(self.api)
-            events.create_namespaced_event(namespace, body, _preload_content=False)  # type: ignore[arg-type]
-        except ApiException as exc:
-            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"),
-                        _translate(exc, "create event"))
-        except HTTPError as exc:
-            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"),
-                        type(exc).__name__)
+            if seen is not None and moment - seen[2] <= EVENT_AGGREGATION_SECONDS:
+                name, count, _ = seen
+                try:
+                    self._call(f"update event {namespace}/{name}", self.core.patch_namespaced_event, name, namespace,
+                               {"count": count + 1, "lastTimestamp": stamp})
+                    self._remember_event(key, name, count + 1, moment)
+                    return
+                except NotFound:
+                    pass  # expired (the API server keeps Events for an hour): record it anew
+            name = f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}"
+            body: dict[str, Any] = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": name, "namespace": namespace},
+                "involvedObject": {"apiVersion": obj.get("apiVersion", "v1"), "kind": kind, "name": meta.get("name"),
+                                   "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                                   "resourceVersion": meta.get("resourceVersion")},
+                "reason": reason, "message": message[:1024], "type": type_, "action": reason,
+                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+                "source": {"component": self.component, **({"host": self.host} if self.host else {})},
+                "reportingComponent": REPORTING_CONTROLLER, "reportingInstance": self.host or self.component,
+            }
+            self._call(f"create event {reason} on {namespace}/{meta.get('name')}",
+                       self.core.create_namespaced_event, namespace, body)
+            self._remember_event(key, name, 1, moment)
+        except KubeError as exc:
+            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc)
+
+    def _remember_event(self, key: tuple[str, str, str, str], name: str, count: int, at: float) -> None:
+        with self._events_lock:
+            self._events.pop(key, None)
+            self._events[key] = (name, count, at)
+            while len(self._events) > EVENT_CACHE_SIZE:
+                del self._events[next(iter(self._events))]
 
     # --- nodes and leases ---------------------------------------------------------------------
 
@@ -256,6 +293,20 @@ class KubeGateway:
     def patch_node_status(self, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         return self._call(f"update status of node {name}", self.core.patch_node_status, name,  # type: ignore[no-any-return]
                           {"status": dict(status)})
+
+    # --- authorization ------------------------------------------------------------------------
+
+    def review_access(self, *, user: str, groups: tuple[str, ...], verb: str, resource: str,
+                      subresource: str, name: str) -> bool:
+        """Whether ``user`` in ``groups`` may ``verb`` the ``resource/subresource`` named ``name``
+        (a SubjectAccessReview, as a kubelet asks for its own API)."""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": {"user": user, "groups": list(groups),
+                         "resourceAttributes": {"verb": verb, "resource": resource, "subresource": subresource,
+                                                "name": name}}}
+        review = self._call(f"review access of {user} to {resource}/{subresource} {name}",
+                            client.AuthorizationV1Api(self.api).create_subject_access_review, body)
+        return bool(((review or {}).get("status") or {}).get("allowed"))
 
     def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

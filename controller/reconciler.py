@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vastmarket.config import SelectionConfig
@@ -29,11 +29,11 @@ from vastmarket.errors import OfferGone, RequirementError, VastError, VastReject
 from vastmarket.explain import endpoint_lines, selection_log
 from vastmarket.instances import Instance
 from vastmarket.placement import annotated_offer_id
-from vastmarket.requirements import requirements_for
+from vastmarket.requirements import GPU_RESOURCE, requests_gpu, requirements_for
 from vastmarket.selection import ScoredOffer, ScoringPolicy
 from vastmarket.client import VastClient
 
-from . import endpoints, health, status, translate
+from . import completion, endpoints, health, status, termination, translate
 from .fleet import Fleet, OfferSource, instance_label
 from .kube import KubeError, KubeGateway, now_rfc3339
 from .settings import ControllerSettings
@@ -46,6 +46,15 @@ A_INSTANCE = "vast.ai/instance-id"
 A_PUBLIC_IP = "vast.ai/public-ip"
 A_PORTS = "vast.ai/ports"
 A_FAILED_HOSTS = "vast.ai/failed-hosts"
+# The offer the controller rented (the webhook's pick stays in vast.ai/offer-*), and why it is not
+# the webhook's when it differs.
+A_RENTED_OFFER = "vast.ai/rented-offer-id"
+A_RENTED_SCORE = "vast.ai/rented-offer-score"
+A_RENTED_PRICE = "vast.ai/rented-offer-price"
+A_RENTED_GPU = "vast.ai/rented-offer-gpu"
+A_RENTED_LOCATION = "vast.ai/rented-offer-location"
+A_RENTED_REASON = "vast.ai/rented-offer-reason"
+CLAIM_SECONDS = 300  # an offer a launch took is not offered to another launch for this long
 
 RETRY_SOON = 0.5
 RETRY_LATER = 15.0
@@ -96,6 +105,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self._reserved: dict[str, float] = {}  # pod uid → $/h of a rent in flight (budget)
         self._claimed: dict[int, float] = {}  # offer id → when a launch took it (not offered twice)
+        self._unserved_warned: dict[tuple[str, str, int], None] = {}  # (pod uid, Service, port), oldest first
         self.on_event: Callable[[str], None] = lambda reason: None
         self.booting: set[str] = set()  # pods waiting for their instance to run ("ns/name")
         budget = config.budget
@@ -170,26 +180,30 @@ class Reconciler:
 
     def _drive(self, pod: dict[str, Any]) -> float | None:
         instances = self._instances_for(pod)
-        alive = [i for i in instances if not i.dead]
-        dead = [i for i in instances if i.dead]
+        restart = completion.Restart.read(_annotations(pod))
+        dead = [i for i in instances if _dead_for_good(i, restart)]
+        alive = [i for i in instances if not _dead_for_good(i, restart)]
         for inst in dead:
             self._destroy(inst.id)
+        had_run = self._was_serving(pod) or restart is not None
         if dead and not alive:
             why = f"instance {dead[0].id} is {dead[0].actual_status}"
-            if self._was_serving(pod):
+            if had_run:
                 self._lost(pod, why)
                 return None
             return self._rent_failed(pod, self._launch_record(pod), dead[0].machine_id, "InstanceFailed", why)
         if len(alive) > 1:
             alive = self._dedupe(pod, alive)
         if not alive:
-            if self._was_serving(pod):
+            if had_run:
                 self._lost(pod, "the Vast instance disappeared")
                 return None
             return self._launch(pod)
         inst = alive[0]
         if str(inst.id) != _annotations(pod).get(A_INSTANCE):
             pod = self._patch_annotations(pod, {A_INSTANCE: str(inst.id)})
+        if inst.container_exited or (restart is not None and restart.active_for(inst.id)):
+            return self._container_ended(pod, inst, restart)
         if not inst.running:
             return self._wait_for_boot(pod, inst)
         return self._serve(pod, inst)
@@ -209,6 +223,10 @@ class Reconciler:
     # --- launching ------------------------------------------------------------------------------
 
     def _launch(self, pod: dict[str, Any]) -> float | None:
+        if not requests_gpu(pod):  # defence in depth: the webhook leaves such pods to the cluster
+            self._pending(pod, "NoGPURequested", f"the pod requests no {GPU_RESOURCE}: kube-vast never rents "
+                                                 "a Vast instance for it", warning=True)
+            return None
         meta = _meta(pod)
         uid = meta["uid"]
         label = self.label(uid)
@@ -220,8 +238,11 @@ class Reconciler:
             self._event(pod, "InstanceAdopted", f"found instance {adopted[0].id} already rented for this pod")
             return RETRY_SOON
         try:
-            spec = translate.launch_spec(pod, lookup=self.lookup, default_disk_gb=self.config.defaults.min_disk_gb)
+            spec = translate.launch_spec(pod, lookup=self.lookup, services=self.kube.list_services(meta["namespace"]),
+                                         default_disk_gb=self.config.defaults.min_disk_gb)
             req = requirements_for(self.config, pod)
+            # Ports the Services and probes add need direct ports too, or Vast refuses the rent.
+            req = replace(req, direct_ports=max(req.direct_ports, len(spec.ports)))
         except translate.LaunchError as exc:
             self._pending(pod, exc.reason, str(exc), warning=True)
             return RETRY_LATER
@@ -246,10 +267,15 @@ class Reconciler:
         if failed:
             req = replace(req, blacklist=replace(req.blacklist, machines=req.blacklist.machines | failed))
         ranking = snapshot.rank(req, self.policy)
-        chosen = self._claim(ranking, annotated_offer_id(pod) if not attempts else None)
+        webhook_offer = annotated_offer_id(pod)
+        chosen, skipped = self._claim(ranking, webhook_offer if not attempts else None)
         if chosen is None:
             self._pending(pod, "NoMatchingOffer", ranking.summary(), warning=True)
             return RETRY_LATER
+        kept = "the webhook chose it at admission and it still matches"
+        choice = _Choice(chosen, webhook_offer, _why_not(webhook_offer, chosen, skipped, ranking, record),
+                         kept if chosen.offer.id == webhook_offer and not attempts
+                         else _why_not((ranking.best or chosen).offer.id, chosen, skipped, ranking, record))
         offer = chosen.offer
         price = offer.dph_total or 0.0
         refusal = self._reserve(uid, price)
@@ -258,26 +284,32 @@ class Reconciler:
                                                  f"budget ({refusal})", warning=True)
             return RETRY_LATER
         try:
-            return self._rent(pod, record, chosen, ranking, spec, req, label)
+            return self._rent(pod, record, choice, ranking, spec, req, label)
         finally:
             with self._lock:
                 self._reserved.pop(uid, None)
 
-    def _claim(self, ranking: Any, wanted: int | None) -> ScoredOffer | None:
+    def _claim(self, ranking: Any, wanted: int | None) -> tuple[ScoredOffer | None, set[int]]:
         """The best offer (the webhook's pick when it still matches) that no other launch took in
-        the last few minutes: concurrent launches must not race for one offer."""
+        the last few minutes: concurrent launches must not race for one offer. Also the ids of the
+        better offers skipped because another launch holds them."""
         now = self.clock()
+        skipped: set[int] = set()
         with self._lock:
             for offer_id, at in list(self._claimed.items()):
-                if now - at > 300:
+                if now - at > CLAIM_SECONDS:
                     del self._claimed[offer_id]
             candidates = [ranking.find(wanted)] if wanted is not None else []
             candidates += list(ranking.top(50))
             for scored in candidates:
-                if scored is not None and scored.offer.id not in self._claimed:
-                    self._claimed[scored.offer.id] = now
-                    return scored  # type: ignore[no-any-return]
-        return None
+                if scored is None:
+                    continue
+                if scored.offer.id in self._claimed:
+                    skipped.add(scored.offer.id)
+                    continue
+                self._claimed[scored.offer.id] = now
+                return scored, skipped
+        return None, skipped
 
     def _reserve(self, uid: str, price: float) -> str | None:
         """Reserve budget for one rent; returns why not when the caps would be exceeded."""
@@ -292,16 +324,19 @@ class Reconciler:
             self._reserved[uid] = price
             return None
 
-    def _rent(self, pod: dict[str, Any], record: dict[str, Any], chosen: ScoredOffer, ranking: Any,
+    def _rent(self, pod: dict[str, Any], record: dict[str, Any], choice: _Choice, ranking: Any,
               spec: translate.LaunchSpec, req: Any, label: str) -> float:
+        chosen = choice.scored
         offer = chosen.offer
         price = offer.dph_total or 0.0
         record.update(attempts=int(record.get("attempts", 0)) + 1, offerId=offer.id, machineId=offer.machine_id, rentAt=now_rfc3339())
         pod = self._patch_annotations(pod, {A_LAUNCH: json.dumps(record, separators=(",", ":"))})
-        for line in selection_log(ranking, selected_suffix=" - launching..."):
+        for line in selection_log(ranking, selected_suffix=" - launching...", selected=chosen, why=choice.why_not_best):
             log.info("pod=%s %s", pod_ref(pod), line)
+        differs = f"; not the webhook's offer {choice.webhook_offer}: {choice.why_not_webhook}" \
+            if choice.why_not_webhook and choice.webhook_offer is not None else ""
         self._event(pod, "Renting", f"renting offer {offer.id}: {offer.gpu_display}, ${price:.3f}/h, "
-                                    f"{offer.location.label}, score {chosen.score:.2f}")
+                                    f"{offer.location.label}, score {chosen.score:.2f}{differs}")
         try:
             request = spec.rent_request(label)
         except translate.LaunchError as exc:
@@ -316,7 +351,7 @@ class Reconciler:
         except VastUnavailable as exc:
             self._event(pod, "RentUncertain" if exc.uncertain else "VastUnavailable", str(exc), warning=True)
             return 2.0 if exc.uncertain else RETRY_LATER
-        pod = self._patch_annotations(pod, {A_INSTANCE: str(instance_id)})
+        pod = self._patch_annotations(pod, {A_INSTANCE: str(instance_id), **choice.annotations()})
         self._event(pod, "Rented", f"instance {instance_id} rented on offer {offer.id}")
         inst = self.vast.get_instance(instance_id)
         if inst is not None:
@@ -335,6 +370,7 @@ class Reconciler:
         if machine is not None and machine not in failed:
             failed.append(machine)
         record["failedMachines"] = failed[-50:]
+        record["lastFailure"] = {"reason": reason, "offerId": record.get("offerId")}
         self._patch_annotations(pod, {A_LAUNCH: json.dumps(record, separators=(",", ":")), A_INSTANCE: None})
         self._event(pod, reason, f"{message}; failing over to the next offer", warning=True)
         return 0.0
@@ -416,6 +452,7 @@ class Reconciler:
             self.kube.apply_endpoint_slice(ns, body)
         for name in to_delete:
             self.kube.delete_endpoint_slice(ns, name)
+        self._warn_unserved(pod, services, host_ports)
         if to_apply and ready:
             lines = [m for svc in services if endpoints.selects(svc, pod)
                      for m in endpoints.mappings(svc, pod, public_ip=ip, host_ports=host_ports)]
@@ -424,11 +461,149 @@ class Reconciler:
                     log.info("pod=%s %s", pod_ref(pod), line)
                 self._event(pod, "EndpointsUpdated", "; ".join(f"{s}:{p} → {i}:{h}" for s, p, i, h in lines))
 
+    def _warn_unserved(self, pod: Mapping[str, Any], services: list[dict[str, Any]],
+                       host_ports: Mapping[int, int]) -> None:
+        """A Warning Event, once per (pod, Service, port), for each port of a selecting Service that
+        the instance does not serve (a Service created after the rental, a named targetPort that
+        matches nothing)."""
+        uid = _meta(pod)["uid"]
+        for port, why in endpoints.unserved_ports(services, pod, host_ports):
+            key = (uid, port.service, port.port)
+            with self._lock:
+                if key in self._unserved_warned:
+                    continue
+                self._unserved_warned[key] = None
+                while len(self._unserved_warned) > 10_000:
+                    del self._unserved_warned[next(iter(self._unserved_warned))]
+            self._event(pod, "ServicePortNotServed", f"{port.describe()}: {why}", warning=True)
+
     def _lost(self, pod: Mapping[str, Any], why: str) -> None:
+        """The host is gone (offline, no heartbeat, the instance disappeared): the pod fails, as
+        on a lost node, and its owner replaces it. A container that merely exited is not lost."""
         meta = _meta(pod)
         self._event(pod, "InstanceLost", f"{why}; failing the pod so that its owner replaces it", warning=True)
         self._write_status(pod, status.failed_status(pod, reason="InstanceLost", message=why, now=now_rfc3339()))
         self._delete_slices(meta["namespace"], meta["uid"])
+
+    # --- a container that ended (controller.completion) -----------------------------------------
+
+    def _container_ended(self, pod: dict[str, Any], seen: Instance,
+                         restart: completion.Restart | None) -> float | None:
+        """The container exited, or is being restarted. Judged from a fresh read of the instance,
+        never from a listing alone (a listing may predate the last stop or start)."""
+        if restart is not None and restart.active_for(seen.id):
+            self.fleet.hurry()
+            planned = completion.restart_step(restart, seen, now=self.clock(), boot_timeout=self.settings.boot_timeout)
+            if planned.action is completion.Action.WAIT and planned.record is None:
+                return planned.seconds
+        inst = self.vast.get_instance(seen.id)
+        if inst is None or inst.gone:
+            self.fleet.forget(seen.id)
+            return RETRY_SOON  # the next look sees it gone
+        self.fleet.remember(inst)
+        if inst.host_lost:
+            return RETRY_SOON  # the next look fails the pod: InstanceLost
+        if restart is not None and restart.active_for(inst.id):
+            return self._restart_step(pod, inst, restart)
+        if not inst.container_exited:
+            return RETRY_SOON  # the listing was older than the instance
+        return self._judge_exit(pod, inst, restart)
+
+    def _judge_exit(self, pod: dict[str, Any], inst: Instance, restart: completion.Restart | None) -> float | None:
+        """A new exit of the container: the pod ends (Succeeded or Failed, for good) or the
+        container restarts on the same instance, by the pod's restartPolicy."""
+        exit = completion.ContainerExit.of(inst)
+        policy = completion.restart_policy(pod)
+        verdict = completion.verdict(policy, exit)
+        if verdict is completion.Verdict.RESTART:
+            return self._begin_restart(pod, inst, restart, exit, policy)
+        meta = _meta(pod)
+        name = _container_name(pod)
+        ok = verdict is completion.Verdict.SUCCEEDED
+        self._event(pod, "ContainerExited", f"container {name} {exit.describe()}: pod {verdict.value} "
+                                            f"(restartPolicy {policy}); instance {inst.id} will be destroyed",
+                    warning=not ok)
+        unknown = exit.code is None
+        self._write_status(pod, status.terminated_status(
+            pod, phase=verdict.value, exit_code=exit.exit_code, reason=exit.reason, message=exit.message or None,
+            now=now_rfc3339(), pod_reason="ExitCodeUnknown" if unknown else None,
+            pod_message=(f"Vast reported that container {name} exited but not with which code "
+                         f"(status_msg {exit.message!r}); counted as a failure") if unknown else None))
+        self._delete_slices(meta["namespace"], meta["uid"])
+        return 0.0  # the next look finds the pod finished and destroys the instance
+
+    def _begin_restart(self, pod: dict[str, Any], inst: Instance, restart: completion.Restart | None,
+                       exit: completion.ContainerExit, policy: str) -> float:
+        now = self.clock()
+        record = completion.begin_restart(restart, inst.id, exit, restarts_so_far=status.restart_count(pod), now=now,
+                                          base_backoff=self.settings.restart_backoff,
+                                          started_at=status.started_at(pod), finished_at=now_rfc3339())
+        pod = self._patch_annotations(pod, {completion.A_RESTART: record.encode()})  # first: counted once
+        with self._lock:
+            self._health.pop(_meta(pod)["uid"], None)
+        self._endpoints_not_ready(pod)
+        self._event(pod, "BackOff", f"container {_container_name(pod)} {exit.describe()}; restarting it on "
+                                    f"instance {inst.id} in {record.not_before - now:.0f}s (restart {record.count}, "
+                                    f"restartPolicy {policy})", warning=True)
+        self._write_restarting(pod, record, inst, now)
+        self.vast.stop(inst.id)
+        return RETRY_SOON
+
+    def _restart_step(self, pod: dict[str, Any], inst: Instance, restart: completion.Restart) -> float | None:
+        now = self.clock()
+        step = completion.restart_step(restart, inst, now=now, boot_timeout=self.settings.boot_timeout)
+        if step.action is completion.Action.EXITED:
+            return self._judge_exit(pod, inst, restart)
+        if step.action is completion.Action.LOST:
+            self._lost(pod, f"instance {inst.id} did not run again within {self.settings.boot_timeout:.0f}s "
+                            f"of restarting its container")
+            return None
+        record = step.record or restart
+        if step.record is not None:
+            pod = self._patch_annotations(pod, {completion.A_RESTART: record.encode()})  # the record first
+        if step.action is completion.Action.STOP:
+            self.vast.stop(inst.id)
+        elif step.action is completion.Action.START:
+            self.vast.start(inst.id)
+        elif step.action is completion.Action.STARTED:
+            self._event(pod, "Started", f"container {_container_name(pod)} started again on instance {inst.id} "
+                                        f"(restart {record.count})")
+            self._write_status(pod, status.pod_status(
+                pod, phase="Running", ready=False, public_ip=inst.public_ip, started_at=now_rfc3339(),
+                container_state="running", now=now_rfc3339(), restart_count=record.count))
+            return RETRY_SOON
+        self._write_restarting(pod, record, inst, now)
+        return step.seconds
+
+    def _write_restarting(self, pod: Mapping[str, Any], record: completion.Restart, inst: Instance,
+                          now: float) -> None:
+        meta = _meta(pod)
+        name = _container_name(pod)
+        if record.step == "stopping":
+            reason = "CrashLoopBackOff"
+            message = (f"back-off {completion.backoff(record.count, self.settings.restart_backoff):g}s "
+                       f"restarting failed container={name} pod={meta['name']}_{meta['namespace']}({meta['uid']})")
+        else:
+            reason, message = "ContainerCreating", f"Vast instance {inst.id} is starting the container again"
+        self._write_status(pod, status.restarting_status(pod, reason=reason, message=message,
+                                                         last_terminated=record.last, restart_count=record.count,
+                                                         now=now_rfc3339()))
+
+    def _endpoints_not_ready(self, pod: Mapping[str, Any]) -> None:
+        """Take the pod out of its Services (its slices stay, not ready; terminating when the pod
+        is being deleted, serving while its health check last passed)."""
+        annotations = _annotations(pod)
+        ip = annotations.get(A_PUBLIC_IP)
+        if not ip:
+            return
+        try:
+            ports = {int(k): int(v) for k, v in json.loads(annotations.get(A_PORTS) or "{}").items()}
+        except (ValueError, TypeError, AttributeError):
+            ports = {}
+        with self._lock:
+            state = self._health.get(_meta(pod)["uid"])
+        serving = bool(state is not None and state.ready and _meta(pod).get("deletionTimestamp"))
+        self._sync_endpoints(pod, ip, ports, serving)
 
     # --- teardown -------------------------------------------------------------------------------
 
@@ -449,10 +624,15 @@ class Reconciler:
                 self.kube.delete_pod(ns, name, uid=uid)
             return None
         ids = {i.id for i in self.fleet.for_pod(uid)}
-        ids |= {i.id for i in self.vast.list_instances(label=self.label(uid)) if not i.gone}
+        listed = {i.id: i for i in self.vast.list_instances(label=self.label(uid)) if not i.gone}
+        ids |= set(listed)
         annotated = _annotations(pod).get(A_INSTANCE)
         if annotated and annotated.isdigit():
             ids.add(int(annotated))
+        if delete_pod and ids:
+            wait = self._drain(pod, sorted(ids), listed)
+            if wait is not None:
+                return wait
         for iid in sorted(ids):
             self._destroy(iid)
             after = self.vast.get_instance(iid)
@@ -473,6 +653,36 @@ class Reconciler:
         if delete_pod:
             self.kube.delete_pod(ns, name, uid=uid)  # as the kubelet does once the pod has stopped
         return None
+
+    def _drain(self, pod: Mapping[str, Any], ids: list[int], listed: Mapping[int, Instance]) -> float | None:
+        """Graceful termination (:mod:`controller.termination`): out of the Services first, then
+        SIGTERM (Vast's stop), then wait until every instance is stopped or the grace is over.
+        Returns when to look again, or None when the instances may be destroyed now."""
+        end = termination.deadline(pod, max_grace=self.settings.max_grace_period)
+        now = self.clock()
+        if end is not None and now < end:
+            self._endpoints_not_ready(pod)
+        waiting = False
+        for iid in ids:
+            inst = listed.get(iid) or self.vast.get_instance(iid)
+            if inst is None or inst.gone:
+                continue
+            action = termination.drain_step(inst, now=now, deadline=end)
+            if action is termination.Drain.STOP:
+                try:
+                    self.vast.stop(iid)
+                except VastRejected as exc:
+                    if exc.error == "no_such_instance":
+                        continue
+                    raise
+                self._event(pod, "Killing", f"Stopping container {_container_name(pod)}: instance {iid} gets "
+                                            f"SIGTERM, and is destroyed once stopped or after "
+                                            f"{(end or now) - now:.0f}s")
+            if action is not termination.Drain.DESTROY:
+                waiting = True
+        if not waiting or end is None:
+            return None
+        return max(0.2, min(1.0, end - now))
 
     # --- status and events ----------------------------------------------------------------------
 
@@ -502,6 +712,63 @@ class Reconciler:
         (log.warning if warning else log.info)("pod=%s %s: %s", pod_ref(pod), reason, message)
         self.on_event(reason)
         self.kube.event(pod, reason, message, type_="Warning" if warning else "Normal")
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """The offer a launch takes, and why it is not the webhook's pick or the best one."""
+
+    scored: ScoredOffer
+    webhook_offer: int | None
+    why_not_webhook: str | None
+    why_not_best: str | None
+
+    def annotations(self) -> dict[str, str | None]:
+        """``vast.ai/rented-offer-*``: what was rented, and (only when it differs from the webhook's
+        ``vast.ai/offer-id``) why."""
+        o = self.scored.offer
+        return {
+            A_RENTED_OFFER: str(o.id),
+            A_RENTED_SCORE: f"{self.scored.score:.3f}",
+            A_RENTED_PRICE: "" if o.dph_total is None else f"{o.dph_total:.4f}",
+            A_RENTED_GPU: f"{o.num_gpus}x {o.gpu_name}" if o.num_gpus > 1 else o.gpu_name,
+            A_RENTED_LOCATION: o.location.label,
+            A_RENTED_REASON: self.why_not_webhook,
+        }
+
+
+def _why_not(wanted: int | None, chosen: ScoredOffer, skipped: set[int], ranking: Any,
+             record: Mapping[str, Any]) -> str | None:
+    """Why the launch took ``chosen`` and not offer ``wanted`` (``None``: it took it)."""
+    if wanted is None:
+        return "no offer was recorded at admission (vast.ai/offer-id)"
+    if wanted == chosen.offer.id:
+        return None
+    failure = record.get("lastFailure")
+    if int(record.get("attempts", 0)) and isinstance(failure, Mapping):
+        return (f"failing over after {failure.get('reason')} on offer {failure.get('offerId')}; "
+                "hosts that failed are avoided")
+    if wanted in skipped:
+        return f"offer {wanted} is held by another pod's launch (for up to {CLAIM_SECONDS} s)"
+    if ranking.find(wanted) is None:
+        return f"offer {wanted} no longer matches (rented, gone from the market, or the requirements changed)"
+    return f"offer {wanted} is not the best match now"
+
+
+def _dead_for_good(inst: Instance, restart: completion.Restart | None) -> bool:
+    """A state that never leads to running again and is not the container's own end: the host is
+    lost, or the instance is stopped by someone else. An exited container (judged by the pod's
+    restartPolicy) and an instance this controller is restarting are not."""
+    if inst.host_lost or inst.gone:
+        return True
+    if inst.container_exited or (restart is not None and restart.active_for(inst.id)):
+        return False
+    return inst.dead
+
+
+def _container_name(pod: Mapping[str, Any]) -> str:
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    return str(containers[0].get("name") or "")
 
 
 def safe_reconcile(reconciler: Reconciler, namespace: str, name: str) -> float | None:

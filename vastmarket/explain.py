@@ -28,7 +28,10 @@ def offer_line(scored: ScoredOffer) -> str:
     return f"Instance {o.id}: Score {scored.score:.2f} ({gpus}, {price}, {o.location.label}, {rel} reliability)"
 
 
-def selection_log(ranking: Ranking, *, top: int = 3, selected_suffix: str = "") -> list[str]:
+def selection_log(ranking: Ranking, *, top: int = 3, selected_suffix: str = "",
+                  selected: ScoredOffer | None = None, why: str | None = None) -> list[str]:
+    """The seed's selection log. ``selected`` is the offer actually taken when it is not the
+    best one (claimed by another launch, failed over, …), ``why`` says why; the last line names it."""
     lines = [
         f"[VAST] Searching for instances matching: {ranking.requirements.describe()}",
         f"[VAST] Found {ranking.seen} candidates, filtering...",
@@ -40,7 +43,11 @@ def selection_log(ranking: Ranking, *, top: int = 3, selected_suffix: str = "") 
     lines.append("[VAST] Scoring instances:")
     lines.extend(f"  - {offer_line(s)}" for s in ranking.top(top))
     best = ranking.ranked[0]
-    lines.append(f"[VAST] Selected instance {best.offer.id}{selected_suffix}")
+    chosen = selected or best
+    if chosen.offer.id not in {s.offer.id for s in ranking.top(top)}:
+        lines.append(f"  - {offer_line(chosen)}")
+    note = f" (not the top offer {best.offer.id}: {why})" if chosen.offer.id != best.offer.id and why else ""
+    lines.append(f"[VAST] Selected instance {chosen.offer.id}{selected_suffix}{note}")
     return lines
 
 

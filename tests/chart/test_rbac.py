@@ -99,7 +99,7 @@ GATEWAY_CALLS: dict[str, tuple[Access, ...]] = {
     "list_endpoint_slices": (_slices("list"),),
     "apply_endpoint_slice": (_slices("create"), _slices("get"), _slices("update")),  # create, else replace
     "delete_endpoint_slice": (_slices("delete"),),
-    "event": (Access("create", "events", "events.k8s.io", POD_NAMESPACE),),
+    "event": (Access("create", "events", namespace=POD_NAMESPACE), Access("patch", "events", namespace=POD_NAMESPACE)),
     "get_node": (Access("get", "nodes", name=NODE),),
     "create_node": (Access("create", "nodes"),),
     "patch_node": (Access("patch", "nodes", name=NODE),),
@@ -124,7 +124,8 @@ CONTROLLER_DENIED = (
     Access("list", "configmaps", namespace=POD_NAMESPACE), Access("update", "configmaps", namespace=POD_NAMESPACE),
     _pods("create"), _pods("update"), _pods("create", "pods/exec"), _pods("create", "pods/binding"),
     _pods("create", "pods/eviction"), _pods("update", "pods/status"),
-    Access("create", "events", namespace=POD_NAMESPACE),  # core/v1 Events: it writes events.k8s.io only
+    Access("delete", "events", namespace=POD_NAMESPACE), Access("list", "events", namespace=ALL_NAMESPACES),
+    Access("create", "events", "events.k8s.io", POD_NAMESPACE),  # it writes core/v1 Events only
     Access("delete", "services", namespace=POD_NAMESPACE), Access("update", "services", namespace=POD_NAMESPACE),
     _lease("get", "kube-system", "kube-scheduler"), _lease("update", "kube-system", "kube-controller-manager"),
     _lease("update", NODE_LEASES, "a-real-node"), _lease("update", RELEASE, "another-lease"),
@@ -384,8 +385,9 @@ def test_the_controllers_gateway_does_its_work_as_the_charts_service_account(rel
     [stored] = kube.list_endpoint_slices(ns, f"vast.ai/pod-uid={pod['metadata']['uid']}")
     kube.delete_endpoint_slice(ns, stored["metadata"]["name"])
     kube.event(pod, "Rented", "instance 42 rented")
-    events = client.EventsV1Api(release.api).list_namespaced_event(ns).items
-    assert [e.reason for e in events if e.regarding.name == "gpu"] == ["Rented"]
+    kube.event(pod, "Rented", "instance 42 rented")  # the same again: counted (patch)
+    events = client.CoreV1Api(release.api).list_namespaced_event(ns).items
+    assert [(e.reason, e.count) for e in events if e.involved_object.name == "gpu"] == [("Rented", 2)]
     kube.delete_pod(ns, "gpu", uid=pod["metadata"]["uid"])
     assert kube.get_pod(ns, "gpu") is None or kube.get_pod(ns, "gpu")["metadata"].get("deletionTimestamp")
     elector.release()

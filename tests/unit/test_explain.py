@@ -51,3 +51,14 @@ def test_the_compact_explanation_lists_runners_up_after_the_winner():
     compact = compact_explanation(seed_like_ranking())
     winner = seed_like_ranking().best.offer.id
     assert len(compact["runnersUp"]) == 2 and winner not in [r["id"] for r in compact["runnersUp"]]
+
+
+def test_the_selection_log_names_the_offer_actually_taken_and_why():
+    ranking = seed_like_ranking()
+    best, second = ranking.ranked[0], ranking.ranked[1]
+    lines = selection_log(ranking, top=1, selected_suffix=" - launching...", selected=second,
+                          why="the webhook's offer was taken by another pod's launch")
+    assert lines[-1] == (f"[VAST] Selected instance {second.offer.id} - launching... (not the top offer "
+                         f"{best.offer.id}: the webhook's offer was taken by another pod's launch)")
+    assert lines[-2].startswith(f"  - Instance {second.offer.id}: "), "the taken offer is shown with its score"
+    assert selection_log(ranking, selected=best, why="ignored")[-1] == f"[VAST] Selected instance {best.offer.id}"
