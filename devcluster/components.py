@@ -127,7 +127,7 @@ MANIFEST = Path(__file__).resolve().parents[1] / "webhooks" / "mutating-webhook-
 MANIFEST_RELEASE_NAMESPACE = "kube-vast"
 # What register_mutating_webhook carries over; anything else in the manifest would be dropped.
 CARRIED = {"name", "clientConfig", "rules", "failurePolicy", "sideEffects", "timeoutSeconds", "namespaceSelector",
-           "objectSelector", "reinvocationPolicy", "admissionReviewVersions", "matchPolicy"}
+           "objectSelector", "reinvocationPolicy", "admissionReviewVersions", "matchPolicy", "matchConditions"}
 
 def register_manifest(api, *, url: str, ca_pem: bytes, release_namespace: str) -> list[str]:
     """Register every webhook of the manifest (one configuration each, as the helper builds them)
@@ -148,6 +148,7 @@ def register_manifest(api, *, url: str, ca_pem: bytes, release_namespace: str) -
             failure_policy=webhook["failurePolicy"], side_effects=webhook["sideEffects"],
             timeout_seconds=webhook["timeoutSeconds"], namespace_selector=namespace_selector,
             object_selector=webhook["objectSelector"], reinvocation_policy=webhook["reinvocationPolicy"],
+            match_conditions=webhook.get("matchConditions"),
             admission_review_versions=webhook["admissionReviewVersions"])
         names.append(name)
     return names

@@ -73,7 +73,10 @@ def place(
     ranking = snapshot.rank(req, policy)
     best = ranking.best
     if best is None:
-        return Placement(None, ranking.summary(), requirements=req, ranking=ranking)
+        reason = ranking.summary()
+        if req.gpu_origin:
+            reason += f" (the GPU is required by the pod's {req.gpu_origin})"
+        return Placement(None, reason, requirements=req, ranking=ranking)
     wanted = annotated_offer_id(pod)
     if wanted is None or wanted == best.offer.id:
         return Placement(best, ranking.summary(), requirements=req, ranking=ranking)

@@ -2,7 +2,8 @@
 
 Precedence, lowest first: built-in defaults → config file → ``VAST_*`` environment (both in
 :class:`~vastmarket.config.SelectionConfig`) → the pod itself (GPU count from ``nvidia.com/gpu``,
-CPU and memory requests, number of container ports) → ``vast.ai/*`` annotations. Every value is
+CPU and memory requests, number of container ports, the GPU model and memory its cloud GPU node
+selectors ask for — :mod:`vastmarket.selectors`) → ``vast.ai/*`` annotations. Every value is
 validated; a wrong one raises :class:`~vastmarket.errors.RequirementError` naming the field, the
 value and the accepted form. Pods are plain Kubernetes JSON dicts. No I/O.
 """
@@ -22,6 +23,7 @@ from .quantities import (
     BOOL_FORM, FRACTION_FORM, PRICE_FORM, QUANTITY_FORM, RATE_FORM, SIZE_FORM, parse_bool,
     parse_fraction, parse_mbps, parse_price, parse_quantity, parse_size_gb,
 )
+from .selectors import gpu_selection
 
 GPU_RESOURCE = "nvidia.com/gpu"
 ANNOTATION_PREFIX = "vast.ai/"
@@ -45,6 +47,9 @@ class Requirements:
     direct_ports: int = 0
     verified_only: bool = False
     blacklist: Blacklist = Blacklist()
+    # Where gpu_types / min_gpu_memory_gb came from when the pod's node selectors set them
+    # ("node selector cloud.google.com/gke-accelerator=nvidia-l4"); reasons and explain name it.
+    gpu_origin: str = ""
 
     def describe(self) -> str:
         """One line in the seed's style: ``RTX3060, 12GB+, <$0.50/hr``."""
@@ -65,13 +70,14 @@ class Requirements:
         return ", ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
+        origin = {"gpu_from": self.gpu_origin} if self.gpu_origin else {}
         return {
             "gpu_types": list(self.gpu_types), "min_gpu_memory_gb": self.min_gpu_memory_gb,
             "num_gpus": self.num_gpus, "max_price": self.max_price,
             "min_reliability": self.min_reliability, "min_download_mbps": self.min_download_mbps,
             "locations": list(self.locations), "min_cpu_cores": self.min_cpu_cores,
             "min_ram_gb": round(self.min_ram_gb, 3), "min_disk_gb": self.min_disk_gb,
-            "direct_ports": self.direct_ports, "verified_only": self.verified_only,
+            "direct_ports": self.direct_ports, "verified_only": self.verified_only, **origin,
         }
 
 
@@ -90,12 +96,15 @@ def base_requirements(config: SelectionConfig) -> Requirements:
 
 @dataclass(frozen=True, slots=True)
 class PodNeeds:
-    """What the pod's spec asks for, read like the scheduler reads it."""
+    """What the pod's spec asks for, read like the scheduler reads it. ``num_gpus`` is at least 1
+    (every Vast instance has a GPU); ``requested_gpus`` is what the containers ask for, 0 when
+    they ask for none — such a pod never goes to Vast."""
 
     num_gpus: int
     cpu_cores: float
     ram_gb: float
     ports: tuple[int, ...]
+    requested_gpus: int = 0
 
 
 def _containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -146,7 +155,23 @@ def pod_needs(pod: Mapping[str, Any]) -> PodNeeds:
                 number = port.get("containerPort")
                 if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 65536:
                     ports.append(number)
-    return PodNeeds(num_gpus=max(gpus, 1), cpu_cores=cpu, ram_gb=ram, ports=tuple(ports))
+    return PodNeeds(num_gpus=max(gpus, 1), cpu_cores=cpu, ram_gb=ram, ports=tuple(ports), requested_gpus=gpus)
+
+
+def requests_gpu(pod: Mapping[str, Any]) -> bool:
+    """Whether a container of ``pod`` asks for ``nvidia.com/gpu`` (requests or limits) more than 0.
+    Never raises: a malformed quantity counts as asking (it is refused where it is parsed)."""
+    for container in _containers(pod):
+        raw = _resource(container, GPU_RESOURCE)
+        if raw is None:
+            continue
+        try:
+            if parse_quantity(raw) == 0:
+                continue
+        except ValueError:
+            pass
+        return True
+    return False
 
 
 # --- annotations ------------------------------------------------------------------------------
@@ -274,6 +299,11 @@ def requirements_for(
         needs = pod_needs(pod)
         req = replace(req, num_gpus=needs.num_gpus, min_cpu_cores=needs.cpu_cores,
                       min_ram_gb=needs.ram_gb, direct_ports=len(needs.ports))
+        selection = gpu_selection(pod)
+        if selection is not None:
+            req = replace(req, gpu_origin=selection.origin,
+                          gpu_types=req.gpu_types if selection.gpu_types is None else selection.gpu_types,
+                          min_gpu_memory_gb=selection.min_gpu_memory_gb or req.min_gpu_memory_gb)
         if annotations is None:
             meta = pod.get("metadata")
             found = meta.get("annotations") if isinstance(meta, Mapping) else None
@@ -285,6 +315,7 @@ def apply_overrides(req: Requirements, ov: Overrides) -> Requirements:
     updates: dict[str, Any] = {}
     if ov.gpu_types is not None:
         updates["gpu_types"] = ov.gpu_types + (ov.gpu_fallbacks or ())
+        updates["gpu_origin"] = ""  # vast.ai/gpu-type decides the model, not the node selectors
     for attr in ("max_price", "min_gpu_memory_gb", "min_reliability", "min_download_mbps",
                  "locations", "verified_only"):
         value = getattr(ov, attr)

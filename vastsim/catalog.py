@@ -48,6 +48,9 @@ GPU_MODELS: tuple[GpuModel, ...] = (
     GpuModel("H100 PCIE", 81559, (1.80, 3.00), 900, 51.2, 80.0, 2039.0, 350, 3, True, 525),
     GpuModel("H100 SXM", 81559, (2.00, 3.50), 900, 66.9, 100.0, 3352.0, 700, 4, True, 525),
     GpuModel("H100 NVL", 95830, (2.20, 3.40), 900, 60.0, 95.0, 3938.0, 400, 1, True, 535),
+    # The inference cards cloud GPU node pools are built on (GKE nvidia-l4, AWS g6/g5).
+    GpuModel("L4", 23034, (0.25, 0.55), 890, 30.3, 20.0, 300.0, 72, 4, True, 525),
+    GpuModel("A10", 23028, (0.20, 0.45), 860, 31.2, 18.0, 600.0, 150, 3, True, 470),
 )
 
 

@@ -20,6 +20,14 @@ from typing import Any
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 POD_RESOURCE = ("", "v1", "pods")
+# Workloads whose pod template the webhook reviews, and where the template is in the object.
+WORKLOAD_TEMPLATES: Mapping[tuple[str, str, str], tuple[str, ...]] = {
+    ("apps", "v1", "deployments"): ("spec", "template"),
+    ("apps", "v1", "statefulsets"): ("spec", "template"),
+    ("apps", "v1", "replicasets"): ("spec", "template"),
+    ("batch", "v1", "jobs"): ("spec", "template"),
+    ("batch", "v1", "cronjobs"): ("spec", "jobTemplate", "spec", "template"),
+}
 
 # Status reasons (metav1.StatusReason) for the codes used in denials.
 _REASONS = {400: "BadRequest", 403: "Forbidden", 422: "Invalid"}
@@ -45,6 +53,14 @@ class AdmissionRequest:
     name: str
     obj: Mapping[str, Any] | None
     dry_run: bool = False
+    old: Mapping[str, Any] | None = None
+
+    @property
+    def template_path(self) -> tuple[str, ...] | None:
+        """Where the pod template is, for a workload the webhook reviews; else ``None``."""
+        if self.sub_resource:
+            return None
+        return WORKLOAD_TEMPLATES.get((self.group, self.version, self.resource))
 
     @property
     def is_pod(self) -> bool:
@@ -99,6 +115,38 @@ def _string_map(value: Any, where: str) -> None:
     if not isinstance(value, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise BadReview(f"{where} must be a map of strings")
+
+
+def template_at(obj: Mapping[str, Any] | None, path: Sequence[str]) -> Mapping[str, Any] | None:
+    """The object found by following ``path`` in ``obj`` (``None`` when a step is missing)."""
+    found: Any = obj
+    for step in path:
+        if not isinstance(found, Mapping):
+            return None
+        found = found.get(step)
+    return found if isinstance(found, Mapping) else None
+
+
+def _check_template(obj: Any, path: Sequence[str]) -> Mapping[str, Any] | None:
+    """A workload whose pod template (when there is one) has string maps for labels and
+    annotations; anything else is a 400, like a malformed pod."""
+    workload = _mapping(obj, "request.object")
+    where = "request.object." + ".".join(path)
+    found: Any = workload
+    for step in path:
+        if not isinstance(found, Mapping):
+            return workload
+        found = found.get(step)
+    if found is None:
+        return workload
+    template = _mapping(found, where)
+    assert template is not None
+    meta = _mapping(template.get("metadata"), f"{where}.metadata")
+    if meta is not None:
+        _string_map(meta.get("labels"), f"{where}.metadata.labels")
+        _string_map(meta.get("annotations"), f"{where}.metadata.annotations")
+    _mapping(template.get("spec"), f"{where}.spec")
+    return workload
 
 
 def _check_pod(obj: Any) -> Mapping[str, Any]:
@@ -160,10 +208,14 @@ def decode_review(body: Any) -> AdmissionRequest:
         name=_string(request.get("name"), "request.name"),
         obj=None, dry_run=dry_run,
     )
-    obj = request.get("object")
+    obj, old = request.get("object"), request.get("oldObject")
+    old = old if isinstance(old, Mapping) else None
     if decoded.is_pod_create:
         return replace(decoded, obj=_check_pod(obj))
-    return replace(decoded, obj=obj if isinstance(obj, Mapping) else None)
+    path = decoded.template_path
+    if path is not None and decoded.operation in ("CREATE", "UPDATE"):
+        return replace(decoded, obj=_check_template(obj, path), old=old)
+    return replace(decoded, obj=obj if isinstance(obj, Mapping) else None, old=old)
 
 
 def encode_patch(patch: Sequence[Mapping[str, Any]]) -> str:

@@ -1,12 +1,22 @@
 """The webhook's policy, pure: which requests are judged, and the verdict for a pod.
 
 Order of questions for a pod CREATE: excluded namespace or ``vast.ai/enabled: "false"`` →
-untouched; not runnable on Vast or an invalid ``vast.ai/*`` annotation → denied (400, the
-message names the field, the value and the accepted form); otherwise the placement
+untouched; no ``nvidia.com/gpu`` → untouched when only its namespace opted in, denied when the
+pod opted in by its own label (only GPU pods go to Vast); not runnable on Vast (containers,
+volumes), an invalid ``vast.ai/*`` annotation or a GPU node selector that cannot be translated →
+denied (400, the message names the field, the value and the accepted form); otherwise the placement
 (:func:`vastmarket.placement.place`, the same decision the scheduler extender takes) picks the
 offer, and the pod is patched with it — or, without one, with ``vast.ai/selection-error``
 (denied instead when ``deny_without_offer``). The toleration and the scheduler name are added
-in both cases, so that the extender keeps a pod without an offer Pending with the same reason.
+in both cases, so that the extender keeps a pod without an offer Pending with the same reason,
+and so are GPU node selectors rewritten so that the virtual node can satisfy them
+(:func:`vastmarket.selectors.for_virtual_node`).
+
+Workloads (Deployment, StatefulSet, ReplicaSet, Job, CronJob) are reviewed at CREATE and at an
+UPDATE that changes the pod template: the template is judged by the same questions as a pod
+(:func:`review_pod`), and a template its pods would be denied for denies the workload with the
+same message, prefixed by where the template is (``spec.template: …``). Templates are never
+patched; an offer is chosen for each pod when it is created.
 
 Idempotent: a pod that already carries the offer the placement keeps gets no new annotations,
 and a toleration or scheduler name already there is not added again.
@@ -22,16 +32,16 @@ from vastmarket.config import SelectionConfig
 from vastmarket.errors import RequirementError
 from vastmarket.names import display_gpu
 from vastmarket.placement import Placement, annotated_offer_id, place
-from vastmarket.requirements import requirements_for
+from vastmarket.requirements import GPU_RESOURCE, pod_needs, requirements_for
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
 
-from .admission import AdmissionRequest, Verdict
+from .admission import AdmissionRequest, Verdict, template_at
 from .mutation import (
     OFFER_ANNOTATIONS, OFFER_ID, SELECTION_ERROR, Mutation, offer_annotations, patch_for, replaces_scheduler,
 )
 from .settings import WebhookSettings
-from .validation import soft_problems, unrunnable_message
+from .validation import NO_GPU, denial_message, soft_problems, unrunnable_reasons
 
 ENABLED_LABEL = "vast.ai/enabled"
 
@@ -118,7 +128,66 @@ def _gpu_name_warning(placement: Placement) -> str | None:
             "check the model name (Vast sells e.g. RTX3060, RTX4090, A4000, A100, H100)")
 
 
+def review_pod(pod: Mapping[str, Any], config: SelectionConfig) -> tuple[str | None, str | None]:
+    """The questions a pod (or a pod template) must pass before an offer is chosen for it:
+    ``(denial message, None)``, ``(None, why it is left to the cluster)`` or ``(None, None)``
+    when it goes to Vast. ``pod`` opted in by its own label when it carries
+    ``vast.ai/enabled: "true"``, else by its namespace."""
+    own_opt_in = _string_map(_meta(pod), "labels").get(ENABLED_LABEL) == "true"
+    reasons: list[str] = []
+    try:
+        needs = pod_needs(pod)
+    except RequirementError as exc:
+        return str(exc), None
+    if needs.requested_gpus == 0:
+        if not own_opt_in:
+            return None, f"requests no {GPU_RESOURCE}: left to the cluster"
+        reasons.append(NO_GPU)
+    reasons.extend(unrunnable_reasons(pod))
+    message = denial_message(reasons)
+    if message:
+        return message, None
+    try:
+        requirements_for(config, pod)
+    except RequirementError as exc:
+        return str(exc), None
+    return None, None
+
+
+def decide_workload(request: AdmissionRequest, ctx: Context, path: tuple[str, ...]) -> Decision:
+    """A workload's pod template: denied with the message its pods would get, else allowed as
+    it is (never patched)."""
+    name = f"{request.kind or request.resource} {describe_pod(request)}"
+    workload = request.obj
+    template = template_at(workload, path)
+    if request.operation not in ("CREATE", "UPDATE") or workload is None or template is None:
+        return _untouched(name, f"no pod template to review ({request.operation})")
+    meta = _meta(workload)
+    namespace = request.namespace or meta.get("namespace") or ""
+    if namespace in ctx.settings.excluded_namespaces:
+        return _untouched(name, f"namespace {namespace} is never touched")
+    template_meta = _meta(template)
+    if _string_map(template_meta, "labels").get(ENABLED_LABEL) == "false":
+        return _untouched(name, f'template opted out ({ENABLED_LABEL}: "false")')
+    if request.operation == "UPDATE" and (meta.get("deletionTimestamp")
+                                          or template_at(request.old, path) == template):
+        return _untouched(name, "pod template unchanged")
+    spec = template.get("spec")
+    pod = {"metadata": {**template_meta, "namespace": namespace}, "spec": spec if isinstance(spec, Mapping) else {}}
+    where = ".".join(path)
+    denial, left = review_pod(pod, ctx.config)
+    if denial:
+        return _denied(name, 400, f"{where}: {denial}")
+    if left:
+        return _untouched(name, f"{where} {left}")
+    warnings = tuple(f"{where}: {w}" for w in soft_problems(pod))
+    return Decision(Verdict.allow(warnings=warnings), UNTOUCHED, name, f"{where} reviewed: its pods can run on Vast")
+
+
 def decide(request: AdmissionRequest, ctx: Context) -> Decision:
+    path = request.template_path
+    if path is not None:
+        return decide_workload(request, ctx, path)
     pod_name = describe_pod(request)
     if not request.is_pod_create or request.obj is None:
         return _untouched(pod_name, f"not a pod CREATE ({request.operation} {request.resource})")
@@ -130,13 +199,11 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
     if _string_map(meta, "labels").get(ENABLED_LABEL) == "false":
         return _untouched(pod_name, f'opted out ({ENABLED_LABEL}: "false")')
 
-    unrunnable = unrunnable_message(pod)
-    if unrunnable:
-        return _denied(pod_name, 400, unrunnable)
-    try:
-        requirements_for(ctx.config, pod)
-    except RequirementError as exc:
-        return _denied(pod_name, 400, str(exc))
+    denial, left = review_pod(pod, ctx.config)
+    if denial:
+        return _denied(pod_name, 400, denial)
+    if left:
+        return _untouched(pod_name, left)
     placement = place(pod, snapshot=ctx.snapshot, now=ctx.now, config=ctx.config, policy=ctx.policy,
                       max_age=ctx.settings.max_snapshot_age)
     if placement.invalid:
@@ -176,6 +243,6 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
     if scheduler and not replaces_scheduler(current) and current != scheduler:
         warnings.append(f"spec.schedulerName {current!r} kept: only {scheduler!r} consults the Vast "
                         "scheduler extender, so this pod may never reach the virtual node")
-    patch = patch_for(pod, Mutation(mutation_set, remove, ctx.settings.taint, scheduler))
+    patch = patch_for(pod, Mutation(mutation_set, remove, ctx.settings.taint, scheduler, route_selectors=True))
     verdict = Verdict.allow(patch, warnings=tuple(warnings), audit=audit)
     return Decision(verdict, MUTATED if patch else UNTOUCHED, pod_name, note, placement, error_kind)

@@ -3,7 +3,8 @@ Patch (``jsonpatch.make_patch``) — never hand-assembled paths, so absent ``ann
 ``tolerations`` and ``/`` in keys (``vast.ai~1offer-id``) come out right. Pure functions.
 
 :func:`patch_for` copies and diffs only :func:`owned_part` of the pod — ``metadata.annotations``,
-``spec.tolerations`` and ``spec.schedulerName``, at their own paths — so the patch is the same as
+``spec.tolerations``, ``spec.schedulerName``, and ``spec.nodeSelector``/``spec.affinity`` (GPU node
+selectors rewritten for the virtual node), at their own paths — so the patch is the same as
 for the whole pod (which the webhook never changes elsewhere) at a fraction of the cost: a
 pod's managedFields, volumes and containers are neither copied nor compared.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import jsonpatch
 
 from vastmarket.explain import compact_explanation
+from vastmarket.selectors import for_virtual_node
 from vastmarket.selection import Ranking, ScoredOffer
 
 OFFER_ID = "vast.ai/offer-id"
@@ -102,12 +104,14 @@ def offer_annotations(chosen: ScoredOffer, ranking: Ranking, *, now: float) -> d
 @dataclass(frozen=True, slots=True)
 class Mutation:
     """What to change on a pod: annotations to set and to remove, a taint to tolerate, the
-    scheduler to hand it to (replacing only an empty or ``default-scheduler`` name)."""
+    scheduler to hand it to (replacing only an empty or ``default-scheduler`` name), and whether
+    to let the virtual node satisfy the pod's GPU node selectors (``route_selectors``)."""
 
     set_annotations: Mapping[str, str] = field(default_factory=dict)
     remove_annotations: frozenset[str] = frozenset()
     tolerate: Taint | None = None
     scheduler_name: str | None = None
+    route_selectors: bool = False
 
 
 def replaces_scheduler(current: Any) -> bool:
@@ -139,6 +143,12 @@ def mutate(pod: Mapping[str, Any], mutation: Mutation) -> dict[str, Any]:
             spec["tolerations"] = tolerations
     if mutation.scheduler_name and replaces_scheduler(spec.get("schedulerName")):
         spec["schedulerName"] = mutation.scheduler_name
+    if mutation.route_selectors:
+        for name, value in zip(("nodeSelector", "affinity"), for_virtual_node(spec)):
+            if value is None:
+                spec.pop(name, None)
+            else:
+                spec[name] = value
     return out
 
 
@@ -149,7 +159,8 @@ def diff(original: Mapping[str, Any], mutated: Mapping[str, Any]) -> list[dict[s
 
 
 # The only fields the webhook changes, by section.
-OWNED_FIELDS: dict[str, tuple[str, ...]] = {"metadata": ("annotations",), "spec": ("tolerations", "schedulerName")}
+OWNED_FIELDS: dict[str, tuple[str, ...]] = {
+    "metadata": ("annotations",), "spec": ("tolerations", "schedulerName", "nodeSelector", "affinity")}
 
 
 def owned_part(pod: Mapping[str, Any]) -> dict[str, Any]:

@@ -73,9 +73,12 @@ def test_the_api_server_keeps_the_webhook_settings_as_rendered(render, dry_run_t
     _, dynamic, namespace = dry_run_target
     hook = render("tuned", release="dry-hook", namespace=namespace).one("MutatingWebhookConfiguration")
     stored = create_dry_run(dynamic, hook).to_dict()
-    assert [w["failurePolicy"] for w in stored["webhooks"]] == ["Fail", "Fail"]
-    assert [w["sideEffects"] for w in stored["webhooks"]] == ["None", "None"]
-    assert [w["clientConfig"]["service"]["name"] for w in stored["webhooks"]] == ["gpu-burst-webhook"] * 2
+    assert [w["failurePolicy"] for w in stored["webhooks"]] == ["Fail"] * 4
+    assert [w["sideEffects"] for w in stored["webhooks"]] == ["None"] * 4
+    assert [w["clientConfig"]["service"]["name"] for w in stored["webhooks"]] == ["gpu-burst-webhook"] * 4
+    # The workload webhooks' CEL compiles in the API server and is kept as rendered.
+    assert [[c["name"] for c in w.get("matchConditions") or []] for w in stored["webhooks"]] == \
+        [[], [], ["template-opted-in"], ["template-not-labelled"]]
 
 
 def test_a_manifest_with_an_unknown_field_is_refused_so_the_check_has_teeth(render, dry_run_target):

@@ -34,10 +34,44 @@ def test_a_subresource_is_not_a_pod():
     assert not decode_review(body).is_pod
 
 
-def test_a_non_pod_object_is_not_checked_for_pod_shape():
+def test_an_object_the_webhook_does_not_review_is_not_checked_for_shape():
     body = captured("deployment-create")
+    body["request"]["resource"] = {"group": "apps", "version": "v1", "resource": "daemonsets"}
     body["request"]["object"] = [1, 2]
     assert decode_review(body).obj is None
+
+
+@pytest.mark.parametrize("where, bad, message", [
+    ((), [1, 2], "request.object must be an object"),
+    (("spec", "template"), "pod", "request.object.spec.template must be an object"),
+    (("spec", "template", "metadata", "labels"), {"vast.ai/enabled": True},
+     "request.object.spec.template.metadata.labels must be a map of strings"),
+    (("spec", "template", "spec"), [], "request.object.spec.template.spec must be an object"),
+])
+def test_a_malformed_workload_is_a_bad_review_naming_the_field(where, bad, message):
+    body = captured("deployment-create")
+    if not where:
+        body["request"]["object"] = bad
+    else:
+        target = body["request"]["object"]
+        for step in where[:-1]:
+            target = target[step]
+        target[where[-1]] = bad
+    with pytest.raises(BadReview, match=message.replace(".", r"\.")):
+        decode_review(body)
+
+
+def test_a_workload_carries_its_template_path_and_old_object():
+    body = captured("deployment-create")
+    assert decode_review(body).template_path == ("spec", "template")
+    body["request"]["resource"] = {"group": "batch", "version": "v1", "resource": "cronjobs"}
+    body["request"]["operation"] = "UPDATE"
+    body["request"]["oldObject"] = {"spec": {}}
+    request = decode_review(body)
+    assert request.template_path == ("spec", "jobTemplate", "spec", "template")
+    assert request.old == {"spec": {}}
+    body["request"]["subResource"] = "status"
+    assert decode_review(body).template_path is None
 
 
 def test_an_allowing_verdict_without_a_patch_has_neither_patch_nor_patch_type():

@@ -223,7 +223,7 @@ def test_an_invalid_gpu_quantity_is_denied_with_the_field(hook):
 # --- what is left alone -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["pod-update", "deployment-create"])
-def test_requests_other_than_pod_create_are_allowed_untouched(hook, name):
+def test_requests_other_than_pod_create_are_allowed_without_a_patch(hook, name):
     response = hook.review(captured(name))["response"]
     assert response == {"uid": captured(name)["request"]["uid"], "allowed": True}
 
@@ -264,12 +264,13 @@ def test_a_gpu_model_no_offer_has_gets_a_warning(hook):
     assert any("no offer among the 6 in the snapshot has GPU RTX9090" in w for w in warnings)
 
 
-def test_a_pod_without_gpu_requests_gets_a_warning(hook):
+def test_a_pod_opted_in_by_its_own_label_without_a_gpu_is_denied_saying_so(hook):
     review = captured("pod-create-generatename")
     del review["request"]["object"]["spec"]["containers"][0]["resources"]["limits"]
     review["request"]["object"]["spec"]["containers"][0]["resources"]["requests"].pop("nvidia.com/gpu", None)
-    warnings = hook.review(review)["response"]["warnings"]
-    assert any("requests no nvidia.com/gpu" in w for w in warnings)
+    response = hook.review(review)["response"]
+    assert response["allowed"] is False and response["status"]["code"] == 400
+    assert response["status"]["message"].startswith("this pod cannot run on Vast: it requests no nvidia.com/gpu")
 
 
 # --- dry run, metrics, logs -------------------------------------------------------------------
