@@ -29,12 +29,14 @@ NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 @dataclass(frozen=True, slots=True)
 class NodeShape:
-    """What a virtual node advertises: capacity = allocatable."""
+    """What a virtual node advertises: capacity = allocatable. ``ephemeral_storage`` is there so
+    that pods requesting ``ephemeral-storage`` schedule (each instance has its own disk)."""
 
     gpus: int = 8
     cpu: str = "256"
     memory: str = "2Ti"
     pods: int = 110
+    ephemeral_storage: str = "100Ti"
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -51,6 +53,9 @@ def node_manifest(name: str, shape: NodeShape, *, version: str) -> dict[str, Any
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
+        # The deprecated spellings, still in many charts' nodeSelectors (kubelets still set them).
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "amd64",
         "node.kubernetes.io/exclude-from-external-load-balancers": "true",
         VIRTUAL_NODE_LABEL: "true",
         **shape.labels,
@@ -66,7 +71,7 @@ def node_manifest(name: str, shape: NodeShape, *, version: str) -> dict[str, Any
 def node_status(shape: NodeShape, *, ready: bool, reason: str, message: str, now: float,
                 previous: Mapping[str, Any] | None, version: str) -> dict[str, Any]:
     capacity = {"cpu": shape.cpu, "memory": shape.memory, "pods": str(shape.pods),
-                "nvidia.com/gpu": str(shape.gpus)}
+                "ephemeral-storage": shape.ephemeral_storage, "nvidia.com/gpu": str(shape.gpus)}
     old = {c.get("type"): c for c in ((previous or {}).get("conditions") or [])}
 
     def condition(kind: str, status: str, why: str, text: str) -> dict[str, Any]:
