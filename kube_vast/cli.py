@@ -403,6 +403,7 @@ def cmd_explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         pod, events = explain.gather(kube, args.namespace, args.pod)
     except explain.PodNotFound as exc:
         raise UsageError(str(exc)) from None
+    services = explain.gather_services(kube, args.namespace)
     offers = None
     if args.snapshot:
         snapshot = SnapshotFile(args.snapshot).load()
@@ -415,7 +416,7 @@ def cmd_explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             client.close()
         offers = explain.Offers(OfferSnapshot(parsed.offers, taken_at=time.time()),
                                 f"live search of {client.base_url}", 0.0)
-    report = explain.explain_pod(pod, events, config=config, offers=offers, top=args.top)
+    report = explain.explain_pod(pod, events, config=config, offers=offers, top=args.top, services=services)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

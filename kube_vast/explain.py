@@ -9,11 +9,14 @@ Contract
   ``vast.ai/*`` annotations), the re-ranking of the current offers (rejection counts, the top
   offers with every term of their score, where the webhook's offer stands now), what the webhook
   chose (``vast.ai/offer-*``, ``vast.ai/selection``, ``vast.ai/selection-error``), what the
-  controller did (``vast.ai/launch``, ``vast.ai/instance-id``, ``vast.ai/public-ip``,
-  ``vast.ai/ports``, the finalizer) and the Events in time order.
+  controller did (``vast.ai/launch``, ``vast.ai/instance-id``, the offer it rented
+  ``vast.ai/rented-offer-*`` and why it is not the webhook's, ``vast.ai/public-ip``,
+  ``vast.ai/ports``, the finalizer), every port of the Services that select the pod (served at
+  which host port, or why not) and the Events in time order.
 - :func:`render_text` turns the report into lines for a terminal. Pure.
-- :func:`gather` is the thin I/O: the pod and its Events through the controller's Kubernetes
-  gateway (:class:`controller.kube.KubeGateway`); this module never imports the client itself.
+- :func:`gather` and :func:`gather_services` are the thin I/O: the pod, its Events and the
+  Services of its namespace through the controller's Kubernetes gateway
+  (:class:`controller.kube.KubeGateway`); this module never imports the client itself.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from controller.endpoints import service_ports, selects, unserved_ports
 from vastmarket.config import SelectionConfig, Weights
 from vastmarket.errors import RequirementError
 from vastmarket.explain import offer_line
@@ -42,6 +46,9 @@ INSTANCE_ID = "vast.ai/instance-id"
 PUBLIC_IP = "vast.ai/public-ip"
 PORTS = "vast.ai/ports"
 FINALIZER = "vast.ai/instance-cleanup"
+RENTED_OFFER = "vast.ai/rented-offer-id"
+RENTED_FIELDS = ("vast.ai/rented-offer-score", "vast.ai/rented-offer-price", "vast.ai/rented-offer-gpu",
+                 "vast.ai/rented-offer-location", "vast.ai/rented-offer-reason")
 
 NO_POD_IP = "- (none: kube-vast publishes its own EndpointSlices)"
 LAYERS = ("built-in defaults", "config file and VAST_* environment", "pod spec", "vast.ai/* annotations")
@@ -161,7 +168,7 @@ def requirements_report(config: SelectionConfig, pod: Mapping[str, Any]) -> dict
 
 
 _OUTPUTS = frozenset({OFFER_ID, *OFFER_FIELDS, SELECTION, SELECTION_ERROR, LAUNCH, INSTANCE_ID, PUBLIC_IP, PORTS,
-                      "vast.ai/failed-hosts", "vast.ai/enabled"})
+                      RENTED_OFFER, *RENTED_FIELDS, "vast.ai/failed-hosts", "vast.ai/enabled"})
 
 
 def _weights(policy: ScoringPolicy) -> dict[str, float]:
@@ -211,17 +218,70 @@ def webhook_report(pod: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def rented_offer(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The offer the controller rented (``vast.ai/rented-offer-*``; before those existed, or after a
+    crash between renting and recording, the last offer of ``vast.ai/launch``) and, when it is
+    not the webhook's pick, why. ``None`` when nothing was rented."""
+    a = _annotations(pod)
+    text = a.get(RENTED_OFFER)
+    if not (isinstance(text, str) and text.isdigit()):
+        launch = _json(a.get(LAUNCH))
+        offer = launch.get("offerId") if isinstance(launch, Mapping) and a.get(INSTANCE_ID) else None
+        if not isinstance(offer, int):
+            return None
+        text = str(offer)
+    out: dict[str, Any] = {"id": int(text)}
+    out.update({key.removeprefix("vast.ai/rented-offer-"): a.get(key) for key in RENTED_FIELDS})
+    webhook = a.get(OFFER_ID)
+    out["webhook_offer"] = int(webhook) if isinstance(webhook, str) and webhook.isdigit() else None
+    out["differs"] = out["webhook_offer"] is not None and out["webhook_offer"] != out["id"]
+    return out
+
+
 def controller_report(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """What the controller recorded on the pod: the launch intent, the instance, its address."""
+    """What the controller recorded on the pod: the launch intent, the instance, the offer it
+    rented, its address."""
     a = _annotations(pod)
     ports = _json(a.get(PORTS))
     return {
         "launch": _json(a.get(LAUNCH)),
         "instance_id": a.get(INSTANCE_ID),
+        "rented": rented_offer(pod),
         "public_ip": a.get(PUBLIC_IP),
         "ports": ports if isinstance(ports, Mapping) else None,
         "finalizer": FINALIZER in (_mapping(pod.get("metadata")).get("finalizers") or []),
     }
+
+
+def services_report(pod: Mapping[str, Any], services: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every port of the Services that select the pod: the container port it targets, the host
+    port that serves it (from ``vast.ai/ports``), or why it is not served."""
+    host_ports = _host_ports(pod)
+    running = bool(_annotations(pod).get(PUBLIC_IP))
+    problems = {(p.service, p.port): why for p, why in unserved_ports(services, pod, host_ports)}
+    rows = []
+    for service in services:
+        if not selects(service, pod):
+            continue
+        for port in service_ports(service, pod):
+            problem = problems.get((port.service, port.port))
+            if problem is not None and not running and port.container_port is not None and port.protocol == "TCP":
+                problem = "no host port yet: the instance reports its ports once it runs"
+            rows.append({"service": port.service, "port": port.port, "name": port.name, "target": port.target,
+                         "container_port": port.container_port,
+                         "host_port": host_ports.get(port.container_port) if problem is None and
+                         port.container_port is not None else None,
+                         "problem": problem})
+    return rows
+
+
+def _host_ports(pod: Mapping[str, Any]) -> dict[int, int]:
+    raw = _json(_annotations(pod).get(PORTS))
+    out: dict[int, int] = {}
+    for key, value in (raw.items() if isinstance(raw, Mapping) else ()):
+        if str(key).isdigit() and isinstance(value, int):
+            out[int(key)] = value
+    return out
 
 
 def event_time(event: Mapping[str, Any]) -> str:
@@ -262,11 +322,20 @@ def verdict(report: Mapping[str, Any]) -> str:
     reqs = report["requirements"]
     if "error" in reqs:
         return f"invalid requirements: {reqs['error']}"
+    rented = ctl["rented"]
+    offer = f"offer {rented['id']}" if rented else f"offer {hook['offer_id'] or '?'}"
+    if rented and rented["differs"]:
+        offer += f", not the webhook's {rented['webhook_offer']}" + (f": {rented['reason']}" if rented["reason"] else "")
+    unserved = [s for s in report.get("services") or [] if s["problem"]]
     if ctl["instance_id"] and place["ready"]:
-        return (f"served by Vast instance {ctl['instance_id']} at {ctl['public_ip'] or '?'} "
-                f"(offer {hook['offer_id'] or '?'}); Ready")
+        served = (f"served by Vast instance {ctl['instance_id']} at {ctl['public_ip'] or '?'} "
+                  f"({offer}); Ready")
+        if unserved:
+            served += "; " + ", ".join(f"Service {s['service']} port {s['port']}" for s in unserved) + " not served"
+        return served
     if ctl["instance_id"]:
-        return f"Vast instance {ctl['instance_id']} rented, not Ready yet: {place['ready_message'] or place['phase']}"
+        return (f"Vast instance {ctl['instance_id']} rented ({offer}), not Ready yet: "
+                f"{place['ready_message'] or place['phase']}")
     if hook["selection_error"]:
         return f"no offer at admission: {hook['selection_error']}"
     if place["unschedulable"]:
@@ -280,8 +349,9 @@ def verdict(report: Mapping[str, Any]) -> str:
 
 
 def explain_pod(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]], *, config: SelectionConfig,
-                offers: Offers | None, top: int = 3) -> dict[str, Any]:
-    """The whole report (see the module docstring)."""
+                offers: Offers | None, top: int = 3,
+                services: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The whole report (see the module docstring). ``services``: those of the pod's namespace."""
     reqs = requirements_report(config, pod)
     ranking: dict[str, Any] | None = None
     if offers is not None and "error" not in reqs:
@@ -293,6 +363,7 @@ def explain_pod(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]], *, 
         "ranking": ranking,
         "webhook": webhook_report(pod),
         "controller": controller_report(pod),
+        "services": services_report(pod, services),
         "events": events_in_order(events),
     }
     report["verdict"] = verdict(report)
@@ -322,8 +393,8 @@ def _standing(ranking: Mapping[str, Any], ctl: Mapping[str, Any]) -> str:
     rank, offer = ranking["webhook_offer_rank"], ranking["webhook_offer"]
     if rank:
         return f"#{rank} of {ranking['matched']} now"
-    launch = ctl["launch"] if isinstance(ctl["launch"], Mapping) else {}
-    if ctl["instance_id"] and launch.get("offerId") == offer:
+    rented = ctl["rented"]
+    if ctl["instance_id"] and rented and rented["id"] == offer:
         return f"rented: this pod's instance {ctl['instance_id']} runs on it"
     return "no longer among the matching offers (rented, gone, or the requirements changed)"
 
@@ -391,11 +462,26 @@ def render_text(report: Mapping[str, Any]) -> list[str]:
                      f"failed machines {', '.join(map(str, failed)) or 'none'}")
     else:
         lines.append("  no launch recorded (vast.ai/launch): the controller has not acted on this pod")
+    rented = ctl["rented"]
+    if rented:
+        lines.append(f"  rented offer {rented['id']}: score {rented['score'] or '?'}, ${rented['price'] or '?'}/h, "
+                     f"{rented['gpu'] or '?'}, {rented['location'] or '?'}")
+        if rented["differs"]:
+            lines.append(f"  not the webhook's offer {rented['webhook_offer']}: {rented['reason'] or 'reason not recorded'}")
     if ctl["instance_id"]:
-        ports = ", ".join(f"{c}→{h}" for c, h in (ctl["ports"] or {}).items()) or "not yet mapped"
+        ports = ", ".join(f"{c}→{h}" for c, h in (ctl["ports"] or {}).items())
+        if not ports:
+            ports = ("none: the instance maps them once it runs" if not ctl["public_ip"]
+                     else "none (the pod asked for no port)")
         lines.append(f"  instance {ctl['instance_id']} at {ctl['public_ip'] or '(no public IP yet)'}; "
                      f"container→host ports {ports}")
     lines.append(f"  finalizer {FINALIZER}: {'present' if ctl['finalizer'] else 'absent'}")
+    if report.get("services"):
+        lines += ["", "Services selecting the pod:"]
+        for s in report["services"]:
+            where = (f"container port {s['container_port']} → {ctl['public_ip']}:{s['host_port']}"
+                     if s["host_port"] is not None else f"NOT SERVED: {s['problem']}")
+            lines.append(f"  {s['service']}:{s['port']}" + (f" ({s['name']})" if s["name"] else "") + f" {where}")
     lines += ["", "Events (oldest first):"]
     if not report["events"]:
         lines.append("  none")
@@ -409,6 +495,11 @@ def render_text(report: Mapping[str, Any]) -> list[str]:
 
 class PodNotFound(LookupError):
     pass
+
+
+def gather_services(kube: Any, namespace: str) -> list[dict[str, Any]]:
+    """The Services of the pod's namespace (:func:`services_report` picks those that select it)."""
+    return list(kube.list_services(namespace))
 
 
 def gather(kube: Any, namespace: str, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

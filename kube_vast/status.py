@@ -9,7 +9,10 @@ Contract
   label is the UID of the pod it serves. Destroyed instances are left out. An instance whose pod
   does not exist is an *orphan* (the controller's reaper destroys it after its grace period). Pods
   that recorded a launch (``vast.ai/launch``) for this cluster but have no live instance are
-  listed as *waiting*.
+  listed as *waiting*. Each row names the offer the instance was rented from (the pod's
+  ``vast.ai/rented-offer-id``, else the last offer of its ``vast.ai/launch``) and, when that is
+  not the webhook's pick (``vast.ai/offer-id``), which one the webhook chose and why they differ
+  (``vast.ai/rented-offer-reason``).
 - :func:`render_text` and :func:`as_json` present the result. Pure.
 - :func:`gather` is the thin I/O: the pods through :class:`controller.kube.KubeGateway`, the
   instances through :class:`vastmarket.client.VastClient`.
@@ -26,6 +29,9 @@ from controller.fleet import label_prefix, pod_uid_of
 from vastmarket.instances import Instance
 
 LAUNCH = "vast.ai/launch"
+OFFER_ID = "vast.ai/offer-id"
+RENTED_OFFER = "vast.ai/rented-offer-id"
+RENTED_REASON = "vast.ai/rented-offer-reason"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +44,19 @@ class InstanceRow:
     pod: str | None            # namespace/name, None for an orphan
     pod_uid: str
     health: str                # Ready, not Ready: <why>, no pod (orphan)
+    offer: int | None = None   # the offer it was rented from, as the pod records it
+    webhook_offer: int | None = None  # the webhook's pick, when the rented offer is another
+    offer_reason: str | None = None   # why they differ
 
     @property
     def orphan(self) -> bool:
         return self.pod is None
+
+    @property
+    def offer_cell(self) -> str:
+        if self.offer is None:
+            return "-"
+        return f"{self.offer} (not {self.webhook_offer})" if self.webhook_offer is not None else str(self.offer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +93,37 @@ def _health(pod: Mapping[str, Any]) -> str:
     return "not Ready"
 
 
-def _launch_label(pod: Mapping[str, Any]) -> str | None:
+def _launch(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     raw = _mapping(_mapping(pod.get("metadata")).get("annotations")).get(LAUNCH)
     try:
         launch = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
-        return None
-    label = launch.get("label") if isinstance(launch, Mapping) else None
+        return {}
+    return _mapping(launch)
+
+
+def _launch_label(pod: Mapping[str, Any]) -> str | None:
+    label = _launch(pod).get("label")
     return label if isinstance(label, str) else None
+
+
+def _offers(pod: Mapping[str, Any] | None) -> tuple[int | None, int | None, str | None]:
+    """(rented offer, the webhook's offer when different, why)."""
+    if pod is None:
+        return None, None, None
+    annotations = _mapping(_mapping(pod.get("metadata")).get("annotations"))
+
+    def number(value: Any) -> int | None:
+        return int(value) if isinstance(value, str) and value.isdigit() else value if isinstance(value, int) else None
+
+    rented = number(annotations.get(RENTED_OFFER))
+    if rented is None:
+        rented = number(_launch(pod).get("offerId"))
+    webhook = number(annotations.get(OFFER_ID))
+    if rented is None or webhook is None or webhook == rented:
+        return rented, None, None
+    reason = annotations.get(RENTED_REASON)
+    return rented, webhook, reason if isinstance(reason, str) and reason else None
 
 
 def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]], cluster_id: str) -> FleetStatus:
@@ -98,12 +136,14 @@ def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]
             continue
         pod = by_uid.get(uid)
         meta = _mapping(pod.get("metadata")) if pod is not None else {}
+        offer, webhook_offer, reason = _offers(pod)
         rows.append(InstanceRow(
             instance_id=inst.id, state=inst.actual_status or "provisioning", price=inst.dph_total,
             gpu=(f"{inst.num_gpus}x " if (inst.num_gpus or 1) > 1 else "") + (inst.gpu_name or "?"),
             address=inst.public_ip or "-",
             pod=f"{meta.get('namespace')}/{meta.get('name')}" if pod is not None else None,
-            pod_uid=uid, health=_health(pod) if pod is not None else "no pod (orphan)"))
+            pod_uid=uid, health=_health(pod) if pod is not None else "no pod (orphan)",
+            offer=offer, webhook_offer=webhook_offer, offer_reason=reason))
         served.add(uid)
     prefix = label_prefix(cluster_id)
     waiting = []
@@ -117,10 +157,10 @@ def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]
 
 
 def render_text(status: FleetStatus, *, source: str) -> list[str]:
-    header = ("INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "HEALTH")
+    header = ("INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "OFFER", "HEALTH")
     table = [header] + [
         (str(r.instance_id), r.state, "-" if r.price is None else f"{r.price:.3f}", r.gpu, r.address,
-         r.pod or "-", r.health)
+         r.pod or "-", r.offer_cell, r.health)
         for r in status.rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
@@ -131,6 +171,10 @@ def render_text(status: FleetStatus, *, source: str) -> list[str]:
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
                   for row in table]
     lines.append(f"Total: {len(status.rows)} instance(s), ${status.total_per_hour:.3f}/hour")
+    for r in status.rows:
+        if r.webhook_offer is not None:
+            lines.append(f"instance {r.instance_id} was rented from offer {r.offer}, not the webhook's offer "
+                         f"{r.webhook_offer}: {r.offer_reason or 'reason not recorded'}")
     for r in status.orphans:
         lines.append(f"ORPHAN: instance {r.instance_id} serves pod uid {r.pod_uid}, which no longer exists; "
                      "the controller's reaper destroys it after its grace period")

@@ -107,7 +107,7 @@ def test_the_controllers_launch_instance_and_ports_are_reported():
      "served by Vast instance 4242 at 203.0.113.45 (offer 2); Ready"),
     ({**WEBHOOK_ANNOTATIONS, **CONTROLLER_ANNOTATIONS},
      {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "message": "probe failed"}]},
-     "vast-gpu-node-1", "Vast instance 4242 rented, not Ready yet: probe failed"),
+     "vast-gpu-node-1", "Vast instance 4242 rented (offer 2), not Ready yet: probe failed"),
     ({"vast.ai/selection-error": "no offer matches: 3 seen; 3 over $0.50/h"}, None, None,
      "no offer at admission: no offer matches: 3 seen; 3 over $0.50/h"),
     (WEBHOOK_ANNOTATIONS, {"phase": "Pending", "conditions": [
@@ -163,3 +163,66 @@ def test_the_webhooks_offer_rented_by_this_pod_is_said_to_be_its_instance():
     snapshot = OfferSnapshot([make_offer(1, dph_total=0.30)], taken_at=1000.0)  # offer 2 left the market
     out = text(explain_pod(served_pod(), [], config=SelectionConfig(), offers=Offers(snapshot, "s", 0.0)))
     assert "the webhook's offer 2 is rented: this pod's instance 4242 runs on it" in out
+
+
+RENTED_ELSEWHERE = {
+    "vast.ai/rented-offer-id": "1", "vast.ai/rented-offer-score": "0.802", "vast.ai/rented-offer-price": "0.3000",
+    "vast.ai/rented-offer-gpu": "RTX 3060", "vast.ai/rented-offer-location": "US-TX",
+    "vast.ai/rented-offer-reason": "offer 2 is held by another pod's launch (for up to 300 s)",
+}
+
+
+def test_the_rented_offer_and_why_it_is_not_the_webhooks_are_in_the_header_and_the_controller_section():
+    pod = served_pod()
+    pod["metadata"]["annotations"].update(RENTED_ELSEWHERE)
+    report = explain_pod(pod, [], config=SelectionConfig(), offers=offers())
+    assert report["controller"]["rented"]["id"] == 1 and report["controller"]["rented"]["differs"]
+    assert report["verdict"] == ("served by Vast instance 4242 at 203.0.113.45 (offer 1, not the webhook's 2: "
+                                 "offer 2 is held by another pod's launch (for up to 300 s)); Ready")
+    out = text(report)
+    assert "  rented offer 1: score 0.802, $0.3000/h, RTX 3060, US-TX" in out
+    assert "  not the webhook's offer 2: offer 2 is held by another pod's launch (for up to 300 s)" in out
+    assert "the webhook's offer 2 is #1 of 2 now" in out
+    assert "vast.ai/rented-offer" not in "".join(report["requirements"]["annotations"])
+
+
+def test_the_webhooks_offer_rented_is_not_called_different():
+    pod = served_pod()
+    pod["metadata"]["annotations"].update({"vast.ai/rented-offer-id": "2"})
+    report = explain_pod(pod, [], config=SelectionConfig(), offers=None)
+    assert not report["controller"]["rented"]["differs"]
+    assert report["verdict"] == "served by Vast instance 4242 at 203.0.113.45 (offer 2); Ready"
+    assert "not the webhook's" not in text(report)
+
+
+def service(name: str, *ports: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"app": "june"}, "ports": list(ports)}}
+
+
+def test_every_port_of_a_selecting_service_says_where_it_is_served_or_why_not():
+    services = [
+        service("june-tts", {"name": "http", "port": 80, "targetPort": "tts"}),
+        service("metrics", {"port": 9100, "targetPort": 9100}, {"port": 9101, "targetPort": "prom"}),
+        {**service("other", {"port": 1, "targetPort": 1}), "spec": {"selector": {"app": "else"},
+                                                                   "ports": [{"port": 1}]}},
+    ]
+    report = explain_pod(served_pod(), [], config=SelectionConfig(), offers=None, services=services)
+    rows = {(r["service"], r["port"]): r for r in report["services"]}
+    assert set(rows) == {("june-tts", 80), ("metrics", 9100), ("metrics", 9101)}
+    assert (rows[("june-tts", 80)]["container_port"], rows[("june-tts", 80)]["host_port"]) == (8000, 42351)
+    assert "Vast cannot add a port to a running instance" in rows[("metrics", 9100)]["problem"]
+    assert rows[("metrics", 9101)]["problem"] == "targetPort 'prom' names no container port of the pod"
+    out = text(report)
+    assert "  june-tts:80 (http) container port 8000 → 203.0.113.45:42351" in out
+    assert "  metrics:9100 NOT SERVED: container port 9100 is not mapped by the Vast instance" in out
+    assert "not yet mapped" not in out
+    assert report["verdict"].endswith("; Service metrics port 9100, Service metrics port 9101 not served")
+
+
+def test_before_the_instance_runs_a_services_port_waits_for_its_host_port():
+    pod = june_pod(annotations={**WEBHOOK_ANNOTATIONS, "vast.ai/instance-id": "4242"})
+    report = explain_pod(pod, [], config=SelectionConfig(), offers=None,
+                         services=[service("june-tts", {"port": 80, "targetPort": 8000})])
+    assert report["services"][0]["problem"] == "no host port yet: the instance reports its ports once it runs"
+    assert "container→host ports none: the instance maps them once it runs" in text(report)

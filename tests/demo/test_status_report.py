@@ -33,7 +33,7 @@ def test_each_instance_of_this_cluster_is_shown_with_its_pod_price_state_and_hea
     ]
     lines = render_text(fleet, source="http://sim")
     assert lines[0] == f"Cluster {CLUSTER}: Vast instances labelled kv:{CLUSTER}:* at http://sim"
-    assert lines[1].split() == ["INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "HEALTH"]
+    assert lines[1].split() == ["INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "OFFER", "HEALTH"]
     assert lines[2].split()[:6] == ["5", "running", "0.200", "RTX", "3060", "203.0.113.45"]
     assert lines[3].endswith("not Ready: probe failed") and " - " in lines[3]
     assert "Total: 2 instance(s), $0.500/hour" in lines
@@ -81,3 +81,24 @@ def test_the_json_form_carries_every_row_and_the_total():
     assert json.loads(json.dumps(out)) == out
     assert out["total_per_hour"] == 0.25 and [i["instance_id"] for i in out["instances"]] == [5, 6]
     assert out["instances"][1]["orphan"] is True and out["instances"][0]["price"] is None
+
+
+def test_each_row_names_the_rented_offer_and_why_it_is_not_the_webhooks():
+    elsewhere = served_pod()
+    elsewhere["metadata"]["annotations"].update({
+        "vast.ai/rented-offer-id": "1",
+        "vast.ai/rented-offer-reason": "failing over after OfferGone on offer 2; hosts that failed are avoided"})
+    as_picked = other_pod("uid-2", "june-second")
+    as_picked["metadata"]["annotations"].update({"vast.ai/offer-id": "7", "vast.ai/rented-offer-id": "7"})
+    fleet = fleet_status([instance(5, UID), instance(6, "uid-2")], [elsewhere, as_picked], CLUSTER)
+    assert [(r.offer, r.webhook_offer) for r in fleet.rows] == [(1, 2), (7, None)]
+    lines = render_text(fleet, source="s")
+    assert "1 (not 2)" in lines[2] and lines[3].split()[7] == "7"  # "RTX 3060" is two words
+    assert ("instance 5 was rented from offer 1, not the webhook's offer 2: failing over after OfferGone on "
+            "offer 2; hosts that failed are avoided") in lines
+    assert as_json(fleet, source="s")["instances"][0]["offer_reason"].startswith("failing over")
+
+
+def test_without_rented_offer_annotations_the_launch_record_names_the_offer():
+    fleet = fleet_status([instance(5, UID)], [served_pod()], CLUSTER)
+    assert (fleet.rows[0].offer, fleet.rows[0].webhook_offer) == (2, None)
