@@ -191,3 +191,32 @@ def test_a_connection_failure_during_rent_is_uncertain():
                         sleep=lambda s: None)
     with pytest.raises(VastUnavailable):
         client.rent(1, rent_request())
+
+
+def test_the_entrypoint_args_and_image_login_reach_vast_and_the_password_stays_out_of_sight(client, sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    offer = cheapest(client)
+    request = RentRequest(image="ghcr.io/example/speech:1.0", label="kv:test:entrypoint", disk_gb=10, ports=(8000,),
+                          env={"MODEL": "small"}, onstart="/usr/local/bin/serve", args=("--port", "8000"),
+                          image_login="-u june -p pa55word-secret ghcr.io")
+    assert "pa55word-secret" not in repr(request) and "MODEL" not in repr(request)
+    instance_id = client.rent(offer.id, request)
+    [record] = [i for i in sim.state()["instances"] if i["id"] == instance_id]
+    assert (record["onstart"], record["args"], record["image_login_registry"]) == (
+        "/usr/local/bin/serve", ["--port", "8000"], "ghcr.io")
+    assert "pa55word-secret" not in caplog.text
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"disk_gb": 4}, "at least 8 GB"),
+    ({"env": {"LONG": "x" * 257}}, "at most 256 per value"),
+    ({"env": {f"V{i}": "x" * 250 for i in range(140)}}, "at most 32768 bytes in all"),
+    ({"onstart": "/bin/sh", "args": ("-c", "x" * 4090)}, "Vast allows at most 4096 characters"),
+], ids=["disk", "env value", "env total", "command line"])
+def test_a_request_over_vasts_limits_is_refused_before_it_is_sent(client, sim, change, fragment):
+    before = sim.state()["counters"]["calls"].get("create", 0)
+    fields = {"image": "ghcr.io/example/speech:1.0", "label": "kv:test:limits", "disk_gb": 10, **change}
+    with pytest.raises(VastRejected, match=fragment) as info:
+        client.rent(cheapest(client).id, RentRequest(**fields))
+    assert info.value.error == "invalid_args" and "xxxx" not in str(info.value)
+    assert sim.state()["counters"]["calls"].get("create", 0) == before
