@@ -30,6 +30,8 @@ class ControllerSettings:
     resync: float = 5.0                # re-check of each running pod (health, endpoints)
     boot_timeout: float = 900.0        # rent → running deadline
     max_launch_attempts: int = 5
+    max_grace_period: float = 300.0    # bound on a deleted pod's terminationGracePeriodSeconds
+    restart_backoff: float = 10.0      # first back-off before a container restart (doubles, ≤ 300 s)
     price_tolerance: float = 0.05      # billed dph_total may exceed the pod's cap by this fraction
     max_snapshot_age: float = 300.0
     reaper_interval: float = 60.0
@@ -48,8 +50,10 @@ class ControllerSettings:
             value = getattr(self, f)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"controller setting {f}={value!r}: expected a positive number of seconds")
-        if self.reaper_grace < 0:
-            raise ConfigError("controller setting reaper_grace: expected 0 or more seconds")
+        for f in ("reaper_grace", "max_grace_period", "restart_backoff"):
+            value = getattr(self, f)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"controller setting {f}={value!r}: expected 0 or more seconds")
         if self.renew_every >= self.lease_seconds:
             raise ConfigError("controller settings: renew_every must be shorter than lease_seconds")
         if not self.virtual_nodes:
@@ -76,6 +80,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_REAPER_INTERVAL": ("reaper_interval", float),
     "KUBE_VAST_MAX_SNAPSHOT_AGE": ("max_snapshot_age", float),
     "KUBE_VAST_UNREACHABLE_AFTER": ("unreachable_after", float),
+    "KUBE_VAST_MAX_GRACE_PERIOD": ("max_grace_period", float),
+    "KUBE_VAST_RESTART_BACKOFF": ("restart_backoff", float),
     "VAST_MAX_TOTAL_PRICE_PER_HOUR": ("max_total_price_per_hour", float),
     "VAST_MAX_INSTANCES": ("max_instances", int),
 }

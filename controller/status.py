@@ -3,7 +3,9 @@
 
 Contract
 --------
-- Pure: :func:`pod_status` and :func:`failed_status` build a *complete* ``status`` object from the
+- Pure: :func:`pod_status`, :func:`failed_status`, :func:`terminated_status` (the container ended:
+  Succeeded or Failed by its exit) and :func:`restarting_status` (the container ended and is being
+  restarted) build a *complete* ``status`` object from the
   pod (a plain Kubernetes JSON dict, read for its container, readiness gates and current status)
   and what the reconciler knows about the instance. Times are RFC 3339 strings passed in (``now``);
   :func:`rfc3339` formats an epoch (Vast's ``start_date``).
@@ -14,8 +16,9 @@ Contract
   ``Ready`` also requires every ``spec.readinessGates`` condition to be ``True``.
 - One ``containerStatuses`` entry for the one container: ``state`` ``running{startedAt}``,
   ``waiting{reason,message}`` or ``terminated{exitCode,reason,message,startedAt,finishedAt}``.
-  ``restartCount``, ``lastState``, ``startTime``, ``qosClass`` and a terminated ``finishedAt`` are
-  carried over from the existing status.
+  ``restartCount``, ``lastState``, ``startTime``, ``qosClass``, a terminated ``finishedAt`` and a
+  running ``startedAt`` (a container that keeps running keeps its start) are carried over from
+  the existing status unless given.
 - The status is complete, for an update of the status subresource or a merge patch
   ``{"status": ...}``: keys that must not be there (``reason``, ``message``, ``hostIP``,
   ``hostIPs`` and the container states other than the current one) are present as ``None``
@@ -60,11 +63,13 @@ def pod_status(
     exit_code: int | None = None,
     restart_count: int | None = None,
     container_id: str | None = None,
+    last_state: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The status to write. ``ready`` is the health check's verdict (it only counts while the
     container runs); ``reason``/``message`` go on the pod and on a waiting or terminated container
-    state; ``exit_code`` defaults to 0 for Succeeded, 1 otherwise; ``restart_count`` defaults to
-    the existing one; ``container_id`` (e.g. ``vast://12345``) is set when given."""
+    state; ``exit_code`` defaults to 0 for Succeeded, 1 otherwise; ``restart_count`` and
+    ``last_state`` default to the existing ones; ``container_id`` (e.g. ``vast://12345``) is set
+    when given."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {sorted(PHASES)}, not {phase!r}")
     if container_state not in ("running", "waiting", "terminated"):
@@ -81,7 +86,7 @@ def pod_status(
         "containerStatuses": [_container_status(
             pod, container, existing, ready=container_ready, state=container_state, phase=phase,
             started_at=started_at, reason=reason, message=message, exit_code=exit_code,
-            restart_count=restart_count, container_id=container_id, now=now)],
+            restart_count=restart_count, container_id=container_id, last_state=last_state, now=now)],
         "startTime": existing.get("startTime") or now,
     }
     # Absent values are JSON nulls: a merge or strategic-merge patch then removes stale ones too.
@@ -110,6 +115,68 @@ def failed_status(
         started_at=_last_started_at(existing), reason=reason, message=message,
         container_state="terminated", now=now, exit_code=exit_code,
     )
+
+
+def terminated_status(
+    pod: Mapping[str, Any],
+    *,
+    phase: str,
+    exit_code: int,
+    reason: str,
+    message: str | None,
+    now: str,
+    pod_reason: str | None = None,
+    pod_message: str | None = None,
+) -> dict[str, Any]:
+    """The container ended for good: ``phase`` Succeeded or Failed, the container terminated with
+    ``exit_code`` and ``reason`` (``Completed``, ``Error``…) and Vast's ``message``; the pod's own
+    reason only when given (a kubelet sets none for an ordinary exit). The last host IP, the start
+    time, the restart count and the last state are kept."""
+    existing = _mapping(pod.get("status"))
+    status = pod_status(
+        pod, phase=phase, ready=False, public_ip=_text(existing.get("hostIP")) or None,
+        started_at=_last_started_at(existing), reason=reason, message=message,
+        container_state="terminated", now=now, exit_code=exit_code,
+    )
+    status["reason"] = pod_reason or None
+    status["message"] = pod_message or None
+    return status
+
+
+def restarting_status(
+    pod: Mapping[str, Any],
+    *,
+    reason: str,
+    message: str,
+    last_terminated: Mapping[str, Any],
+    restart_count: int,
+    now: str,
+) -> dict[str, Any]:
+    """The container ended and is being restarted on the same instance: the pod stays Running and
+    not ready, the container waits (``CrashLoopBackOff`` during the back-off, ``ContainerCreating``
+    while the instance starts again) with ``lastState.terminated`` and ``restartCount``."""
+    existing = _mapping(pod.get("status"))
+    status = pod_status(
+        pod, phase="Running", ready=False, public_ip=_text(existing.get("hostIP")) or None,
+        started_at=None, reason=reason, message=message, container_state="waiting", now=now,
+        restart_count=restart_count, last_state={"terminated": dict(last_terminated)},
+    )
+    status["reason"] = None
+    status["message"] = None
+    return status
+
+
+def restart_count(pod: Mapping[str, Any]) -> int:
+    """The container's ``restartCount`` in the pod's current status (0 when none)."""
+    existing = _mapping(pod.get("status"))
+    name = _text(_container(pod).get("name"))
+    count = _existing_container_status(existing, name).get("restartCount")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
+def started_at(pod: Mapping[str, Any]) -> str | None:
+    """When the container last started, from the pod's current status."""
+    return _last_started_at(_mapping(pod.get("status")))
 
 
 # --- parts --------------------------------------------------------------------------------------
@@ -158,6 +225,7 @@ def _container_status(
     exit_code: int | None,
     restart_count: int | None,
     container_id: str | None,
+    last_state: Mapping[str, Any] | None,
     now: str,
 ) -> dict[str, Any]:
     name = _text(container.get("name"))
@@ -165,7 +233,8 @@ def _container_status(
     previous_state = _mapping(previous.get("state"))
     body: dict[str, Any]
     if state == "running":
-        body = {"startedAt": started_at or now}
+        kept = _mapping(previous_state.get("running")).get("startedAt")
+        body = {"startedAt": kept if isinstance(kept, str) and kept else started_at or now}
     elif state == "waiting":
         body = {"reason": reason or "ContainerCreating"}
         if message:
@@ -190,7 +259,7 @@ def _container_status(
         "started": state == "running",
         "restartCount": count if isinstance(count, int) and not isinstance(count, bool) else 0,
         "state": {kind: body if kind == state else None for kind in ("running", "waiting", "terminated")},
-        "lastState": dict(_mapping(previous.get("lastState"))),
+        "lastState": dict(_mapping(previous.get("lastState") if last_state is None else last_state)),
     }
     if container_id:
         status["containerID"] = container_id
