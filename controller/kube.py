@@ -231,7 +231,8 @@ class KubeGateway:
 
         A core/v1 Event as the kubelet's recorder writes it: ``firstTimestamp``,
         ``lastTimestamp`` and ``count`` (what ``kubectl get events`` shows and sorts by), ``source``
-        and the reporting controller. The same Event again (object, reason, message, type) within
+        and the reporting controller; with ``eventTime`` too, so that it reads as a complete
+        ``events.k8s.io/v1`` Event. The same Event again (object, reason, message, type) within
         :data:`EVENT_AGGREGATION_SECONDS` is counted on the first one (``count`` + 1, a new
         ``lastTimestamp``) like client-go's correlator, instead of piling up copies."""
         meta = obj.get("metadata") or {}
@@ -260,6 +261,8 @@ class KubeGateway:
                                    "resourceVersion": meta.get("resourceVersion")},
                 "reason": reason, "message": message[:1024], "type": type_, "action": reason,
                 "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+                # Also the events.k8s.io/v1 time, which readers of that API (and its models) need.
+                "eventTime": micro_time(moment),
                 "source": {"component": self.component, **({"host": self.host} if self.host else {})},
                 "reportingComponent": REPORTING_CONTROLLER, "reportingInstance": self.host or self.component,
             }

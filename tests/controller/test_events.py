@@ -84,3 +84,12 @@ def test_a_refused_event_is_logged_never_raised(world, caplog):
     ghost = {**pod, "metadata": {**pod["metadata"], "namespace": "no-such-namespace"}}
     kube.event(ghost, "Rented", "instance 42 rented")
     assert any("could not record event Rented" in r.getMessage() for r in caplog.records)
+
+
+def test_the_events_read_as_complete_events_k8s_io_events_too(world):
+    control_plane, kube, namespace, pod = world
+    kube.event(pod, "InstanceHealthy", "probe passes")
+    items = client.EventsV1Api(control_plane.api_client()).list_namespaced_event(namespace).items
+    [event] = [e for e in items if e.reason == "InstanceHealthy"]
+    assert event.event_time is not None and event.regarding.name == "gpu"
+    assert event.deprecated_count == 1 and event.deprecated_last_timestamp is not None
