@@ -1,6 +1,7 @@
 """Wiring of the controller process: threads for leader election, the offer poller, the
-instance fleet, the virtual node(s), the pod watch, the reconcile workers and the reaper, and
-the Prometheus metrics endpoint. Every replica polls offers (its own extender and webhook read
+instance fleet, the virtual node(s), the pod watch, the reconcile workers and the reaper, the
+virtual node's kubelet API (``kubectl logs``), and the Prometheus metrics endpoint. Every
+replica polls offers and serves the kubelet API (its own extender and webhook read
 the snapshot it publishes); only the leader acts on pods, nodes and instances."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vastmarket.snapshot import SnapshotFile, SnapshotPoller
 
 from .fleet import Fleet, OfferSource
 from .kube import KubeError, KubeGateway, load_api_client
+from .kubelet_setup import kubelet_api
 from .leader import LeaderElector
 from .node import NodeShape, VirtualNodeKeeper
 from .reaper import Reaper
@@ -62,9 +64,11 @@ class Controller:
         self.elector = LeaderElector(self.kube, namespace=self.settings.namespace, name=LEASE_NAME,
                                      identity=self.settings.identity, lease_seconds=self.settings.lease_seconds,
                                      renew_every=self.settings.renew_every)
+        self.kubelet = kubelet_api(self.settings, self.kube, self.vast)
         self.keeper = VirtualNodeKeeper(self.kube, self.settings.virtual_nodes, NodeShape(gpus=self.settings.node_gpus),
                                         vast_healthy=self._vast_healthy,
-                                        lease_renew=min(10.0, 2 * self.settings.renew_every))
+                                        lease_renew=min(10.0, 2 * self.settings.renew_every),
+                                        endpoint=self.kubelet.endpoint)
         self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
                              dry_run=self.settings.reaper_dry_run)
         self.queue = WorkQueue()
@@ -84,6 +88,10 @@ class Controller:
         burn.set_function(lambda: self.fleet.hourly_spend()[0])
         leader = Gauge("kube_vast_controller_leader", "1 while this replica leads", registry=self.registry)
         leader.set_function(lambda: 1.0 if self.elector.leading.is_set() else 0.0)
+        streams = Gauge("kube_vast_kubelet_log_streams", "kubectl logs -f streams being served by the virtual "
+                        "node's kubelet API", registry=self.registry)
+        server = self.kubelet.server
+        streams.set_function(lambda: float(server.api.active_streams) if server is not None else 0.0)
         if port:
             start_http_server(port, registry=self.registry)
 
@@ -154,12 +162,16 @@ class Controller:
         threads += [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
                     for i in range(self.settings.workers)]
         self.poller.start()
+        if self.kubelet.server is not None:
+            self.kubelet.server.start()
         for t in threads:
             t.start()
         self.stop.wait()
         log.info("controller stopping")
         self.queue.close()
         self.poller.stop()
+        if self.kubelet.server is not None:
+            self.kubelet.server.stop()
         # Threads are daemons; give them a moment to finish their step (the leader thread releases
         # the lease so that a standby takes over at once), but never wait out a 60 s pod watch.
         deadline = time.monotonic() + 3.0

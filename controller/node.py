@@ -4,7 +4,10 @@
 its Lease in ``kube-node-lease`` every ``lease_renew`` seconds and writes its status (Ready and
 the pressure conditions) every ``status_every`` seconds or when readiness changes, so the node
 lifecycle controller never evicts healthy pods. Readiness follows Vast: when Vast has been
-unreachable for longer than ``unreachable_after`` seconds, the node turns NotReady.
+unreachable for longer than ``unreachable_after`` seconds, the node turns NotReady. Its only
+address is the ``InternalIP`` of the kubelet API (``kubectl logs``, :mod:`controller.kubelet_api`)
+with that API's port in ``daemonEndpoints``; without one, no address and port 0, so the API
+server never looks a name up.
 """
 
 from __future__ import annotations
@@ -68,8 +71,28 @@ def node_manifest(name: str, shape: NodeShape, *, version: str) -> dict[str, Any
     }
 
 
+@dataclass(frozen=True, slots=True)
+class KubeletEndpoint:
+    """Where the API server reaches the node's kubelet API (``kubectl logs``): an IP address,
+    never a name (a name would be resolved through the API server's DNS), and a port."""
+
+    address: str
+    port: int
+
+
+def node_addresses(endpoint: KubeletEndpoint | None) -> dict[str, Any]:
+    """``addresses`` and ``daemonEndpoints`` of the node status: only an ``InternalIP`` (the list
+    is replaced, so an older ``Hostname`` entry goes), or none and port 0 without an endpoint."""
+    addresses: list[dict[str, str]] = [{"$patch": "replace"}]
+    if endpoint is not None:
+        addresses.append({"type": "InternalIP", "address": endpoint.address})
+    return {"addresses": addresses,
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": endpoint.port if endpoint else 0}}}
+
+
 def node_status(shape: NodeShape, *, ready: bool, reason: str, message: str, now: float,
-                previous: Mapping[str, Any] | None, version: str) -> dict[str, Any]:
+                previous: Mapping[str, Any] | None, version: str,
+                endpoint: KubeletEndpoint | None = None) -> dict[str, Any]:
     capacity = {"cpu": shape.cpu, "memory": shape.memory, "pods": str(shape.pods),
                 "ephemeral-storage": shape.ephemeral_storage, "nvidia.com/gpu": str(shape.gpus)}
     old = {c.get("type"): c for c in ((previous or {}).get("conditions") or [])}
@@ -94,8 +117,7 @@ def node_status(shape: NodeShape, *, ready: bool, reason: str, message: str, now
                      "architecture": "amd64", "containerRuntimeVersion": "vast://1",
                      "osImage": "Vast.ai", "kernelVersion": "", "machineID": "", "systemUUID": "",
                      "bootID": ""},
-        "addresses": [{"type": "Hostname", "address": "vast"}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        **node_addresses(endpoint),
     }
 
 
@@ -103,8 +125,9 @@ class VirtualNodeKeeper:
     def __init__(self, kube: KubeGateway, names: tuple[str, ...], shape: NodeShape, *,
                  vast_healthy: Callable[[], tuple[bool, str]], version: str = "v1.37.0-kube-vast",
                  lease_renew: float = 10.0, lease_seconds: int = 40, status_every: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, endpoint: KubeletEndpoint | None = None) -> None:
         self.kube = kube
+        self.endpoint = endpoint
         self.names = names
         self.shape = shape
         self.vast_healthy = vast_healthy
@@ -164,7 +187,8 @@ class VirtualNodeKeeper:
                         node = self.kube.get_node(name)
                     status = node_status(self.shape, ready=ready, now=now, version=self.version,
                                          reason="KubeletReady" if ready else "VastUnreachable",
-                                         message=message, previous=(node or {}).get("status"))
+                                         message=message, previous=(node or {}).get("status"),
+                                         endpoint=self.endpoint)
                     self.kube.patch_node_status(name, status)
                     self._last_status[name] = (now, ready)
             except KubeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import socket
@@ -43,10 +44,19 @@ class ControllerSettings:
     workers: int = 8
     max_total_price_per_hour: float | None = None  # overrides the config's budget
     max_instances: int | None = None
+    # The virtual node's kubelet API (kubectl logs): see controller/kubelet_api.py.
+    kubelet_port: int = 10250          # 0: not served, and the node advertises no address
+    kubelet_bind_address: str = "0.0.0.0"
+    node_ip: str = ""                  # the node's InternalIP; empty: this machine's outgoing address
+    kubelet_client_ca: Path | None = None  # CA of the API server's kubelet client certificate
+    kubelet_tls_cert: Path | None = None   # with the key: the serving pair; unset: self-signed at start
+    kubelet_tls_key: Path | None = None
+    kubelet_authorization: str = "webhook"  # or "certificate"
+    log_follow_interval: float = 2.0   # kubectl logs -f: seconds between two reads of the Vast log
 
     def __post_init__(self) -> None:
         for f in ("poll_interval", "fleet_interval", "resync", "boot_timeout", "max_snapshot_age",
-                  "reaper_interval", "unreachable_after", "lease_seconds", "renew_every"):
+                  "reaper_interval", "unreachable_after", "lease_seconds", "renew_every", "log_follow_interval"):
             value = getattr(self, f)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"controller setting {f}={value!r}: expected a positive number of seconds")
@@ -62,6 +72,22 @@ class ControllerSettings:
             raise ConfigError("controller settings: workers and max_launch_attempts must be at least 1")
         if self.cluster_id and (len(self.cluster_id) > 16 or not self.cluster_id.replace("-", "").isalnum()):
             raise ConfigError(f"cluster id {self.cluster_id!r}: expected up to 16 letters, digits or dashes")
+        self._check_kubelet_api()
+
+    def _check_kubelet_api(self) -> None:
+        if not 0 <= self.kubelet_port <= 65535:
+            raise ConfigError(f"KUBE_VAST_KUBELET_PORT={self.kubelet_port}: expected a port from 1 to 65535, or 0 (off)")
+        for name, value in (("KUBE_VAST_NODE_IP", self.node_ip), ("KUBE_VAST_KUBELET_BIND_ADDRESS",
+                                                                 self.kubelet_bind_address)):
+            if value and not _is_ip(value):
+                raise ConfigError(f"{name}={value!r}: expected an IP address (never a name: it would be "
+                                  "resolved through DNS)")
+        if (self.kubelet_tls_cert is None) != (self.kubelet_tls_key is None):
+            raise ConfigError("KUBE_VAST_KUBELET_TLS_CERT and KUBE_VAST_KUBELET_TLS_KEY go together: set both "
+                              "or neither (neither: a self-signed certificate is made at start)")
+        if self.kubelet_authorization not in ("webhook", "certificate"):
+            raise ConfigError(f"KUBE_VAST_KUBELET_AUTHORIZATION={self.kubelet_authorization!r}: expected webhook "
+                              "(SubjectAccessReview, the default) or certificate")
 
     def with_identity(self) -> ControllerSettings:
         return self if self.identity else replace(self, identity=f"{socket.gethostname()}-{os.getpid()}")
@@ -84,7 +110,23 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_RESTART_BACKOFF": ("restart_backoff", float),
     "VAST_MAX_TOTAL_PRICE_PER_HOUR": ("max_total_price_per_hour", float),
     "VAST_MAX_INSTANCES": ("max_instances", int),
+    "KUBE_VAST_KUBELET_PORT": ("kubelet_port", int),
+    "KUBE_VAST_KUBELET_BIND_ADDRESS": ("kubelet_bind_address", str),
+    "KUBE_VAST_NODE_IP": ("node_ip", str),
+    "KUBE_VAST_KUBELET_CLIENT_CA": ("kubelet_client_ca", Path),
+    "KUBE_VAST_KUBELET_TLS_CERT": ("kubelet_tls_cert", Path),
+    "KUBE_VAST_KUBELET_TLS_KEY": ("kubelet_tls_key", Path),
+    "KUBE_VAST_KUBELET_AUTHORIZATION": ("kubelet_authorization", str),
+    "KUBE_VAST_LOG_FOLLOW_INTERVAL": ("log_follow_interval", float),
 }
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def settings_from(environ: Mapping[str, str], **overrides: Any) -> ControllerSettings:

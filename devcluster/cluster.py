@@ -17,7 +17,7 @@ import requests
 import yaml
 
 from .binaries import Binaries, find_binaries
-from .pki import CertFiles, ClusterPKI
+from .pki import KUBELET_CLIENT_USER, CertFiles, ClusterPKI
 from .processes import ManagedProcess, free_port
 from .scheduler_config import render_scheduler_config, write_scheduler_config
 
@@ -196,6 +196,10 @@ class ControlPlane:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={pki.front_proxy_client.cert_file}",
                 f"--proxy-client-key-file={pki.front_proxy_client.key_file}",
+                # What it presents to kubelets. Their serving certificates are not verified (no
+                # --kubelet-certificate-authority), as on a kubeadm cluster.
+                f"--kubelet-client-certificate={pki.kubelet_client.cert_file}",
+                f"--kubelet-client-key={pki.kubelet_client.key_file}",
                 "--allow-privileged=true",
                 # No kubelet: the 'kubernetes' Service endpoints (127.0.0.1) are not reconciled.
                 "--endpoint-reconciler-type=none",
@@ -215,6 +219,9 @@ class ControlPlane:
             self.apiserver = p
             write_kubeconfig(self.kubeconfig_path, server=self.url, ca_pem=pki.ca_pem, cert=pki.admin,
                              user="kube-vast-admin")
+            # As kubeadm does: the apiserver's kubelet client may use every kubelet API.
+            self._bind_cluster_role("kube-vast-test:apiserver-kubelet-client", KUBELET_CLIENT_USER,
+                                    role="system:kubelet-api-admin")
             return
 
     def _get(self, path: str) -> requests.Response:
@@ -406,7 +413,7 @@ class ControlPlane:
         assert self.pki is not None
         if self.controller_manager is not None and self.controller_manager.running():
             return self.controller_manager
-        self._bind_cluster_admin("kube-vast-test:kube-controller-manager", "system:kube-controller-manager")
+        self._bind_cluster_role("kube-vast-test:kube-controller-manager", "system:kube-controller-manager")
         kubeconfig = write_kubeconfig(self.workdir / "kube-controller-manager.kubeconfig", server=self.url,
                                       ca_pem=self.ca_pem, cert=self.pki.controller_manager,
                                       user="system:kube-controller-manager")
@@ -443,13 +450,13 @@ class ControlPlane:
             return p
         raise AssertionError("unreachable")
 
-    def _bind_cluster_admin(self, binding: str, user: str) -> None:
+    def _bind_cluster_role(self, binding: str, user: str, *, role: str = "cluster-admin") -> None:
         assert self.pki is not None
         body = {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
             "metadata": {"name": binding},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
         }
         r = requests.post(

@@ -21,7 +21,7 @@ from vastsim import SimulatorServer
 class ControllerProcess:
     def __init__(self, workdir: Path, *, kubeconfig: Path, sim_url: str, snapshot: Path, node: str,
                  namespace: str, cluster_id: str, identity: str = "ctl-a", extra: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, kubelet_client_ca: Path | None = None) -> None:
         self.metrics_port = free_port()
         self.argv = [*KUBE_VAST, "controller", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
                      "--cluster-id", cluster_id, "--virtual-node", node, "--snapshot", str(snapshot),
@@ -29,7 +29,7 @@ class ControllerProcess:
                      "--poll-interval", "2", "--fleet-interval", "0.5", "--resync", "0.5",
                      "--reaper-interval", "1", "--reaper-grace", "3", "--lease-seconds", "4", "--renew-every", "1",
                      "--boot-timeout", "20", *extra]
-        self.env = {**os.environ, "VAST_API_URL": sim_url, **(env or {})}
+        self.env = {**os.environ, "VAST_API_URL": sim_url, **kubelet_api_env(kubelet_client_ca), **(env or {})}
         self.env.pop("VAST_API_KEY", None)
         self.workdir = workdir
         self.identity = identity
@@ -68,6 +68,18 @@ class ControllerProcess:
         return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"controller-{self.identity}-*.log")))
 
 
+def kubelet_api_env(client_ca: Path | None) -> dict[str, str]:
+    """The controller's settings for the virtual node's kubelet API (``kubectl logs``): served on
+    this machine's own address and a free port, for clients the cluster CA signed
+    (``ControlPlane.ca_file``); off without ``client_ca``."""
+    if client_ca is None:
+        return {"KUBE_VAST_KUBELET_PORT": "0"}
+    ip = host_ip()
+    return {"KUBE_VAST_KUBELET_CLIENT_CA": str(client_ca), "KUBE_VAST_NODE_IP": ip,
+            "KUBE_VAST_KUBELET_BIND_ADDRESS": ip, "KUBE_VAST_KUBELET_PORT": str(free_port()),
+            "KUBE_VAST_LOG_FOLLOW_INTERVAL": "0.5"}
+
+
 def host_ip() -> str:
     """This machine's own non-loopback IPv4 address. Instances must advertise one: the API server
     refuses loopback addresses in EndpointSlices."""
@@ -94,5 +106,5 @@ def http_get(host: str, port: int, path: str = "/") -> int:
         return int(reply.status)
 
 
-__all__ = ["ControllerProcess", "Extender", "free_port", "host_ip", "http_get", "json", "live_instances", "sim_state",
-           "time", "wait_until"]
+__all__ = ["ControllerProcess", "Extender", "free_port", "host_ip", "http_get", "json", "kubelet_api_env",
+           "live_instances", "sim_state", "time", "wait_until"]

@@ -34,6 +34,9 @@ APISERVER_HOSTS = (
 )
 
 
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+
+
 def _new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -209,6 +212,7 @@ class ClusterPKI:
     service_account_pub_file: Path  # public key (--service-account-key-file)
     front_proxy_ca_file: Path  # --requestheader-client-ca-file (aggregation layer)
     front_proxy_client: CertFiles  # --proxy-client-cert-file/--proxy-client-key-file
+    kubelet_client: CertFiles  # --kubelet-client-certificate/--kubelet-client-key (logs, exec)
     _clients: dict[tuple[str, tuple[str, ...]], CertFiles] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -242,8 +246,11 @@ class ClusterPKI:
         fp_ca = CertificateAuthority.create("kube-vast-test-front-proxy-ca")
         fp_ca_file, _ = write_pair(d, "front-proxy-ca", fp_ca.cert_pem, fp_ca.key_pem)
         fp_client = CertFiles(*write_pair(d, "front-proxy-client", *fp_ca.issue("front-proxy-client")))
+        # What the apiserver presents to kubelets (here: the virtual node's kubelet API), named as
+        # kubeadm names it; authorized by a binding to system:kubelet-api-admin (ControlPlane).
+        kubelet_client = CertFiles(*write_pair(d, "apiserver-kubelet-client", *ca.issue(KUBELET_CLIENT_USER)))
         return cls(d, ca, ca_file, ca_key_file, apiserver, admin, scheduler, cm, sa_priv, sa_pub,
-                   fp_ca_file, fp_client)
+                   fp_ca_file, fp_client, kubelet_client)
 
     def client_cert(self, user: str, groups: tuple[str, ...] | list[str] = ()) -> CertFiles:
         """A client certificate for Kubernetes user ``user`` in ``groups`` (cached per identity)."""
