@@ -53,12 +53,13 @@ def client_ca(settings: ControllerSettings, *, service_account_ca: Path = SERVIC
     return service_account_ca if service_account_ca.is_file() else None
 
 
-def kubelet_api(settings: ControllerSettings, kube: KubeGateway, logs: LogReader) -> KubeletApiSetup:
+def kubelet_api(settings: ControllerSettings, kube: KubeGateway, logs: LogReader, *,
+                service_account_ca: Path = SERVICE_ACCOUNT_CA) -> KubeletApiSetup:
     """The server (bound, not started) and the endpoint the virtual nodes advertise."""
     if settings.kubelet_port == 0:
         log.info("kubelet api: off (KUBE_VAST_KUBELET_PORT=0); kubectl logs of Vast pods will fail")
         return KubeletApiSetup(None, None)
-    ca = client_ca(settings)
+    ca = client_ca(settings, service_account_ca=service_account_ca)
     if ca is None:
         log.warning("kubelet api: off: no client CA to authenticate the API server with (set "
                     "KUBE_VAST_KUBELET_CLIENT_CA to the CA of its --kubelet-client-certificate); kubectl logs "

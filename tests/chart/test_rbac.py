@@ -108,6 +108,8 @@ GATEWAY_CALLS: dict[str, tuple[Access, ...]] = {
     "get_lease": (_lease("get", RELEASE, LEADER_LEASE), _lease("get", NODE_LEASES, NODE)),
     "create_lease": (_lease("create", RELEASE), _lease("create", NODE_LEASES)),
     "replace_lease": (_lease("update", RELEASE, LEADER_LEASE), _lease("update", NODE_LEASES, NODE)),
+    # the kubelet API's authorizer (kubelet_auth.py), kubeletApi.authorization=webhook (the default)
+    "review_access": (Access("create", "subjectaccessreviews", "authorization.k8s.io"),),
 }
 # Calls made through the gateway's _call from elsewhere in controller/, by their description.
 DIRECT_CALLS: dict[str, tuple[Access, ...]] = {
