@@ -266,7 +266,7 @@ def _translate(key: str, operator: str, values: Sequence[str], where: str,
                                f"{accepted}: Vast can only be asked for GPU models and a minimum of "
                                "GPU memory (for anything else use the vast.ai/* annotations)")
     if not values or not all(isinstance(v, str) for v in values) or (operator == "Gt" and len(values) != 1):
-        raise RequirementError(f"{where} ({key} {operator})", shown, "one value for Gt, values for In")
+        raise RequirementError(f"{where} ({key} {operator})", shown, "a list of strings (exactly one for Gt)")
     choice: GpuChoice | None = None
     for value in values:
         try:
@@ -306,7 +306,8 @@ def _expressions(term: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def is_gpu_expression(expression: Mapping[str, Any]) -> bool:
-    return expression.get("key") in GPU_SELECTOR_KEYS
+    key = expression.get("key")
+    return isinstance(key, str) and key in GPU_SELECTOR_KEYS
 
 
 def names_virtual_node(term: Mapping[str, Any]) -> bool:

@@ -58,9 +58,18 @@ resources = st.fixed_dictionaries({}, optional={
     "requests": st.dictionaries(st.sampled_from(["nvidia.com/gpu", "cpu", "memory"]),
                                 st.sampled_from(["1", "2", "-1", "100m", "16Gi"]), max_size=3),
 })
+GPU_KEYS = ["cloud.google.com/gke-accelerator", "nvidia.com/gpu.product", "nvidia.com/gpu.memory",
+            "karpenter.k8s.aws/instance-gpu-name", "node.kubernetes.io/instance-type", "kubernetes.io/os"]
+GPU_VALUES = ["nvidia-l4", "NVIDIA-L4", "Tesla-T4", "l4", "23034", "g6.xlarge", "m5.large", "linux", "x", ""]
+gpu_node_selectors = st.dictionaries(st.sampled_from(GPU_KEYS), st.sampled_from(GPU_VALUES), max_size=2)
+node_expressions = st.fixed_dictionaries({
+    "key": st.sampled_from(GPU_KEYS + ["vast.ai/virtual-node", "topology.kubernetes.io/zone"]),
+    "operator": st.sampled_from(["In", "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt", "Bogus"]),
+}, optional={"values": st.lists(st.sampled_from(GPU_VALUES), max_size=2) | json_values}) | json_values
 good_container = st.fixed_dictionaries({"name": st.just("app"), "image": st.just("ghcr.io/example/app:1")}, optional={
     "resources": resources,
     "ports": st.lists(st.fixed_dictionaries({"containerPort": st.integers(0, 70000)}), max_size=2),
+    "lifecycle": st.sampled_from([{"preStop": {"exec": {"command": ["sleep", "1"]}}}, {"postStart": {}}]) | json_values,
 })
 loose_container = st.fixed_dictionaries({"name": st.sampled_from(["app", "side"])}, optional={
     "image": st.sampled_from(["ghcr.io/example/app:1", "", "x"]), "resources": resources}) | json_values
@@ -77,7 +86,16 @@ spec = st.fixed_dictionaries({"containers": containers}, optional={
     "initContainers": st.lists(st.fixed_dictionaries({"name": st.just("init"), "image": st.just("busybox")}), max_size=1),
     "tolerations": tolerations,
     "schedulerName": st.sampled_from(["", "default-scheduler", "vast-scheduler", "volcano"]),
-    "nodeSelector": st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2),
+    "nodeSelector": st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2) | gpu_node_selectors,
+    "affinity": st.fixed_dictionaries({"nodeAffinity": st.fixed_dictionaries({
+        "requiredDuringSchedulingIgnoredDuringExecution": st.fixed_dictionaries({
+            "nodeSelectorTerms": st.lists(st.fixed_dictionaries({"matchExpressions": st.lists(
+                node_expressions, min_size=1, max_size=2)}), min_size=1, max_size=2)})})}) | json_values,
+    "volumes": st.lists(st.sampled_from([
+        {"name": "c", "configMap": {"name": "c"}}, {"name": "d", "persistentVolumeClaim": {"claimName": "d"}},
+        {"name": "h", "hostPath": {"path": "/x"}}, {"name": "e", "emptyDir": {"medium": "Memory"}},
+        {"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}},
+    ]) | json_values, max_size=2),
 })
 pods = st.fixed_dictionaries({"spec": spec}, optional={
     "apiVersion": st.just("v1"), "kind": st.just("Pod"), "metadata": metadata,
@@ -111,7 +129,7 @@ HOOKS = [Harness(), Harness(no_snapshot=True), Harness(WebhookSettings(deny_with
 STALE = Harness()
 STALE.now = NOW + 10_000
 HOOKS.append(STALE)
-OWNED = ("/metadata/annotations", "/spec/tolerations", "/spec/schedulerName")
+OWNED = ("/metadata/annotations", "/spec/tolerations", "/spec/schedulerName", "/spec/nodeSelector", "/spec/affinity")
 
 
 def well_formed(reply: dict[str, Any], uid: Any) -> list[dict[str, Any]]:
@@ -167,3 +185,34 @@ def test_the_patch_applies_touches_only_what_the_webhook_owns_and_is_idempotent(
             hook.now -= later
         assert again.status_code == 200
         assert well_formed(again.get_json(), review["request"]["uid"]) == [], "reinvocation patches nothing"
+
+
+WORKLOADS = [("apps", "deployments", "Deployment"), ("apps", "statefulsets", "StatefulSet"),
+             ("apps", "replicasets", "ReplicaSet"), ("batch", "jobs", "Job"), ("batch", "cronjobs", "CronJob")]
+templates = st.fixed_dictionaries({}, optional={"metadata": metadata, "spec": spec}) | json_values
+
+
+def workload(kind: tuple[str, str, str], template: Any, cron: bool, extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"jobTemplate": {"spec": {"template": template}}} if cron else {"template": template}
+    return {"apiVersion": f"{kind[0]}/v1", "kind": kind[2], "metadata": {"name": "w"}, "spec": body} \
+        if extra is None else extra
+
+
+workload_reviews = st.builds(
+    lambda uid, kind, template, extra, operation, old: {
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": uid, "kind": {"group": kind[0], "version": "v1", "kind": kind[2]},
+            "resource": {"group": kind[0], "version": "v1", "resource": kind[1]}, "operation": operation,
+            "namespace": "ml", "object": workload(kind, template, kind[1] == "cronjobs", extra),
+            "oldObject": workload(kind, old, kind[1] == "cronjobs", None)}},
+    st.uuids().map(str), st.sampled_from(WORKLOADS), templates, st.none() | json_values,
+    st.sampled_from(["CREATE", "UPDATE", "DELETE"]), templates)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=workload_reviews, which=st.integers(0, len(HOOKS) - 1))
+def test_no_workload_yields_a_server_error_and_none_is_ever_patched(body, which):
+    reply = HOOKS[which].post(body)
+    assert reply.status_code in (200, 400), reply.get_data(as_text=True)
+    if reply.status_code == 200:
+        assert well_formed(reply.get_json(), body["request"]["uid"]) == [], "templates are never patched"
