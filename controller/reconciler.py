@@ -299,6 +299,8 @@ class Reconciler:
             for offer_id, at in list(self._claimed.items()):
                 if now - at > CLAIM_SECONDS:
                     del self._claimed[offer_id]
+            if wanted is not None and wanted in self._claimed:
+                skipped.add(wanted)  # held by another launch, whether or not it still matches
             candidates = [ranking.find(wanted)] if wanted is not None else []
             candidates += list(ranking.top(50))
             for scored in candidates:
@@ -761,7 +763,7 @@ def _dead_for_good(inst: Instance, restart: completion.Restart | None) -> bool:
     restartPolicy) and an instance this controller is restarting are not."""
     if inst.host_lost or inst.gone:
         return True
-    if inst.container_exited or (restart is not None and restart.active_for(inst.id)):
+    if restart is not None and restart.active_for(inst.id):
         return False
     return inst.dead
 
