@@ -24,7 +24,7 @@ from typing import Any
 from controller.kube import KubeGateway
 from controller.main import derive_cluster_id
 from devcluster.components import KUBE_VAST, Extender, Webhook, register_manifest
-from devcluster.controller_stack import host_ip
+from devcluster.controller_stack import host_ip, kubelet_api_env
 from devcluster import (
     ControlPlane, ManagedProcess, create_namespace, find_binaries, stop_all, webhook_serving_cert,
 )
@@ -95,7 +95,8 @@ class Stack:
         api = self.api()
         create_namespace(api, RELEASE_NAMESPACE)
         self.cluster_id = derive_cluster_id(self.kube())
-        env = {**os.environ, "VAST_API_URL": self.sim.url}
+        # kubectl logs of the demo's pods: the virtual node's kubelet API on this machine's address.
+        env = {**os.environ, "VAST_API_URL": self.sim.url, **kubelet_api_env(self.control_plane.ca_file)}
         env.pop("VAST_API_KEY", None)
         env.pop("VAST_API_KEY_FILE", None)
         argv = [*KUBE_VAST, "controller", "--kubeconfig", str(self.control_plane.kubeconfig_path),
