@@ -91,7 +91,8 @@ def parse_request(method: str, path: str, query: Mapping[str, Sequence[str]]) ->
     segments = [s for s in path.split("/") if s]
     head = segments[0] if segments else ""
     if head in STREAMING:
-        return Unsupported(STREAMING[head], _pod_ref(segments[1:], strict=False))
+        rest = segments[1:] + ([""] if head == "portForward" else [])  # /portForward/{ns}/{pod}
+        return Unsupported(STREAMING[head], _pod_ref(rest, strict=False))
     if head != LOGS:
         known = " (a kubelet route kube-vast does not serve)" if head in OTHER_KUBELET else ""
         raise KubeletRequestError(404, f"404 page not found: {path}{known}; the virtual node serves "
@@ -129,7 +130,8 @@ def parse_log_options(query: Mapping[str, Sequence[str]]) -> LogOptions:
 
 
 def _pod_ref(segments: list[str], *, strict: bool) -> PodRef | None:
-    if len(segments) != 3 or not all(_valid_name(s) for s in segments):
+    if len(segments) != 3 or not all(_valid_name(s) for s in segments[:2]) \
+            or not (_valid_name(segments[2]) or (not strict and segments[2] == "")):
         if strict:
             raise KubeletRequestError(400, f"expected /{LOGS}/{{namespace}}/{{pod}}/{{container}} with "
                                            "valid Kubernetes names")

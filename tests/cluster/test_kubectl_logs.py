@@ -173,3 +173,10 @@ def test_a_caller_the_cluster_does_not_allow_gets_403_and_one_without_a_certific
     status, body = status_for(mallory)
     assert status == 403 and "Forbidden (user=mallory, verb=get, resource=nodes, subresource=proxy" in body
     assert status_for(None)[0] == 401
+
+
+def test_kubectl_port_forward_prints_that_it_is_not_supported_on_vast(world):
+    done = kubectl(world, "port-forward", "pod/june", ":8000", timeout=60)
+    assert done.returncode != 0
+    assert f"port-forward is not supported on Vast instances (pod {world['ns']}/june)" in done.stderr
+    assert "through the pod's Services" in done.stderr

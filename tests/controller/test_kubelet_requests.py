@@ -78,7 +78,11 @@ def test_a_bad_log_parameter_is_a_400_that_names_it(query: dict[str, list[str]],
 def test_streaming_routes_are_unsupported_requests_named_as_kubectl_names_them(path: str, kind: str) -> None:
     request = parse_request("POST", path, q(command="ls", output="1"))
     assert isinstance(request, Unsupported) and request.kind == kind
-    assert request.ref == (REF if kind != "port-forward" else None)
+    assert request.ref == (REF if kind != "port-forward" else PodRef("speech", "june-5c894c66d8-x8qx9", ""))
+
+
+def test_a_streaming_route_without_a_pod_is_still_refused_as_unsupported() -> None:
+    assert parse_request("POST", "/exec/speech", {}) == Unsupported("exec", None)
 
 
 @pytest.mark.parametrize(("method", "path", "status", "words"), [
