@@ -237,7 +237,9 @@ def test_the_manifest_as_shipped_is_valid_for_the_apiserver(stack):
     manifest = yaml.safe_load(MANIFEST.read_text())
     created = client.AdmissionregistrationV1Api(stack.api).create_mutating_webhook_configuration(
         manifest, dry_run="All")
-    assert [w.failure_policy for w in created.webhooks] == ["Ignore", "Ignore"]
-    assert [w.reinvocation_policy for w in created.webhooks] == ["IfNeeded", "IfNeeded"]
-    assert [w.side_effects for w in created.webhooks] == ["None", "None"]
+    assert [w.failure_policy for w in created.webhooks] == ["Ignore"] * 4
+    assert [w.reinvocation_policy for w in created.webhooks] == ["IfNeeded"] * 4
+    assert [w.side_effects for w in created.webhooks] == ["None"] * 4
+    assert [[c.name for c in w.match_conditions or []] for w in created.webhooks] == \
+        [[], [], ["template-opted-in"], ["template-not-labelled"]], "the workload webhooks' CEL compiles"
     assert all(w.client_config.service.path == "/mutate" for w in created.webhooks)
