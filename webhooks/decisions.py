@@ -154,6 +154,23 @@ def review_pod(pod: Mapping[str, Any], config: SelectionConfig) -> tuple[str | N
     return None, None
 
 
+def _with_claims(spec: Mapping[str, Any], statefulset: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The pod spec a StatefulSet's pods get: one ``persistentVolumeClaim`` volume per
+    ``volumeClaimTemplates`` entry, replacing a volume of the same name (as its controller does)."""
+    outer = statefulset.get("spec")
+    claims = outer.get("volumeClaimTemplates") if isinstance(outer, Mapping) else None
+    names = [_meta(c).get("name") for c in claims if isinstance(c, Mapping)] if isinstance(claims, list) else []
+    names = [n for n in names if isinstance(n, str) and n]
+    if not names:
+        return spec
+    name = _meta(statefulset).get("name") or "set"
+    volumes = spec.get("volumes")
+    kept = [v for v in (volumes if isinstance(volumes, list) else [])
+            if not (isinstance(v, Mapping) and v.get("name") in names)]
+    claimed = [{"name": n, "persistentVolumeClaim": {"claimName": f"{n}-{name}-0"}} for n in names]
+    return {**spec, "volumes": kept + claimed}
+
+
 def decide_workload(request: AdmissionRequest, ctx: Context, path: tuple[str, ...]) -> Decision:
     """A workload's pod template: denied with the message its pods would get, else allowed as
     it is (never patched)."""
@@ -173,6 +190,8 @@ def decide_workload(request: AdmissionRequest, ctx: Context, path: tuple[str, ..
                                           or template_at(request.old, path) == template):
         return _untouched(name, "pod template unchanged")
     spec = template.get("spec")
+    spec = _with_claims(spec if isinstance(spec, Mapping) else {}, workload) if request.resource == "statefulsets" \
+        else spec
     pod = {"metadata": {**template_meta, "namespace": namespace}, "spec": spec if isinstance(spec, Mapping) else {}}
     where = ".".join(path)
     denial, left = review_pod(pod, ctx.config)

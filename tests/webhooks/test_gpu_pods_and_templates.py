@@ -274,6 +274,17 @@ def test_a_runnable_template_is_allowed_and_never_patched(hook, kind):
     assert hook.metric("kube_vast_webhook_selections_total", result="offer") == 0, "offers are chosen per pod"
 
 
+def test_a_statefulset_with_volume_claim_templates_is_denied_for_the_claims_its_pods_get(hook):
+    review = workload_review("StatefulSet", deployment_template())
+    review["request"]["object"]["spec"]["volumeClaimTemplates"] = [
+        {"metadata": {"name": "models"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]
+    pod = captured(NS_POD)  # what the StatefulSet controller creates: the claim as a volume
+    pod["request"]["object"]["spec"]["volumes"].append(
+        {"name": "models", "persistentVolumeClaim": {"claimName": "models-speech-0"}})
+    assert denial(hook.review(review)) == f"spec.template: {denial(hook.review(pod))}"
+    assert "volume 'models' is a PersistentVolumeClaim" in denial(hook.review(review))
+
+
 def test_a_template_without_a_gpu_in_an_opted_in_namespace_is_allowed(hook):
     template = deployment_template()
     template["spec"]["containers"][0]["resources"] = {}
