@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from kube_vast.explain import requirements_report
 from tests.unit.offer_factory import make_offer
 from vastmarket.config import SelectionConfig
 from vastmarket.errors import RequirementError
@@ -112,6 +113,13 @@ def test_a_gke_accelerator_selector_makes_the_pod_require_that_gpu_and_says_wher
     assert req.gpu_types == ("L4",)
     assert req.gpu_origin == "node selector cloud.google.com/gke-accelerator=nvidia-l4"
     assert req.as_dict()["gpu_from"] == req.gpu_origin
+
+
+def test_explain_shows_the_selector_at_the_pod_spec_layer_for_the_pod_as_stored():
+    pod = gpu_pod(node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"})
+    [layer] = [step for step in requirements_report(CONFIG, rewritten(pod))["layers"] if step["layer"] == "pod spec"]
+    assert layer["changes"] == {"gpu_types": ["L4"],
+                                "gpu_from": "node selector cloud.google.com/gke-accelerator=nvidia-l4"}
 
 
 def test_a_pod_without_gpu_selectors_keeps_the_configured_gpus():
