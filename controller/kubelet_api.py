@@ -37,7 +37,7 @@ from .kubelet_requests import (
     KubeletRequest, KubeletRequestError, LogOptions, LogRequest, PodRef, Unsupported, parse_request,
 )
 from .kubelet_tls import Identity
-from .pod_logs import LogHistory, Observation, format_lines, render, split_lines
+from .pod_logs import LogHistory, LogLine, Observation, format_lines, render, split_lines
 from .reconciler import A_INSTANCE
 from .shapes import items, mapping, text
 
@@ -119,8 +119,9 @@ class LogFollow:
     poll, and whether the stream is over. :meth:`close` must be called once it is."""
 
     def __init__(self, api: KubeletApi, ref: PodRef, instance_id: int, options: LogOptions, *,
-                 budget: int | None, release: Callable[[], None]) -> None:
+                 budget: int | None, release: Callable[[], None], sent: Sequence[LogLine]) -> None:
         self.api = api
+        self.last_seq = max((line.seq for line in sent), default=0)  # the lines read before the follow
         self.ref = ref
         self.instance_id = instance_id
         self.options = options
@@ -141,7 +142,9 @@ class LogFollow:
                      self.instance_id, self._failures, exc)
             return b"", ended or self._failures >= MAX_READ_FAILURES
         self._failures = 0
-        data = format_lines(observed.new, timestamps=self.options.timestamps)
+        fresh = [line for line in observed.window if line.seq > self.last_seq]
+        self.last_seq = max((line.seq for line in fresh), default=self.last_seq)
+        data = format_lines(fresh, timestamps=self.options.timestamps)
         if self.budget is not None:
             data, self.budget = data[: self.budget], self.budget - min(len(data), self.budget)
             ended = ended or self.budget == 0
@@ -236,7 +239,8 @@ class KubeletApi:
             return Answer.error(503, "Service Unavailable: too many kubectl logs -f streams at once; try again")
         with self._lock:
             self.active_streams += 1
-        follow = LogFollow(self, ref, target.instance_id, options, budget=budget, release=self._release_stream)
+        follow = LogFollow(self, ref, target.instance_id, options, budget=budget, release=self._release_stream,
+                           sent=observed.window)
         return Answer(200, body, follow=follow)
 
     def _release_stream(self) -> None:

@@ -4,9 +4,11 @@ Vast answers the last N lines of a container's output as plain text, without tim
 :class:`LogHistory` remembers, per instance, the lines it has read and when it first read each
 one (bounded: ``max_lines`` per instance, ``max_instances`` instances, least recently used
 dropped). Every read is merged into it (:meth:`LogHistory.observe`): the read's lines that
-continue the known ones are new, and get the time of that read. These times are what
-``sinceSeconds``, ``sinceTime`` and ``timestamps`` use — a line read for the first time counts as
-printed now — and the new lines are what ``follow`` streams.
+continue the known ones are new, and get the time of that read and the next numbers of the
+history's reading order (``seq``). These times are what ``sinceSeconds``, ``sinceTime`` and
+``timestamps`` use — a line read for the first time counts as printed now — and each ``follow``
+streams the lines of a later ``seq`` than it has sent, so that several readers of one log never
+take lines from each other.
 
 :func:`render` applies the kubelet's order: the ``since`` filter, then ``tailLines``, then
 ``limitBytes``. Pure apart from the history's lock.
@@ -15,6 +17,7 @@ printed now — and the new lines are what ``follow`` streams.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -30,6 +33,7 @@ MAX_INSTANCES = 256
 class LogLine:
     at: float  # epoch seconds: when kube-vast first read the line
     text: str
+    seq: int = 0  # order of first reading, per history (0: older than every line read so far)
 
 
 def split_lines(text: str) -> list[str]:
@@ -41,13 +45,18 @@ def split_lines(text: str) -> list[str]:
 
 
 def overlap(known: Sequence[str], read: Sequence[str]) -> int:
-    """The largest ``j`` such that the first ``j`` lines of ``read`` are the last ``j`` of ``known``."""
+    """How many of the first lines of ``read`` the known lines cover: the largest ``p`` such that
+    the known lines end where ``read[:p]`` ends — ``read`` starting inside them, or holding them
+    whole after older lines. 0 when they are not there (the log was cut, or much was printed)."""
     if not known:
         return 0
     last = known[-1]
-    for end in range(min(len(known), len(read)) - 1, -1, -1):
-        if read[end] == last and list(read[: end + 1]) == list(known[len(known) - end - 1:]):
-            return end + 1
+    for end in range(len(read), 0, -1):
+        if read[end - 1] != last:
+            continue
+        size = min(len(known), end)
+        if list(read[end - size:end]) == list(known[len(known) - size:]):
+            return end
     return 0
 
 
@@ -72,6 +81,7 @@ class LogHistory:
         self._max_instances = max_instances
         self._lock = threading.Lock()
         self._seen: OrderedDict[int, _Seen] = OrderedDict()
+        self._seq = itertools.count(1)
 
     def observe(self, instance_id: int, read: Sequence[str], *, complete: bool, now: float) -> Observation:
         """Merge a read of the log's last lines (``complete``: the read holds the whole log). An
@@ -95,16 +105,18 @@ class LogHistory:
                 if matched == 0 and known:  # the log was cut or started again: all of it is new
                     seen.lines.clear()
                     seen.whole = False
-            older = seen.lines[0].at if seen.lines else now
-            times = [line.at for line in seen.lines][max(0, len(seen.lines) - matched):] if matched else []
-            times = [older] * (matched - len(times)) + times
-            new = [LogLine(now, text) for text in read[matched:]]
-            seen.lines.extend(new)
+            # The read's lines: those the known lines cover keep their time and order, older ones
+            # (never read, or dropped from the bounded history) count as older than all of them.
+            covered = list(seen.lines)[len(seen.lines) - min(len(seen.lines), matched):] if matched else []
+            older = covered[0].at if covered else now
+            new = [LogLine(now, text, next(self._seq)) for text in read[matched:]]
+            window = ([LogLine(older, text) for text in read[: matched - len(covered)]]
+                      + [LogLine(line.at, line.text, line.seq) for line in covered] + new)
+            seen.lines = deque(window, maxlen=self._max_lines)
             if complete:
                 seen.whole, seen.total = True, len(read)
             elif seen.whole:
                 seen.total += len(new)
-            window = [LogLine(at, text) for at, text in zip(times, read[:matched])] + new
             return Observation(window, new)
 
     def forget(self, instance_id: int) -> None:

@@ -173,6 +173,29 @@ def test_follow_streams_the_lines_printed_since_each_poll(api: KubeletApi, vast:
     follow.close()
 
 
+def test_two_follows_and_a_read_of_one_log_never_take_lines_from_each_other(api: KubeletApi,
+                                                                              vast: VastLogs) -> None:
+    first, second = get(api, follow="true").follow, get(api, follow="true").follow
+    assert first is not None and second is not None
+    vast.lines.append("GET /healthz 200")
+    assert first.poll() == (b"GET /healthz 200\n", False)
+    assert get(api).body.decode().splitlines()[-1] == "GET /healthz 200"
+    assert second.poll() == (b"GET /healthz 200\n", False)
+    assert (first.poll(), second.poll()) == ((b"", False), (b"", False))
+    first.close()
+    second.close()
+
+
+def test_a_follow_from_the_last_line_streams_only_what_comes_after_it(api: KubeletApi, vast: VastLogs) -> None:
+    answer = get(api, follow="true", tailLines="1")
+    assert answer.body == b"listening on :8000\n" and vast.calls == [(INSTANCE, 1)]
+    assert answer.follow is not None
+    assert answer.follow.poll() == (b"", False)  # reads 1000 lines: the older ones are not news
+    vast.lines.append("ready")
+    assert answer.follow.poll() == (b"ready\n", False)
+    answer.follow.close()
+
+
 @pytest.mark.parametrize("change", ["deleted", "finished", "replaced"])
 def test_follow_ends_with_the_pod_or_its_instance(api: KubeletApi, pods: Pods, vast: VastLogs, change: str) -> None:
     follow = get(api, follow="true").follow

@@ -14,6 +14,10 @@ def texts(lines: list[LogLine]) -> list[str]:
     return [line.text for line in lines]
 
 
+def timed(lines: list[LogLine]) -> list[tuple[float, str]]:
+    return [(line.at, line.text) for line in lines]
+
+
 def test_a_log_text_splits_into_lines_keeping_a_last_line_without_newline() -> None:
     assert split_lines("a\nb\r\nc") == ["a", "b", "c"]
     assert split_lines("a\n\nb\n") == ["a", "", "b"]
@@ -26,9 +30,11 @@ def test_a_log_text_splits_into_lines_keeping_a_last_line_without_newline() -> N
     (["a", "b", "c"], ["d", "e"], 0),
     ([], ["a"], 0),
     (["x", "a", "a"], ["a", "a", "b"], 2),
-    (["a", "b"], ["c", "a", "b", "d"], 0),  # a match must start the read: the read ends at the log's end
+    (["a", "b"], ["c", "a", "b", "d"], 3),  # the read holds them whole, after an older line
+    (["b"], ["a", "b", "c"], 2),  # what a read of the last line only knows
+    (["a", "b"], ["c", "d"], 0),
 ])
-def test_the_overlap_is_the_longest_known_tail_that_starts_the_read(known: list[str], read: list[str],
+def test_the_overlap_is_where_the_known_lines_end_in_the_read(known: list[str], read: list[str],
                                                                     expected: int) -> None:
     assert overlap(known, read) == expected
 
@@ -36,22 +42,22 @@ def test_the_overlap_is_the_longest_known_tail_that_starts_the_read(known: list[
 def test_the_first_read_is_all_new_and_timed_now() -> None:
     history = LogHistory()
     seen = history.observe(1, ["a", "b"], complete=True, now=100.0)
-    assert seen.window == seen.new == [LogLine(100.0, "a"), LogLine(100.0, "b")]
+    assert timed(seen.window) == timed(seen.new) == [(100.0, "a"), (100.0, "b")]
 
 
 def test_a_later_read_keeps_the_first_times_and_brings_only_the_lines_printed_since() -> None:
     history = LogHistory()
     history.observe(1, ["a", "b"], complete=True, now=100.0)
     seen = history.observe(1, ["a", "b", "c"], complete=True, now=110.0)
-    assert seen.window == [LogLine(100.0, "a"), LogLine(100.0, "b"), LogLine(110.0, "c")]
-    assert seen.new == [LogLine(110.0, "c")]
+    assert timed(seen.window) == [(100.0, "a"), (100.0, "b"), (110.0, "c")]
+    assert timed(seen.new) == [(110.0, "c")]
 
 
 def test_repeated_identical_lines_are_counted_when_the_read_holds_the_whole_log() -> None:
     history = LogHistory()
     history.observe(1, ["GET /healthz 200"] * 3, complete=True, now=100.0)
     seen = history.observe(1, ["GET /healthz 200"] * 5, complete=True, now=110.0)
-    assert seen.new == [LogLine(110.0, "GET /healthz 200")] * 2
+    assert timed(seen.new) == [(110.0, "GET /healthz 200")] * 2
 
 
 def test_a_read_of_the_last_lines_only_is_aligned_on_what_was_read_before() -> None:
@@ -66,15 +72,15 @@ def test_a_read_that_continues_nothing_known_starts_the_history_again() -> None:
     history = LogHistory()
     history.observe(1, ["a", "b"], complete=True, now=100.0)
     seen = history.observe(1, ["x", "y"], complete=True, now=110.0)  # a new container's log
-    assert seen.new == [LogLine(110.0, "x"), LogLine(110.0, "y")]
-    assert history.observe(1, ["x", "y", "z"], complete=True, now=120.0).new == [LogLine(120.0, "z")]
+    assert timed(seen.new) == [(110.0, "x"), (110.0, "y")]
+    assert timed(history.observe(1, ["x", "y", "z"], complete=True, now=120.0).new) == [(120.0, "z")]
 
 
 def test_an_empty_read_tells_nothing_and_forgets_nothing() -> None:
     history = LogHistory()
     history.observe(1, ["a"], complete=True, now=100.0)
     assert history.observe(1, [], complete=True, now=110.0).window == []
-    assert history.observe(1, ["a", "b"], complete=True, now=120.0).new == [LogLine(120.0, "b")]
+    assert timed(history.observe(1, ["a", "b"], complete=True, now=120.0).new) == [(120.0, "b")]
 
 
 def test_lines_older_than_the_bounded_history_keep_its_oldest_time() -> None:
@@ -82,7 +88,7 @@ def test_lines_older_than_the_bounded_history_keep_its_oldest_time() -> None:
     history.observe(1, ["a", "b"], complete=True, now=100.0)
     history.observe(1, ["a", "b", "c"], complete=True, now=110.0)
     seen = history.observe(1, ["a", "b", "c", "d"], complete=True, now=120.0)
-    assert [(line.at, line.text) for line in seen.window] == [(100.0, "a"), (100.0, "b"), (110.0, "c"), (120.0, "d")]
+    assert timed(seen.window) == [(100.0, "a"), (100.0, "b"), (110.0, "c"), (120.0, "d")]
 
 
 def test_instances_are_forgotten_least_recently_used_first() -> None:
@@ -90,7 +96,24 @@ def test_instances_are_forgotten_least_recently_used_first() -> None:
     for instance_id in (1, 2, 1, 3):
         history.observe(instance_id, ["a"], complete=True, now=100.0)
     assert history.observe(1, ["a"], complete=True, now=110.0).new == []
-    assert history.observe(2, ["a"], complete=True, now=110.0).new == [LogLine(110.0, "a")]  # forgotten
+    assert timed(history.observe(2, ["a"], complete=True, now=110.0).new) == [(110.0, "a")]  # forgotten
+
+
+def test_a_read_of_the_whole_log_after_a_read_of_its_last_line_brings_nothing_new() -> None:
+    history = LogHistory()
+    history.observe(1, ["c"], complete=False, now=100.0)  # tailLines=1
+    seen = history.observe(1, ["a", "b", "c"], complete=True, now=110.0)
+    assert seen.new == []
+    assert timed(seen.window) == [(100.0, "a"), (100.0, "b"), (100.0, "c")]
+
+
+def test_lines_are_numbered_in_reading_order_and_older_lines_come_before_all() -> None:
+    history = LogHistory()
+    first = history.observe(1, ["b"], complete=False, now=100.0)
+    second = history.observe(1, ["a", "b", "c"], complete=True, now=110.0)
+    assert [line.seq for line in second.window] == [0, first.window[0].seq, first.window[0].seq + 1]
+    other = history.observe(2, ["x"], complete=True, now=110.0)
+    assert other.window[0].seq > second.window[-1].seq  # one order for the whole history
 
 
 LINES = [LogLine(100.0, "boot"), LogLine(200.0, "ready"), LogLine(300.0, "GET /a"), LogLine(300.0, "GET /b")]
