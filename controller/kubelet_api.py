@@ -170,6 +170,8 @@ class KubeletApi:
         self._streams = threading.BoundedSemaphore(max_streams)
         self._lock = threading.Lock()
         self.active_streams = 0  # follows being served (a metric)
+        # instance → (when, lines asked, whole log, what was read): the last read, shared briefly
+        self._recent: dict[int, tuple[float, int, bool, Observation]] = {}
 
     def answer(self, identity: Identity | None, method: str, path: str,
                query: Mapping[str, Sequence[str]]) -> Answer:
@@ -249,6 +251,17 @@ class KubeletApi:
         self._streams.release()
 
     def read(self, instance_id: int, lines: int) -> Observation:
-        """Read the last ``lines`` of the instance's log from Vast and merge them into the history."""
+        """The last ``lines`` of the instance's log from Vast, merged into the history. Reads of
+        one instance less than half a follow interval apart share one call to Vast (several
+        ``kubectl logs -f`` of one pod cost one read per interval, not one each)."""
+        now = self.clock()
+        with self._lock:
+            recent = self._recent.get(instance_id)
+        if recent is not None and now - recent[0] < self.follow_interval / 2 and (recent[1] >= lines or recent[2]):
+            return recent[3]
         read = split_lines(self.logs.instance_logs(instance_id, tail=lines))
-        return self.history.observe(instance_id, read, complete=len(read) < lines, now=self.clock())
+        observed = self.history.observe(instance_id, read, complete=len(read) < lines, now=now)
+        with self._lock:
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < self.follow_interval}
+            self._recent[instance_id] = (now, lines, len(read) < lines, observed)
+        return observed

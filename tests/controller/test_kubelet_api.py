@@ -165,42 +165,65 @@ def test_follow_streams_the_lines_printed_since_each_poll(api: KubeletApi, vast:
     assert answer.status == 200 and answer.body.decode().splitlines() == vast.lines
     follow = answer.follow
     assert follow is not None and follow.interval == 0.5
+    clock.now += 0.5
     assert follow.poll() == (b"", False)
     vast.lines += ["GET /healthz 200", "GET /v1/tts 200"]
-    clock.now += 2
+    clock.now += 0.5
     assert follow.poll() == (b"GET /healthz 200\nGET /v1/tts 200\n", False)
     assert vast.calls[-1] == (INSTANCE, 1000)
     follow.close()
 
 
-def test_two_follows_and_a_read_of_one_log_never_take_lines_from_each_other(api: KubeletApi,
-                                                                              vast: VastLogs) -> None:
+def test_two_follows_and_a_read_of_one_log_never_take_lines_from_each_other(api: KubeletApi, vast: VastLogs,
+                                                                              clock: Clock) -> None:
     first, second = get(api, follow="true").follow, get(api, follow="true").follow
     assert first is not None and second is not None
     vast.lines.append("GET /healthz 200")
+    clock.now += 0.5
     assert first.poll() == (b"GET /healthz 200\n", False)
+    clock.now += 0.5
     assert get(api).body.decode().splitlines()[-1] == "GET /healthz 200"
+    clock.now += 0.5
     assert second.poll() == (b"GET /healthz 200\n", False)
+    clock.now += 0.5
     assert (first.poll(), second.poll()) == ((b"", False), (b"", False))
     first.close()
     second.close()
 
 
-def test_a_follow_from_the_last_line_streams_only_what_comes_after_it(api: KubeletApi, vast: VastLogs) -> None:
+def test_follows_of_one_pod_share_a_read_of_its_log_within_half_an_interval(api: KubeletApi, vast: VastLogs,
+                                                                            clock: Clock) -> None:
+    first, second = get(api, follow="true").follow, get(api, follow="true").follow
+    assert first is not None and second is not None
+    assert len(vast.calls) == 1  # the second answer used the first one's read
+    vast.lines.append("ready")
+    clock.now += 0.5
+    assert (first.poll(), second.poll()) == ((b"ready\n", False), (b"ready\n", False))
+    assert len(vast.calls) == 2
+    first.close()
+    second.close()
+
+
+def test_a_follow_from_the_last_line_streams_only_what_comes_after_it(api: KubeletApi, vast: VastLogs,
+                                                                      clock: Clock) -> None:
     answer = get(api, follow="true", tailLines="1")
     assert answer.body == b"listening on :8000\n" and vast.calls == [(INSTANCE, 1)]
     assert answer.follow is not None
+    clock.now += 0.5
     assert answer.follow.poll() == (b"", False)  # reads 1000 lines: the older ones are not news
     vast.lines.append("ready")
+    clock.now += 0.5
     assert answer.follow.poll() == (b"ready\n", False)
     answer.follow.close()
 
 
 @pytest.mark.parametrize("change", ["deleted", "finished", "replaced"])
-def test_follow_ends_with_the_pod_or_its_instance(api: KubeletApi, pods: Pods, vast: VastLogs, change: str) -> None:
+def test_follow_ends_with_the_pod_or_its_instance(api: KubeletApi, pods: Pods, vast: VastLogs, clock: Clock,
+                                                  change: str) -> None:
     follow = get(api, follow="true").follow
     assert follow is not None
     vast.lines.append("done")
+    clock.now += 0.5
     if change == "deleted":
         del pods.targets[("speech", "june")]
     else:
@@ -210,20 +233,25 @@ def test_follow_ends_with_the_pod_or_its_instance(api: KubeletApi, pods: Pods, v
     follow.close()
 
 
-def test_follow_ends_after_limit_bytes(api: KubeletApi, vast: VastLogs) -> None:
+def test_follow_ends_after_limit_bytes(api: KubeletApi, vast: VastLogs, clock: Clock) -> None:
     size = sum(len(line) + 1 for line in vast.lines)
     follow = get(api, follow="true", limitBytes=str(size + 5)).follow
     assert follow is not None
     vast.lines.append("0123456789")
+    clock.now += 0.5
     assert follow.poll() == (b"01234", True)
     follow.close()
 
 
-def test_follow_ends_after_reads_keep_failing(api: KubeletApi, vast: VastLogs) -> None:
+def test_follow_ends_after_reads_keep_failing(api: KubeletApi, vast: VastLogs, clock: Clock) -> None:
     follow = get(api, follow="true").follow
     assert follow is not None
     vast.error = VastUnavailable("vast logs: HTTP 503 after 4 attempts")
-    assert [follow.poll() for _ in range(5)] == [(b"", False)] * 4 + [(b"", True)]
+    polls = []
+    for _ in range(5):
+        clock.now += 0.5
+        polls.append(follow.poll())
+    assert polls == [(b"", False)] * 4 + [(b"", True)]
     follow.close()
 
 
