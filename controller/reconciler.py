@@ -763,7 +763,7 @@ def _dead_for_good(inst: Instance, restart: completion.Restart | None) -> bool:
     restartPolicy) and an instance this controller is restarting are not."""
     if inst.host_lost or inst.gone:
         return True
-    if restart is not None and restart.active_for(inst.id):
+    if inst.container_exited or (restart is not None and restart.active_for(inst.id)):
         return False
     return inst.dead
 
