@@ -12,7 +12,8 @@ Contract:
 - The simulator never logs or echoes the API key.
 
 Modules: `catalog` (static market facts), `offerset` (offer generation and pricing), `filters`,
-`search`, `listing` (pure query logic), `rental` (rent body), `lifecycle`, `instance`, `market`
+`search`, `listing` (pure query logic), `rental` (rent body), `container` (what the simulated
+image does: exits, shutdown), `lifecycle`, `instance`, `market`
 (state, thread-safe), `ports` (instance sockets), `faults`, `api` and `admin` (routes),
 `server` (HTTP shell), `cli`.
 """
