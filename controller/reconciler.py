@@ -11,7 +11,11 @@ again. Crash safety comes from the order of writes:
    asks Vast for instances with that label and adopts one instead — so a controller killed
    between renting and writing ``vast.ai/instance-id`` finds its instance again;
 3. extra instances for one pod (an uncertain rent that did go through) are destroyed, keeping one;
-4. the finalizer is removed only after the instance is confirmed gone.
+4. the finalizer is removed only after the instance is confirmed gone;
+5. a container restart (:mod:`controller.completion`) writes its ``vast.ai/restart`` record before
+   each stop or start, so an exit is counted once; a deleted pod's grace period is read from its
+   ``deletionTimestamp`` (:mod:`controller.termination`), so a restarted controller finishes the
+   drain and destroys the instance.
 """
 
 from __future__ import annotations
@@ -618,7 +622,9 @@ class Reconciler:
             self.kube.delete_endpoint_slice(namespace, s["metadata"]["name"])
 
     def teardown(self, pod: Mapping[str, Any], *, delete_pod: bool) -> float | None:
-        """Destroy the pod's instance(s), confirm they are gone, remove its slices and finalizer."""
+        """Destroy the pod's instance(s), confirm they are gone, remove its slices and finalizer. A
+        deleted pod's running instance is first drained (:meth:`_drain`): out of its Services,
+        stopped, and destroyed once stopped or when its grace period is over."""
         meta = _meta(pod)
         uid, ns, name = meta["uid"], meta["namespace"], meta["name"]
         if FINALIZER not in (meta.get("finalizers") or []):
