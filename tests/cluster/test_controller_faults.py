@@ -79,8 +79,11 @@ def is_ready(p) -> bool:
 
 
 def events(api, ns, name) -> list[str]:
+    """The reasons of the pod's Events, each as many times as it happened (a repeat is counted
+    on the first Event, as the kubelet's recorder does)."""
     items = client.EventsV1Api(api).list_namespaced_event(ns).items
-    return [e.reason for e in items if e.regarding and e.regarding.name == name]
+    return [e.reason for e in items if e.regarding and e.regarding.name == name
+            for _ in range(max(1, e.deprecated_count or 1))]
 
 
 def launch(api, ns, name="gpu"):
