@@ -2,8 +2,9 @@
 
 `VastApi.handle(request)` is the whole HTTP surface below `/api/`; it never raises. Every call
 passes, in order: routing (404/405), call counting, injected latency, injected failures (429/5xx),
-authentication (401), the rate limit (429), then the route. An ApiError becomes its JSON answer;
-anything else becomes a logged 500 `internal_error`.
+authentication (401), the rate limit (429), then the route, then what faults do to an answer
+once the action is done (commit then fail: a 5xx, a dropped connection or a late answer; a slow
+answer). An ApiError becomes its JSON answer; anything else becomes a logged 500 `internal_error`.
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ class CallCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
-        self._answers: Counter[tuple[str, int]] = Counter()
+        self._answers: Counter[tuple[str, int | str]] = Counter()
 
     def call(self, endpoint: str) -> None:
         with self._lock:
             self._calls[endpoint] += 1
 
-    def answer(self, endpoint: str, status: int) -> None:
+    def answer(self, endpoint: str, status: int | str) -> None:
+        """`status`: the HTTP status, or "dropped" for a connection closed unanswered."""
         with self._lock:
             self._answers[(endpoint, status)] += 1
 
@@ -101,7 +103,7 @@ class CallCounter:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             answers: dict[str, dict[str, int]] = {}
-            for (endpoint, status), n in sorted(self._answers.items()):
+            for (endpoint, status), n in sorted(self._answers.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
                 answers.setdefault(endpoint, {})[str(status)] = n
             return {"calls": dict(self._calls), "answers": answers}
 
@@ -142,7 +144,7 @@ class VastApi:
         endpoint = route.endpoint
         self.counter.call(endpoint)
         response = self._handle(request, route, match)
-        self.counter.answer(endpoint, response.status)
+        self.counter.answer(endpoint, "dropped" if response.dropped else response.status)
         return response
 
     def _handle(self, request: Request, route: Route, match: re.Match[str]) -> Response:
@@ -160,14 +162,34 @@ class VastApi:
         if limit is not None:
             return rate_limit_body(limit.body, limit.interval)
         try:
-            return route.handler(request, match)
+            response = route.handler(request, match)
         except ApiError as e:
-            return e.response()
+            response = e.response()
         except QueryError as e:
-            return ApiError(400, "invalid_args", str(e)).response()
+            response = ApiError(400, "invalid_args", str(e)).response()
         except Exception:
             log.exception("simulator bug endpoint=%s method=%s path=%s", endpoint, request.method, request.path)
             return ApiError(500, "internal_error", "internal simulator error").response()
+        return self._answer(endpoint, response)
+
+    def _answer(self, endpoint: str, response: Response) -> Response:
+        """The answer as the faults leave it once the action is done: lost (commit then fail) if it
+        took effect, then held back by a slow answer."""
+        if response.status < 300:
+            lost = self._faults.take_lost_answer(endpoint)
+            if lost is not None:
+                log.info("commit then fail endpoint=%s: the action took effect; answer %s", endpoint,
+                         lost.status if lost.answer == "status" else lost.answer)
+                if lost.answer == "status":
+                    response = failure_response(Failure(lost.status, lost.body), endpoint)
+                elif lost.answer == "drop":
+                    return Response(0, b"", dropped=True)
+                else:
+                    self._wait(lost.seconds)
+        delay = self._faults.slow_answer(endpoint)
+        if delay > 0:
+            self._wait(delay)
+        return response
 
     def _route(self, request: Request) -> tuple[Route | None, re.Match[str] | None]:
         for route in self._routes:

@@ -1,7 +1,11 @@
 """Faults to inject into the simulated API: a thread-safe registry the routes and the market consult.
 
 Per endpoint (`ENDPOINTS`): failures for the next N calls (429 or 5xx), a minimum interval between
-calls (429 when broken), added latency. Per rental, for the next N rentals: the offer vanishes
+calls (429 when broken), added latency before a call is handled, a slow answer (the call is
+handled at once, its answer held back), and commit then fail: the next N calls that take effect
+(a rental made, an instance destroyed) lose their answer — a 5xx, a dropped connection, or the
+real answer after the client has given up. The listing lag hides a new instance from the v1
+list for N seconds, as an eventually consistent backend would. Per rental, for the next N rentals: the offer vanishes
 (404/410 `no_such_ask`), the instance meets a fate (stuck loading, exited, offline, …), its ports
 answer a given status or refuse connections, it is billed at another price. Faults aimed at one
 existing instance or offer live on the market (`Market.set_fate`, `set_health`, `vanish_offer`).
@@ -36,12 +40,28 @@ BODY_FORMS: tuple[str, ...] = ("text", "detail", "error", "html", "json")
 FATE_STATUSES: tuple[str, ...] = ("loading", "created", "exited", "unknown", "offline", "stopped")
 HEALTH_MODES: tuple[str, ...] = ("answer", "refuse", "hang")
 VANISH_STATUSES: tuple[int, ...] = (404, 410)
+# Commit then fail: what becomes of the answer to a call that took effect.
+ANSWER_MODES: tuple[str, ...] = ("status", "drop", "late")
+COMMIT_ENDPOINTS: tuple[str, ...] = ("create", "destroy", "update")
+COMMIT_STATUSES: tuple[int, ...] = (500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
 class Failure:
     status: int
     body: str
+
+
+@dataclass(frozen=True)
+class LostAnswer:
+    """The answer to a call whose action took effect: `status` (a 5xx in a `body` form) instead of
+    the real one, `drop` (the connection closes unanswered), or `late` (the real answer after
+    `seconds`, when the client has given up)."""
+
+    answer: str
+    status: int = 503
+    body: str = "json"
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +168,9 @@ class Faults:
         self._limits: dict[str, RateLimit] = {}
         self._last_call: dict[tuple[str, str], float] = {}
         self._latency: dict[str, float] = {}
+        self._slow: dict[str, float] = {}
+        self._lost: dict[str, deque[LostAnswer]] = {}
+        self._listing_lag = 0.0
         self._vanish: deque[int] = deque()
         self._fates: deque[Fate] = deque()
         self._health: deque[Health] = deque()
@@ -190,6 +213,60 @@ class Faults:
     def latency(self, endpoint: str) -> float:
         with self._lock:
             return self._latency.get(endpoint, 0.0)
+
+    def set_slow_answer(self, endpoint: str, seconds: float) -> None:
+        """Every call of `endpoint` is handled at once and its answer held back `seconds` (past a
+        client's read timeout, the action is done but the client does not know); 0 lifts it."""
+        check_endpoint(endpoint)
+        _non_negative(seconds, "seconds")
+        with self._lock:
+            if seconds == 0:
+                self._slow.pop(endpoint, None)
+            else:
+                self._slow[endpoint] = float(seconds)
+
+    def slow_answer(self, endpoint: str) -> float:
+        with self._lock:
+            return self._slow.get(endpoint, 0.0)
+
+    def commit_then_fail(self, endpoint: str, *, answer: str = "status", status: int = 503, body: str | None = None,
+                         seconds: float | None = None, count: int = 1) -> None:
+        """The next `count` calls of `endpoint` that take effect (a 2xx: the rental is made, the
+        instance destroyed) lose their answer: `status` answers a 5xx instead, `drop` closes the
+        connection unanswered, `late` sends the real answer after `seconds`. Calls that fail on
+        their own (404, 400) pass through and do not use the fault up."""
+        if endpoint not in COMMIT_ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {', '.join(COMMIT_ENDPOINTS)}, got {endpoint!r}")
+        if answer not in ANSWER_MODES:
+            raise ValueError(f"answer must be one of {', '.join(ANSWER_MODES)}, got {answer!r}")
+        if status not in COMMIT_STATUSES:
+            raise ValueError(f"status must be one of {COMMIT_STATUSES}, got {status!r}")
+        form = body or default_body(status)
+        if form not in BODY_FORMS:
+            raise ValueError(f"body must be one of {', '.join(BODY_FORMS)}, got {body!r}")
+        if answer == "late":
+            if seconds is None or _non_negative(seconds, "seconds") == 0:
+                raise ValueError("answer late needs seconds > 0: how long the real answer is held back")
+        elif seconds is not None:
+            raise ValueError(f"seconds goes with answer late, not {answer}")
+        lost = LostAnswer(answer, status, form, float(seconds or 0.0))
+        with self._lock:
+            self._lost.setdefault(endpoint, deque()).extend([lost] * _count(count))
+
+    def take_lost_answer(self, endpoint: str) -> LostAnswer | None:
+        with self._lock:
+            queue = self._lost.get(endpoint)
+            return queue.popleft() if queue else None
+
+    def set_listing_lag(self, seconds: float) -> None:
+        """A new instance is missing from the v1 list (label filters included) for `seconds` after
+        its rental; a get by id sees it at once. 0 lifts it."""
+        with self._lock:
+            self._listing_lag = _non_negative(seconds, "seconds")
+
+    def listing_lag(self) -> float:
+        with self._lock:
+            return self._listing_lag
 
     def take_failure(self, endpoint: str) -> Failure | None:
         with self._lock:
@@ -267,6 +344,9 @@ class Faults:
             self._limits.clear()
             self._last_call.clear()
             self._latency.clear()
+            self._slow.clear()
+            self._lost.clear()
+            self._listing_lag = 0.0
             self._vanish.clear()
             self._fates.clear()
             self._health.clear()
@@ -278,6 +358,9 @@ class Faults:
                 "failures": {e: [asdict(f) for f in q] for e, q in self._failures.items() if q},
                 "rate_limits": {e: asdict(limit) for e, limit in self._limits.items()},
                 "latency": dict(self._latency),
+                "slow_answer": dict(self._slow),
+                "commit_then_fail": {e: [asdict(a) for a in q] for e, q in self._lost.items() if q},
+                "listing_lag": self._listing_lag,
                 "vanish_next": list(self._vanish),
                 "fates_next": [asdict(f) for f in self._fates],
                 "health_next": [asdict(h) for h in self._health],

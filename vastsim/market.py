@@ -147,11 +147,14 @@ class Market:
             return render_instance(record, now, public_ip=self._public_ip)
 
     def list_instances(self, query: ListQuery) -> dict[str, Any]:
+        """The v1 list; an instance rented less than the listing lag ago is not in it yet."""
+        lag = self._faults.listing_lag()
         with self._lock:
             now = self._clock()
             self._advance(now)
             rendered = [
-                render_instance(r, now, public_ip=self._public_ip) for r in self._instances.values() if r.live
+                render_instance(r, now, public_ip=self._public_ip) for r in self._instances.values()
+                if r.live and now - r.created_at >= lag
             ]
         return list_page(rendered, query)
 

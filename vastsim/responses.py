@@ -29,9 +29,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """`dropped`: no answer at all; the HTTP shell closes the connection (a lost answer)."""
+
     status: int
     body: bytes
     content_type: str = JSON
+    dropped: bool = False
 
     @property
     def text(self) -> str:

@@ -91,6 +91,10 @@ class _Handler(BaseHTTPRequestHandler):
                 client=str(self.client_address[0]),
             )
             response = self.server.app(request)
+        if response.dropped:
+            self.close_connection = True  # nothing written: the client sees the connection close
+            log.debug("%s %s -> dropped", self.command, url.path)
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
