@@ -41,6 +41,7 @@ class InstanceRecord:
     health: Health = field(default_factory=Health)
     bindings: list[Binding] = field(default_factory=list)
     ports: PortMap | None = None
+    host: str | None = None  # the host's own address (vastsim.hostnet); None: the simulator's public IP
     running_at: float | None = None  # first time seen running
     destroyed_at: float | None = None
     last_status: str | None = None
@@ -98,8 +99,9 @@ def status_msg(record: InstanceRecord, status: str | None, now: float) -> str:
 
 
 def render_instance(record: InstanceRecord, now: float, *, public_ip: str) -> dict[str, Any]:
-    """The instance as the Vast API returns it."""
+    """The instance as the Vast API returns it (`public_ip` unless it has a host address of its own)."""
     offer, request = record.offer, record.request
+    public_ip = record.host or public_ip
     status, intended, cur_state, next_state = _states(record, now)
     direct = int(offer["direct_port_count"])
     port_start = 20_000 + (record.offer["machine_id"] % 400) * 100 if direct else -1
@@ -207,6 +209,7 @@ def audit_record(record: InstanceRecord, now: float) -> dict[str, Any]:
         "image_login_registry": login_registry(record.request.image_login),
         "ports": port_map(record.bindings) if record.bindings else None,
         "listening": sorted(b.host_port for b in record.bindings if b.listening),
+        "host": record.host,
         "health": asdict(record.health),
         "fate": record.timeline.fail_status,
         "runs": record.run + 1,

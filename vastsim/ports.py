@@ -1,6 +1,7 @@
 """Real listening sockets for the ports of running instances, all served by one thread.
 
-`PortHub.listen(binding)` opens a TCP socket on a free (or given) port and answers every HTTP
+`PortHub.listen(binding)` opens a TCP socket on a free (or given) port (on the binding's own host
+address when it has one, e.g. a simulated host's network namespace) and answers every HTTP
 request on it with the binding's `Health`: by default 200 and a small JSON body naming the
 instance and container port; or another status; or, in mode `hang`, it accepts and never
 answers. `close(binding)` closes the socket and its open connections, so a connect is refused.
@@ -35,6 +36,7 @@ class Binding:
     proto: str = "tcp"
     host_port: int = 0  # 0 until first opened; kept across close/reopen
     health: Health = field(default_factory=Health)
+    host: str | None = None  # the address to listen on; None: the hub's
     sock: socket.socket | None = None
 
     @property
@@ -51,13 +53,18 @@ class _Connection:
 
 # Told of every request a port answers: (instance id, client address, method, path, status).
 RequestListener = Callable[[int, str, str, str, int], None]
+# Makes an unbound socket of a kind (SOCK_STREAM, SOCK_DGRAM) for a binding's own host address,
+# e.g. inside the network namespace of a simulated host (vastsim.hostnet).
+SocketFactory = Callable[[int], socket.socket]
 
 
 class PortHub:
     """Opens, serves and closes instance ports. Thread-safe; `stop()` closes everything."""
 
-    def __init__(self, host: str = "127.0.0.1", *, on_request: RequestListener | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", *, on_request: RequestListener | None = None,
+                 socket_factory: SocketFactory | None = None) -> None:
         self.host = host
+        self._socket_factory = socket_factory
         self._on_request = on_request
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
@@ -91,12 +98,14 @@ class PortHub:
             self._wake_w.close()
 
     def listen(self, binding: Binding) -> int:
-        """Open `binding` on its host port (a free one if 0) and return that port."""
+        """Open `binding` on its host port (a free one if 0) and return that port; on its own
+        host address (made by the socket factory) when it has one."""
         kind = socket.SOCK_STREAM if binding.proto == "tcp" else socket.SOCK_DGRAM
-        sock = socket.socket(socket.AF_INET, kind)
+        factory = self._socket_factory if binding.host is not None else None
+        sock = factory(kind) if factory is not None else socket.socket(socket.AF_INET, kind)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, binding.host_port))
+            sock.bind((binding.host or self.host, binding.host_port))
             if binding.proto == "tcp":
                 sock.listen(64)
             sock.setblocking(False)
