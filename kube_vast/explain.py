@@ -287,7 +287,11 @@ def _host_ports(pod: Mapping[str, Any]) -> dict[int, int]:
 def event_time(event: Mapping[str, Any]) -> str:
     """The best timestamp of a core/v1 Event (events.k8s.io writers set ``eventTime`` only)."""
     series = _mapping(event.get("series"))
-    for value in (series.get("lastObservedTime"), event.get("lastTimestamp"), event.get("eventTime"),
+    # An Event seen once: its eventTime (microseconds) orders it among Events of the same second;
+    # a repeated one: the time of its last occurrence.
+    once = not series and int(event.get("count") or 1) <= 1
+    for value in ((event.get("eventTime") if once else None), series.get("lastObservedTime"),
+                  event.get("lastTimestamp"), event.get("eventTime"),
                   event.get("firstTimestamp"), _mapping(event.get("metadata")).get("creationTimestamp")):
         if isinstance(value, str) and value:
             return value

@@ -142,6 +142,21 @@ def test_events_are_listed_oldest_first_whichever_timestamp_they_carry():
     assert "assigned default/june to vast-gpu-node-1 (x2)" in out
 
 
+def test_events_of_one_second_are_ordered_by_their_event_time():
+    # The controller's core/v1 Events: whole-second first/lastTimestamp, microsecond eventTime.
+    def core_event(reason: str, micro: str, name: str, count: int = 1) -> dict:
+        return {**event(reason, "m", at="", name=name), "eventTime": f"2025-01-02T03:04:07.{micro}Z",
+                "firstTimestamp": "2025-01-02T03:04:07Z", "lastTimestamp": "2025-01-02T03:04:07Z", "count": count}
+
+    rows = events_in_order([core_event("Rented", "900000", "a"), core_event("LaunchRecorded", "100000", "b"),
+                            core_event("Renting", "500000", "c")])
+    assert [r["reason"] for r in rows] == ["LaunchRecorded", "Renting", "Rented"]
+    # A repeated Event is placed by its last occurrence, not by its first eventTime.
+    repeated = {**core_event("InstanceHealthy", "000001", "d", count=2), "lastTimestamp": "2025-01-02T03:04:09Z"}
+    rows = events_in_order([repeated, {**core_event("Rented", "000000", "e"), "eventTime": "2025-01-02T03:04:08.5Z"}])
+    assert [r["reason"] for r in rows] == ["Rented", "InstanceHealthy"]
+
+
 def test_a_pod_without_events_says_none():
     assert render_text(explain_pod(june_pod(), [], config=SelectionConfig(), offers=None))[-1] == "  none"
 
