@@ -1,8 +1,12 @@
 """The Vast.ai REST client — the only module that speaks HTTP to Vast.
 
-Every call has a timeout. Idempotent calls (search, get, list, destroy, relabel) are retried a
-bounded number of times with exponential backoff and full jitter on 429 (plain-text or JSON
-body; Vast sends no ``Retry-After``), 502/503/504 and connection errors. Renting is *not*
+Every call has a timeout and every JSON body goes with ``Content-Type: application/json``.
+Idempotent calls (search, get, list, destroy, relabel) are retried a bounded number of times with
+exponential backoff and full jitter on 429 (plain-text or JSON body), 502/503/504 and connection
+errors; a 429 with ``Retry-After`` waits that long instead (a wait longer than
+``RetryPolicy.max_retry_after`` is not taken inline: :class:`~vastmarket.errors.RateLimited` says how
+long). The search quota answer (429 ``search_quota_exceeded``) is never retried:
+:class:`~vastmarket.errors.SearchQuotaExceeded` carries when to search again. Renting is *not*
 idempotent: it is retried only when Vast certainly did not act (429, or a connection that was
 never established); any other failure raises :class:`~vastmarket.errors.VastUnavailable` with
 ``uncertain=True`` and the caller must look the instance up by its label before renting again.
@@ -19,6 +23,7 @@ import os
 import random
 import time
 import urllib.parse
+from email.utils import parsedate_to_datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +32,8 @@ from typing import Any
 import requests
 
 from .errors import (
-    AuthenticationFailed, ConfigError, InvalidResponse, OfferGone, RateLimited, VastRejected,
-    VastUnavailable,
+    AuthenticationFailed, ConfigError, InvalidResponse, OfferGone, RateLimited, SearchQuotaExceeded,
+    VastRejected, VastUnavailable,
 )
 from .instances import Instance, RentRequest, parse_instance
 from .offers import Offer, ParsedOffers, parse_search_response
@@ -79,6 +84,7 @@ class RetryPolicy:
     base_delay: float = 0.5
     factor: float = 2.0
     max_delay: float = 8.0
+    max_retry_after: float = 60.0  # the longest Retry-After waited out inline (the official client's)
 
     def delay(self, attempt: int, rng: Callable[[], float]) -> float:
         """Full jitter: a random delay up to the exponential cap for this attempt."""
@@ -118,13 +124,45 @@ def validate_query(query: Mapping[str, Any]) -> None:
                 raise ValueError(f"operator {op!r} on {fld!r} needs a list")
 
 
-def broad_query(*, verified_only: bool = False) -> dict[str, Any]:
-    """The poller's search: everything rentable and not rented (the CLI's defaults without
-    the ``verified`` and ``external`` filters, which kube-vast applies itself)."""
+def broad_query(*, verified_only: bool = False, include_external: bool = False) -> dict[str, Any]:
+    """Everything rentable and not rented: the official CLI's defaults (``rentable``, ``rented``,
+    ``external: false`` unless ``include_external``) without ``verified``, which kube-vast applies
+    itself per pod (``verified_only``)."""
     query: dict[str, Any] = {"rentable": {"eq": True}, "rented": {"eq": False}}
+    if not include_external:
+        query["external"] = {"eq": False}
     if verified_only:
         query["verified"] = {"eq": True}
     return query
+
+
+def _error_code(response: requests.Response) -> str | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, Mapping) else None
+    return error if isinstance(error, str) else None
+
+
+def retry_after(response: requests.Response, now: float) -> float | None:
+    """Seconds to wait that a 429 asks for: ``Retry-After`` (seconds or an HTTP date), else
+    ``X-RateLimit-Reset`` (epoch seconds, what Vast sends with its search quota); ``None``
+    when neither is there or readable."""
+    raw = response.headers.get("Retry-After", "").strip()
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
+            except (TypeError, ValueError, IndexError):
+                pass
+    reset = response.headers.get("X-RateLimit-Reset", "").strip()
+    try:
+        return max(0.0, float(reset) - now) if reset else None
+    except ValueError:
+        return None
 
 
 def _describe_body(response: requests.Response) -> tuple[str | None, str]:
@@ -153,6 +191,7 @@ class VastClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -165,6 +204,7 @@ class VastClient:
         self._retry = retry
         self._sleep = sleep
         self._rng = rng
+        self._clock = clock
         self._session = session or requests.Session()
         self.calls = 0
 
@@ -190,12 +230,15 @@ class VastClient:
                  idempotent: bool = True, what: str) -> tuple[int, Any, requests.Response]:
         url = self._url(path) + (f"?{params}" if params else "")
         headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         if self._key is not None:
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
         last_problem = ""
+        asked: float | None = None  # the wait the last 429 asked for (Retry-After)
         for attempt in range(self._retry.attempts):
             if attempt:
-                delay = self._retry.delay(attempt - 1, self._rng)
+                delay = asked if asked is not None else self._retry.delay(attempt - 1, self._rng)
                 log.info("vast %s: retrying in %.2fs after %s (attempt %d/%d)", what, delay,
                          last_problem, attempt + 1, self._retry.attempts)
                 self._sleep(delay)
@@ -217,12 +260,22 @@ class VastClient:
                 last_problem = f"a connection error ({type(exc).__name__})"
                 continue
             status = response.status_code
+            asked = None
             if status == 429:
-                last_problem = "HTTP 429 (rate limited)"
+                wait = retry_after(response, self._clock())
+                if _error_code(response) == "search_quota_exceeded":
+                    _, message = _describe_body(response)
+                    raise SearchQuotaExceeded(f"vast {what}: the search quota is used up ({message}); "
+                                              + ("no search before Vast's reset" if wait is None else
+                                                 f"no search for {wait:.0f}s"), retry_after=wait)
+                if wait is not None and wait > self._retry.max_retry_after:
+                    raise RateLimited(f"vast {what}: rate limited; Vast asks to wait {wait:.0f}s", retry_after=wait)
+                asked = wait
+                last_problem = "HTTP 429 (rate limited)" + (f", Retry-After {wait:g}s" if wait is not None else "")
                 continue
+            if status >= 500 and not idempotent:  # a 500 too: Vast may have acted before failing
+                raise VastUnavailable(f"vast {what}: HTTP {status}; the outcome is unknown", uncertain=True)
             if status in (502, 503, 504):
-                if not idempotent:
-                    raise VastUnavailable(f"vast {what}: HTTP {status}; the outcome is unknown", uncertain=True)
                 last_problem = f"HTTP {status}"
                 continue
             return status, _json_or_none(response), response
@@ -261,6 +314,16 @@ class VastClient:
             body["allocated_storage"] = allocated_storage
         status, data, response = self._request("POST", "/bundles/", body=body, what="search offers")
         return parse_search_response(self._ok("search offers", status, data, response))
+
+    def gpu_names(self) -> tuple[str, ...]:
+        """The GPU model names on the market, as Vast spells them (``GET /api/v0/gpu_names/unique/``,
+        what the official CLI reads to check ``--gpu-name``). Not a search: it costs no quota."""
+        status, data, response = self._request("GET", "/gpu_names/unique/", what="gpu names")
+        data = self._ok("gpu names", status, data, response)
+        names = data.get("gpu_names") if isinstance(data, Mapping) else None
+        if not isinstance(names, list):
+            raise InvalidResponse("vast gpu names: no 'gpu_names' list in the answer")
+        return tuple(sorted({n.strip() for n in names if isinstance(n, str) and n.strip()}))
 
     def get_offer(self, offer_id: int) -> Offer | None:
         """Look one offer up by id; ``None`` if it is no longer offered."""

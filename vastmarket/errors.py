@@ -39,7 +39,18 @@ class VastUnavailable(VastError):
 
 
 class RateLimited(VastUnavailable):
-    """Vast kept answering 429 after the bounded retries."""
+    """Vast kept answering 429 after the bounded retries, or asked (``Retry-After``) for a longer
+    wait than is sensible inline. ``retry_after``: seconds Vast asked to wait, when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class SearchQuotaExceeded(RateLimited):
+    """Vast's daily search row quota is used up (429 ``search_quota_exceeded``). Never retried:
+    no search may be sent before ``retry_after`` seconds (from ``Retry-After``, else
+    ``X-RateLimit-Reset``; ``None`` when Vast said neither)."""
 
 
 class VastRejected(VastError):

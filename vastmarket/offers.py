@@ -178,8 +178,11 @@ def offer_from_fields(raw: Mapping[str, Any]) -> Offer | None:
 
 @dataclass(frozen=True, slots=True)
 class ParsedOffers:
+    """``truncated``: Vast said more offers matched than it returned (``"truncated": true``)."""
+
     offers: tuple[Offer, ...]
     dropped: int
+    truncated: bool = False
 
 
 def parse_offers(records: Iterable[Any]) -> ParsedOffers:
@@ -204,4 +207,7 @@ def parse_search_response(body: Any) -> ParsedOffers:
     """Parse the body of ``POST /api/v0/bundles/`` (``{"offers": [...]}``)."""
     if not isinstance(body, Mapping) or not isinstance(body.get("offers"), list):
         raise InvalidResponse("offer search answered without an 'offers' list")
-    return parse_offers(body["offers"])
+    parsed = parse_offers(body["offers"])
+    if body.get("truncated") is True:
+        return ParsedOffers(parsed.offers, parsed.dropped, truncated=True)
+    return parsed

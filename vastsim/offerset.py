@@ -205,6 +205,12 @@ def _split(rng: random.Random, gpus: int) -> list[int]:
     return _split(rng, half) + _split(rng, half)
 
 
+def _external(host: _Host) -> bool:
+    """About 5% of hosts list external offers (left out by the official client's default query).
+    Drawn from the host id, not the market's random stream, so a seed gives the same market."""
+    return (host.host_id * 2_654_435_761) % 1_000 < 50
+
+
 def _offer(
     rng: random.Random,
     machine: _Machine,
@@ -276,7 +282,7 @@ def _offer(
         "vericode": host.verification[1],
         "rentable": rng.random() >= 0.03,
         "rented": False,
-        "external": False,
+        "external": _external(host),
         "vms_enabled": False,
         "static_ip": host.static_ip,
         "direct_port_count": machine.direct_port_count,

@@ -43,11 +43,15 @@ def test_search_returns_parsed_offers_with_filters_order_and_limit(client):
     assert found.dropped == 0
 
 
-def test_the_broad_search_sees_every_rentable_offer(client):
+def test_the_broad_search_sees_every_rentable_offer_but_external_ones_by_default(client):
     everything = client.search_offers({}, limit=10_000).offers
+    external = {o.id for o in client.search_offers({"external": {"eq": True}}, limit=10_000).offers}
+    rentable = {o.id for o in everything if o.rentable and not o.rented}
     broad = client.search_offers(broad_query(), limit=10_000).offers
-    assert {o.id for o in broad} == {o.id for o in everything if o.rentable and not o.rented}
+    assert external and {o.id for o in broad} == rentable - external
     assert len(broad) < len(everything), "the simulator also offers machines that are not rentable"
+    with_external = client.search_offers(broad_query(include_external=True), limit=10_000).offers
+    assert {o.id for o in with_external} == rentable
 
 
 def test_an_offer_is_looked_up_by_id_and_is_gone_once_rented(client):
