@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from vastmarket.errors import VastError
 
+from .checkpoints import INERT, Checkpoints
 from .fleet import Fleet, pod_uid_of
 from .kube import KubeError, KubeGateway
 
@@ -19,8 +20,10 @@ log = logging.getLogger("kube_vast.controller.reaper")
 
 class Reaper:
     def __init__(self, kube: KubeGateway, fleet: Fleet, nodes: tuple[str, ...], *, grace: float,
-                 dry_run: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 dry_run: bool = False, clock: Callable[[], float] = time.time,
+                 checkpoint: Checkpoints = INERT) -> None:
         self.kube = kube
+        self.checkpoint = checkpoint
         self.fleet = fleet
         self.nodes = nodes
         self.grace = grace
@@ -66,6 +69,7 @@ class Reaper:
                 self.reaped.append(iid)
             except VastError as exc:
                 log.warning("reaper: destroying instance %d failed, will retry: %s", iid, exc)
+        self.checkpoint("reaper-swept", orphans=len(doomed), seen=len(instances))
         return doomed
 
     def run(self, stop: threading.Event, leading: threading.Event, interval: float) -> None:
