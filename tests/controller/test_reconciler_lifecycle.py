@@ -337,12 +337,11 @@ def test_a_controller_restarted_during_the_grace_period_still_destroys_the_insta
 
 def test_a_pod_deleted_before_its_instance_runs_is_destroyed_at_once(world: World) -> None:
     world.sim.faults.fate_next("loading")
-    world.kube.add_pod(gpu_pod("early", grace=30))
+    world.kube.add_pod(gpu_pod("early", grace=3600))
     world.drive("early", lambda p: bool(world.ledger()), what="rented")
     world.kube.delete_gracefully(NS, "early")
-    started = time.monotonic()
+    # Gone within drive's own 20 s, far inside the hour of grace: the grace was not waited out.
     world.drive("early", lambda p: p is None, what="pod gone")
-    assert time.monotonic() - started < 5
     [instance] = world.ledger()
     assert instance["destroyed"] and instance["stop_requested_at"] is None
 

@@ -102,8 +102,9 @@ class Vast:
         return state
 
 
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 5.0, interval: float = 0.01) -> T:
-    """The first truthy value of `probe()`; fails after `timeout` seconds."""
+def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.01) -> T:
+    """The first truthy value of `probe()`; fails after `timeout` seconds (generous: a loaded
+    machine only makes a passing wait slower)."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
