@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
+from serving.bodies import BadBody, decode_json
 from serving.snapshot_metrics import register_snapshot_metrics
 from vastmarket.config import SelectionConfig
 from vastmarket.selection import ScoringPolicy
@@ -90,9 +91,9 @@ def create_app(
 
     def body() -> Any:
         try:
-            return json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from None
+            return decode_json(request.get_data(cache=False))
+        except BadBody as exc:
+            raise BadRequest(str(exc)) from None
 
     @app.post("/filter")
     def filter_route() -> Response:

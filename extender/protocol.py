@@ -3,7 +3,9 @@
 The Go structs have no JSON tags, so the keys are the Go field names: ``Pod``, ``Nodes``,
 ``NodeNames``, ``FailedNodes``, ``FailedAndUnresolvableNodes``, ``Error``, ``Host``, ``Score``.
 Go decodes keys case-insensitively, so lowercase requests are accepted here too. Pure functions;
-a request that cannot be understood raises :class:`BadRequest` (HTTP 400).
+a request that cannot be understood raises :class:`BadRequest` (HTTP 400), and so does a Pod with
+a field kube-vast reads in the wrong shape (:func:`vastmarket.pods.check_pod`; the message names
+its path, ``Pod.spec.containers[0].ports``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from vastmarket.errors import InvalidPod
+from vastmarket.pods import check_pod
 
 
 class BadRequest(ValueError):
@@ -44,6 +49,10 @@ def decode_args(body: Any) -> ExtenderArgs:
     pod = _field(body, "Pod")
     if not isinstance(pod, Mapping):
         raise BadRequest("ExtenderArgs.Pod must be a Pod object")
+    try:
+        check_pod(pod, where="Pod")
+    except InvalidPod as exc:
+        raise BadRequest(f"invalid pod: {exc}") from None
     names = _field(body, "NodeNames")
     nodes = _field(body, "Nodes")
     if names is not None:

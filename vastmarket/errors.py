@@ -25,6 +25,20 @@ class RequirementError(KubeVastError):
         super().__init__(f"{field}: invalid value {value!r}: expected {accepted}")
 
 
+class InvalidPod(KubeVastError):
+    """A pod (or a pod template) has a field kube-vast reads in the wrong shape
+    (:mod:`vastmarket.pods`). ``problems`` are ``(JSON path, what is wrong)`` pairs; the message
+    names the first three."""
+
+    SHOWN = 3
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        more = len(self.problems) - self.SHOWN
+        super().__init__("; ".join(f"{path}: {message}" for path, message in self.problems[:self.SHOWN])
+                         + (f" (and {more} more)" if more > 0 else ""))
+
+
 class VastError(KubeVastError):
     """A call to the Vast API failed. ``uncertain`` is True when Vast may nevertheless have
     acted (a rent whose answer was lost): look the instance up before trying again."""

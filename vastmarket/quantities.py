@@ -139,26 +139,46 @@ _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k
             "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12), "P": Decimal(10**15),
             "E": Decimal(10**18)}
 QUANTITY_FORM = "a Kubernetes quantity such as 500m, 2, 16Gi or 1G"
+# A quantity's value is an int64 in Kubernetes; anything larger is refused, and so is an exponent
+# beyond what such a value can need (1e99999999999 would keep Decimal busy for minutes).
+MAX_QUANTITY = Decimal(2**63 - 1)
+_MAX_EXPONENT = 40
 
 
-def parse_quantity(value: str | int | float) -> Decimal:
-    """Parse a Kubernetes resource quantity (``500m`` → 0.5, ``16Gi`` → 17179869184)."""
+def parse_quantity(value: object) -> Decimal:
+    """Parse a Kubernetes resource quantity (``500m`` → 0.5, ``16Gi`` → 17179869184). Anything
+    else — another type, NaN or infinity, a magnitude over :data:`MAX_QUANTITY` — raises
+    ``ValueError`` with the accepted form."""
     if isinstance(value, bool):
         raise ValueError(QUANTITY_FORM)
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        if abs(value) > MAX_QUANTITY:
+            raise ValueError(QUANTITY_FORM)
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MAX_QUANTITY:
+            raise ValueError(QUANTITY_FORM)
         return Decimal(str(value))
+    if not isinstance(value, str):
+        raise ValueError(QUANTITY_FORM)
     match = _QUANTITY.match(value.strip())
     if not match:
         raise ValueError(QUANTITY_FORM)
     try:
         number = Decimal(match.group(1))
-    except InvalidOperation:
+        if match.group(2):
+            exponent = int(match.group(2)[1:])
+            if abs(exponent) > _MAX_EXPONENT:
+                raise ValueError(QUANTITY_FORM)
+            result = number * Decimal(10) ** exponent
+        elif match.group(3) in _BINARY:
+            result = number * _BINARY[match.group(3)]
+        elif match.group(3):
+            result = number * _DECIMAL[match.group(3)]
+        else:
+            result = number
+    except ArithmeticError:  # decimal's InvalidOperation and Overflow
         raise ValueError(QUANTITY_FORM) from None
-    if match.group(2):
-        return number * Decimal(10) ** int(match.group(2)[1:])
-    suffix = match.group(3)
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    if suffix:
-        return number * _DECIMAL[suffix]
-    return number
+    if abs(result) > MAX_QUANTITY:
+        raise ValueError(QUANTITY_FORM)
+    return result

@@ -40,7 +40,7 @@ class BadReview(ValueError):
 @dataclass(frozen=True, slots=True)
 class AdmissionRequest:
     """The parts of ``AdmissionReview.request`` the webhook uses. ``obj`` is the object as sent
-    (a plain dict); for pods it has been checked to be Pod-shaped (see :func:`decode_review`)."""
+    (a plain dict; for a pod CREATE, an object whose kind is Pod)."""
 
     uid: str
     operation: str
@@ -109,14 +109,6 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
-def _string_map(value: Any, where: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise BadReview(f"{where} must be a map of strings")
-
-
 def template_at(obj: Mapping[str, Any] | None, path: Sequence[str]) -> Mapping[str, Any] | None:
     """The object found by following ``path`` in ``obj`` (``None`` when a step is missing)."""
     found: Any = obj
@@ -127,49 +119,15 @@ def template_at(obj: Mapping[str, Any] | None, path: Sequence[str]) -> Mapping[s
     return found if isinstance(found, Mapping) else None
 
 
-def _check_template(obj: Any, path: Sequence[str]) -> Mapping[str, Any] | None:
-    """A workload whose pod template (when there is one) has string maps for labels and
-    annotations; anything else is a 400, like a malformed pod."""
-    workload = _mapping(obj, "request.object")
-    where = "request.object." + ".".join(path)
-    found: Any = workload
-    for step in path:
-        if not isinstance(found, Mapping):
-            return workload
-        found = found.get(step)
-    if found is None:
-        return workload
-    template = _mapping(found, where)
-    assert template is not None
-    meta = _mapping(template.get("metadata"), f"{where}.metadata")
-    if meta is not None:
-        _string_map(meta.get("labels"), f"{where}.metadata.labels")
-        _string_map(meta.get("annotations"), f"{where}.metadata.annotations")
-    _mapping(template.get("spec"), f"{where}.spec")
-    return workload
-
-
 def _check_pod(obj: Any) -> Mapping[str, Any]:
-    """A Pod as the apiserver serialises it: an object whose kind (when present) is Pod, with
-    object-shaped metadata and spec, string maps for labels and annotations, and a list of
-    tolerations. Anything else is not a Pod (400), not a pod to judge."""
+    """An object whose kind (when present) is Pod: anything else is not a Pod (400), not a pod to
+    judge. The fields the webhook reads are checked by the policy
+    (:func:`vastmarket.pods.check_pod`), which denies a pod with a field of the wrong shape."""
     pod = _mapping(obj, "request.object", optional=False)
     assert pod is not None
     kind = pod.get("kind")
     if kind is not None and kind != "Pod":
         raise BadReview(f"request.object is a {kind!r}, not a Pod")
-    meta = _mapping(pod.get("metadata"), "request.object.metadata")
-    if meta is not None:
-        for key in ("name", "generateName", "namespace"):
-            _string(meta.get(key), f"request.object.metadata.{key}")
-        _string_map(meta.get("labels"), "request.object.metadata.labels")
-        _string_map(meta.get("annotations"), "request.object.metadata.annotations")
-    spec = _mapping(pod.get("spec"), "request.object.spec")
-    if spec is not None:
-        tolerations = spec.get("tolerations")
-        if tolerations is not None and not isinstance(tolerations, list):
-            raise BadReview("request.object.spec.tolerations must be a list")
-        _string(spec.get("schedulerName"), "request.object.spec.schedulerName")
     return pod
 
 
@@ -214,7 +172,7 @@ def decode_review(body: Any) -> AdmissionRequest:
         return replace(decoded, obj=_check_pod(obj))
     path = decoded.template_path
     if path is not None and decoded.operation in ("CREATE", "UPDATE"):
-        return replace(decoded, obj=_check_template(obj, path), old=old)
+        return replace(decoded, obj=_mapping(obj, "request.object"), old=old)
     return replace(decoded, obj=obj if isinstance(obj, Mapping) else None, old=old)
 
 

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
+from serving.bodies import BadBody, decode_json
 from serving.snapshot_metrics import register_snapshot_metrics
 from vastmarket.config import SelectionConfig
 from vastmarket.selection import ScoringPolicy
@@ -96,9 +97,9 @@ def create_app(
     def mutate_route() -> Response:
         start = time.perf_counter()
         try:
-            body = json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadReview(f"the body is not JSON: {exc}") from None
+            body = decode_json(request.get_data(cache=False))
+        except BadBody as exc:
+            raise BadReview(str(exc)) from None
         reply = build_response(body, judge)
         metrics.latency.observe(time.perf_counter() - start)
         return _json(reply)

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vastmarket.config import SelectionConfig
-from vastmarket.errors import RequirementError
+from vastmarket.errors import InvalidPod, RequirementError
 from vastmarket.names import display_gpu
 from vastmarket.placement import Placement, annotated_offer_id, place
+from vastmarket.pods import check_pod, describe
 from vastmarket.requirements import GPU_RESOURCE, pod_needs, requirements_for
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
@@ -83,6 +84,10 @@ class Decision:
 def _meta(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = pod.get("metadata")
     return meta if isinstance(meta, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _string_map(meta: Mapping[str, Any], key: str) -> Mapping[str, str]:
@@ -171,16 +176,35 @@ def _with_claims(spec: Mapping[str, Any], statefulset: Mapping[str, Any]) -> Map
     return {**spec, "volumes": kept + claimed}
 
 
+def _template(workload: Mapping[str, Any] | None, path: tuple[str, ...]) -> Mapping[str, Any] | None:
+    """The pod template at ``path`` (``None`` when a step is absent); :class:`InvalidPod` when a
+    step is not an object."""
+    found: Any = workload
+    for i, step in enumerate(path):
+        found = found.get(step) if isinstance(found, Mapping) else None
+        if found is None:
+            return None
+        if not isinstance(found, Mapping):
+            raise InvalidPod([(".".join(path[:i + 1]), f"expected an object, got {describe(found)}")])
+    return found if isinstance(found, Mapping) else None
+
+
 def decide_workload(request: AdmissionRequest, ctx: Context, path: tuple[str, ...]) -> Decision:
     """A workload's pod template: denied with the message its pods would get, else allowed as
     it is (never patched)."""
     name = f"{request.kind or request.resource} {describe_pod(request)}"
     workload = request.obj
-    template = template_at(workload, path)
-    if request.operation not in ("CREATE", "UPDATE") or workload is None or template is None:
+    where = ".".join(path)
+    try:
+        template = _template(workload, path) if request.operation in ("CREATE", "UPDATE") else None
+        if template is not None:
+            check_pod(template, where=where)
+    except InvalidPod as exc:
+        return _denied(name, 400, f"invalid pod template: {exc}")
+    if workload is None or template is None:
         return _untouched(name, f"no pod template to review ({request.operation})")
     meta = _meta(workload)
-    namespace = request.namespace or meta.get("namespace") or ""
+    namespace = request.namespace or _text(meta.get("namespace"))
     if namespace in ctx.settings.excluded_namespaces:
         return _untouched(name, f"namespace {namespace} is never touched")
     template_meta = _meta(template)
@@ -193,7 +217,6 @@ def decide_workload(request: AdmissionRequest, ctx: Context, path: tuple[str, ..
     spec = _with_claims(spec if isinstance(spec, Mapping) else {}, workload) if request.resource == "statefulsets" \
         else spec
     pod = {"metadata": {**template_meta, "namespace": namespace}, "spec": spec if isinstance(spec, Mapping) else {}}
-    where = ".".join(path)
     denial, left = review_pod(pod, ctx.config)
     if denial:
         return _denied(name, 400, f"{where}: {denial}")
@@ -210,7 +233,10 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
     pod_name = describe_pod(request)
     if not request.is_pod_create or request.obj is None:
         return _untouched(pod_name, f"not a pod CREATE ({request.operation} {request.resource})")
-    pod = request.obj
+    try:
+        pod = check_pod(request.obj)
+    except InvalidPod as exc:
+        return _denied(pod_name, 400, f"invalid pod: {exc}")
     meta = _meta(pod)
     namespace = request.namespace or meta.get("namespace") or ""
     if namespace in ctx.settings.excluded_namespaces:

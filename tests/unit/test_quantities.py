@@ -45,13 +45,15 @@ def test_bandwidth_accepts_gbps():
 
 @pytest.mark.parametrize("text, value", [
     ("500m", Decimal("0.5")), ("2", Decimal(2)), ("16Gi", Decimal(16 * 2**30)), ("1G", Decimal(10**9)),
-    ("1e3", Decimal(1000)), (3, Decimal(3)),
+    ("1e3", Decimal(1000)), (3, Decimal(3)), ("7Ei", Decimal(7 * 2**60)), (2**63 - 1, Decimal(2**63 - 1)),
+    (0.25, Decimal("0.25")), ("1e-40", Decimal("1e-40")),
 ])
 def test_kubernetes_quantities_parse_like_the_api_server(text, value):
     assert parse_quantity(text) == value
 
 
-@pytest.mark.parametrize("bad", ["1.2.3", "16GB", "abc", ""])
+@pytest.mark.parametrize("bad", ["1.2.3", "16GB", "abc", "", [], {}, None, True, float("nan"), float("inf"), "NaN",
+                                 "1e99999999999", "9e999999", "1e-41", "8Ei", 2**63, -(2**63), 1e19, "9" * 20])
 def test_malformed_kubernetes_quantities_are_refused(bad):
     with pytest.raises(ValueError):
         parse_quantity(bad)

@@ -41,23 +41,10 @@ def test_an_object_the_webhook_does_not_review_is_not_checked_for_shape():
     assert decode_review(body).obj is None
 
 
-@pytest.mark.parametrize("where, bad, message", [
-    ((), [1, 2], "request.object must be an object"),
-    (("spec", "template"), "pod", "request.object.spec.template must be an object"),
-    (("spec", "template", "metadata", "labels"), {"vast.ai/enabled": True},
-     "request.object.spec.template.metadata.labels must be a map of strings"),
-    (("spec", "template", "spec"), [], "request.object.spec.template.spec must be an object"),
-])
-def test_a_malformed_workload_is_a_bad_review_naming_the_field(where, bad, message):
+def test_a_workload_that_is_not_an_object_is_a_bad_review():
     body = captured("deployment-create")
-    if not where:
-        body["request"]["object"] = bad
-    else:
-        target = body["request"]["object"]
-        for step in where[:-1]:
-            target = target[step]
-        target[where[-1]] = bad
-    with pytest.raises(BadReview, match=message.replace(".", r"\.")):
+    body["request"]["object"] = [1, 2]
+    with pytest.raises(BadReview, match=r"request\.object must be an object"):
         decode_review(body)
 
 

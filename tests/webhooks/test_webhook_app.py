@@ -318,16 +318,24 @@ def _review(**request):
     (_review(operation=None), "operation is missing"), (_review(resource=None), "resource must be an object"),
     (_review(object=None), "request.object must be an object"), (_review(object=[1]), "request.object must be an object"),
     (_review(object={"kind": "Deployment"}), "is a 'Deployment', not a Pod"),
-    (_review(object={"metadata": []}), "metadata must be an object"),
-    (_review(object={"metadata": {"annotations": {"a": 1}}}), "annotations must be a map of strings"),
-    (_review(object={"metadata": {"labels": []}}), "labels must be a map of strings"),
-    (_review(object={"spec": {"tolerations": {}}}), "tolerations must be a list"),
     (_review(dryRun="yes"), "dryRun must be true or false"),
 ])
 def test_a_malformed_review_is_a_400_with_a_message(hook, raw, message):
     reply = hook.post(None, raw=raw)
     assert reply.status_code == 400 and reply.is_json
     assert message in reply.get_json()["error"]
+
+
+@pytest.mark.parametrize("obj, message", [
+    ({"metadata": []}, "metadata: expected an object, got a list"),
+    ({"metadata": {"annotations": {"a": 1}}}, "metadata.annotations[a]: expected a string, got a number"),
+    ({"metadata": {"labels": []}}, "metadata.labels: expected an object of strings, got a list"),
+    ({"spec": {"tolerations": {}}}, "spec.tolerations: expected a list, got an object"),
+])
+def test_a_review_of_a_pod_with_a_field_of_the_wrong_shape_is_answered_with_a_denial(hook, obj, message):
+    response = hook.review(json.loads(_review(object={"kind": "Pod", **obj})))["response"]
+    assert response["uid"] == "u-1" and response["allowed"] is False
+    assert response["status"] == {"code": 400, "reason": "BadRequest", "message": f"invalid pod: {message}"}
 
 
 def test_a_trailing_slash_is_served_without_a_redirect(hook):
