@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from .config import Blacklist, SelectionConfig, parse_gpu_list, parse_location_list
 from .errors import RequirementError
+from .instances import MIN_DISK_GB
 from .names import display_gpu
 from .quantities import (
     BOOL_FORM, FRACTION_FORM, PRICE_FORM, QUANTITY_FORM, RATE_FORM, SIZE_FORM, parse_bool,
@@ -209,6 +210,14 @@ def _override(name: str, parser: Callable[[str], Any], form: str) -> _Override:
 
 
 GPU_FORM = "a GPU model such as RTX3060, RTX 4090 or A4000"
+DISK_FORM = f"a disk size of at least {MIN_DISK_GB:g} GB (Vast's minimum) such as 20, 20GB or 20Gi"
+
+
+def _disk(text: str) -> float:
+    size = parse_size_gb(text)
+    if size < MIN_DISK_GB:
+        raise ValueError(DISK_FORM)
+    return size
 LOCATIONS_FORM = "comma-separated locations such as US, EU, ASIA, DE or US-CA"
 
 OVERRIDES: dict[str, _Override] = {o.key: o for o in (
@@ -221,7 +230,7 @@ OVERRIDES: dict[str, _Override] = {o.key: o for o in (
     _override("min-download-mbps", parse_mbps, RATE_FORM),
     _Override("vast.ai/region", LOCATIONS_FORM, lambda t: parse_location_list("vast.ai/region", t)),
     _Override("vast.ai/locations", LOCATIONS_FORM, lambda t: parse_location_list("vast.ai/locations", t)),
-    _override("disk", parse_size_gb, SIZE_FORM),
+    _override("disk", lambda t: _disk(t), DISK_FORM),
     _override("image", _image, IMAGE_FORM),
     _override("verified-only", parse_bool, BOOL_FORM),
 )}

@@ -121,6 +121,7 @@ def test_pods_vast_cannot_run_are_unsupported(pod, fragment):
 
 @pytest.mark.parametrize("annotation, fragment", [
     ({"vast.ai/disk": "lots"}, "vast.ai/disk"),
+    ({"vast.ai/disk": "5"}, "vast.ai/disk: invalid value '5': expected a disk size of at least 8 GB (Vast's minimum)"),
     ({"vast.ai/image": "has spaces in it"}, "vast.ai/image"),
     ({"vast.ai/disk-size": "40"}, "vast.ai/disk-size"),
 ])

@@ -190,6 +190,7 @@ def test_a_bad_annotation_is_denied_with_the_annotation_the_value_and_the_accept
     ({"vast.ai/min-gpu-memory": "lots"}, "vast.ai/min-gpu-memory: invalid value 'lots'"),
     ({"vast.ai/region": "Mars"}, "vast.ai/region: invalid value 'Mars'"),
     ({"vast.ai/gpu-fallbacks": "A4000"}, "to be used together with vast.ai/gpu-type"),
+    ({"vast.ai/disk": "5"}, "vast.ai/disk: invalid value '5': expected a disk size of at least 8 GB (Vast's minimum)"),
 ])
 def test_every_override_annotation_is_validated(hook, annotations, message):
     response = hook.review(annotated(captured("pod-create-generatename"), annotations))["response"]
