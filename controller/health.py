@@ -15,17 +15,23 @@ Contract
   ``ssl`` without certificate verification, like the kubelet); the connect and each read wait at
   most ``timeout_seconds`` (fractions allowed). HTTP succeeds on 200–399 (redirects are not
   followed; a 3xx counts as success). It never raises: every failure is a :class:`ProbeResult`
-  with ``ok=False`` and a message.
+  with ``ok=False`` and a message, and ``reachable=False`` when no TCP connection could be made
+  for want of a network path (the connect timed out, no route to the host or its network): the
+  host, not the container, is the problem. A refused connect, an HTTP error or a read that times
+  out on an open connection came from the host: it is reachable.
 - :class:`HealthState` (pure) is the kubelet's readiness worker as a state machine fed with results
   and times in seconds (any clock, as long as it is the same one): not ready at first; results
   before ``initial_delay_seconds`` (counted from the ``now`` it was created with) are ignored;
   ready after ``success_threshold`` consecutive successes, not ready after ``failure_threshold``
   consecutive failures, unchanged in between. :meth:`HealthState.due` paces probes by
-  ``period_seconds``.
+  ``period_seconds``. ``unreachable_since`` is when the current run of unreachable results began
+  (None after any result from the host): the reconciler replaces an instance whose host stays
+  unreachable (:mod:`controller.replacement`).
 """
 
 from __future__ import annotations
 
+import errno
 import http.client
 import socket
 import ssl
@@ -43,6 +49,8 @@ DEFAULT_FAILURE_THRESHOLD = 3
 DEFAULT_SUCCESS_THRESHOLD = 1
 USER_AGENT = "kube-probe/kube-vast"
 _BODY_LIMIT = 1024
+# A connect that fails with one of these never reached the host (no network path to it).
+_NO_PATH = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,11 @@ class Probe:
 class ProbeResult:
     ok: bool
     message: str
+    reachable: bool = True  # False: no TCP connection for want of a network path to the host
+
+
+class _Unreachable(Exception):
+    """The connect never reached the host."""
 
 
 def probe_for(pod: Mapping[str, Any]) -> Probe:
@@ -124,10 +137,11 @@ def check(probe: Probe, ip: str, host_port: int) -> ProbeResult:
     timeout = max(float(probe.timeout_seconds), 0.001)
     try:
         if probe.kind == "tcp":
-            with socket.create_connection((ip, host_port), timeout=timeout):
-                pass
+            _connect(ip, host_port, timeout).close()
             return ProbeResult(True, f"TCP connect to {ip}:{host_port} succeeded")
         return _http(probe, ip, host_port, timeout)
+    except _Unreachable as exc:
+        return ProbeResult(False, f"{_target(probe, ip, host_port)}: {exc} (host unreachable)", reachable=False)
     except TimeoutError:
         return ProbeResult(False, f"{_target(probe, ip, host_port)}: timed out after {timeout:g}s")
     except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -148,6 +162,7 @@ class HealthState:
         self.consecutive_failures = 0
         self.last_message = ""
         self.last_probe_at: float | None = None
+        self.unreachable_since: float | None = None
 
     def due(self, now: float) -> bool:
         """Is a probe due at ``now``: past the initial delay and one period after the last one."""
@@ -155,12 +170,17 @@ class HealthState:
             return False
         return self.last_probe_at is None or now - self.last_probe_at >= self.probe.period_seconds
 
-    def observe(self, ok: bool, now: float, message: str = "") -> bool:
-        """Feed one result taken at ``now``; returns whether the instance is ready."""
+    def observe(self, ok: bool, now: float, message: str = "", *, reachable: bool = True) -> bool:
+        """Feed one result taken at ``now`` (``reachable=False``: the host could not be reached at
+        all); returns whether the instance is ready."""
         if now < self.started_at + self.probe.initial_delay_seconds:
             return self.ready
         self.last_probe_at = now
         self.last_message = message
+        if ok or reachable:
+            self.unreachable_since = None
+        elif self.unreachable_since is None:
+            self.unreachable_since = now
         if ok:
             self.consecutive_successes += 1
             self.consecutive_failures = 0
@@ -175,7 +195,8 @@ class HealthState:
 
     def __repr__(self) -> str:
         return (f"HealthState(ready={self.ready}, successes={self.consecutive_successes}, "
-                f"failures={self.consecutive_failures}, last_message={self.last_message!r})")
+                f"failures={self.consecutive_failures}, unreachable_since={self.unreachable_since}, "
+                f"last_message={self.last_message!r})")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -257,23 +278,39 @@ def _error(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
+def _connect(ip: str, host_port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the host; raises :class:`_Unreachable` when no network path reaches it
+    (a connect that times out, no route), other OSErrors (refused...) as they come."""
+    try:
+        return socket.create_connection((ip, host_port), timeout=timeout)
+    except TimeoutError:
+        raise _Unreachable(f"connect timed out after {timeout:g}s") from None
+    except OSError as exc:
+        if exc.errno in _NO_PATH:
+            raise _Unreachable(_error(exc)) from None
+        raise
+
+
 def _http(probe: Probe, ip: str, host_port: int, timeout: float) -> ProbeResult:
-    conn: http.client.HTTPConnection
-    if probe.scheme == "HTTPS":
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(ip, host_port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(ip, host_port, timeout=timeout)
+    # The connect is made first, on its own, so that a host out of reach is told apart from one
+    # that answers badly; the connection is then handed to http.client.
+    sock = _connect(ip, host_port, timeout)
+    conn = http.client.HTTPConnection(ip, host_port, timeout=timeout)
     headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
     headers.update(dict(probe.headers))
     try:
+        if probe.scheme == "HTTPS":
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock)
+        conn.sock = sock
         conn.request("GET", probe.path, headers=headers)
         response = conn.getresponse()
         body = response.read(_BODY_LIMIT).decode("utf-8", "replace").strip()
     finally:
         conn.close()
+        sock.close()
     target = _target(probe, ip, host_port)
     if 200 <= response.status < 400:
         return ProbeResult(True, f"{target}: {response.status} {response.reason}")
