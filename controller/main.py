@@ -15,11 +15,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from vastmarket.client import VastClient, broad_query
+from vastmarket.client import Timeouts, VastClient, broad_query
 from vastmarket.config import SelectionConfig
 from vastmarket.errors import ConfigError
 from vastmarket.snapshot import SnapshotFile, SnapshotPoller
 
+from .checkpoints import Checkpoints
 from .fleet import Fleet, OfferSource
 from .kube import KubeError, KubeGateway, load_api_client
 from .kubelet_setup import kubelet_api
@@ -51,7 +52,8 @@ class Controller:
         if not url:
             raise ConfigError("VAST_API_URL is not set: point it at https://console.vast.ai (with VAST_API_KEY) "
                               "or at the simulator")
-        self.vast = VastClient.from_environment(environ)
+        self.vast = VastClient.from_environment(environ, timeouts=Timeouts(read=self.settings.vast_read_timeout))
+        checkpoint = Checkpoints.from_environment(environ)  # a crash-test hook: inert unless set
         if "vast.ai" in url and not (environ.get("VAST_API_KEY") or environ.get("VAST_API_KEY_FILE")):
             raise ConfigError("the real Vast API needs a key: set VAST_API_KEY or VAST_API_KEY_FILE")
         cluster_id = self.settings.cluster_id or derive_cluster_id(self.kube)
@@ -60,7 +62,8 @@ class Controller:
                                      interval=self.settings.poll_interval, source=url)
         self.fleet = Fleet(self.vast, cluster_id, interval=self.settings.fleet_interval)
         self.offers = OfferSource(self.poller)
-        self.reconciler = Reconciler(self.kube, self.vast, self.fleet, self.offers, self.settings, config)
+        self.reconciler = Reconciler(self.kube, self.vast, self.fleet, self.offers, self.settings, config,
+                                     checkpoint=checkpoint)
         self.elector = LeaderElector(self.kube, namespace=self.settings.namespace, name=LEASE_NAME,
                                      identity=self.settings.identity, lease_seconds=self.settings.lease_seconds,
                                      renew_every=self.settings.renew_every)
@@ -70,7 +73,7 @@ class Controller:
                                         lease_renew=min(10.0, 2 * self.settings.renew_every),
                                         endpoint=self.kubelet.endpoint)
         self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
-                             dry_run=self.settings.reaper_dry_run)
+                             dry_run=self.settings.reaper_dry_run, checkpoint=checkpoint)
         self.queue = WorkQueue()
         self.fleet.listeners.append(self._wake_booting)
         self.registry = CollectorRegistry()

@@ -10,7 +10,11 @@ again. Crash safety comes from the order of writes:
 2. every rental carries the label ``kv:<cluster>:<pod uid>``, and before renting the controller
    asks Vast for instances with that label and adopts one instead — so a controller killed
    between renting and writing ``vast.ai/instance-id`` finds its instance again;
-3. extra instances for one pod (an uncertain rent that did go through) are destroyed, keeping one;
+3. a rent whose outcome is unknown (its answer lost, the controller killed while it was in
+   flight or before the id was written) leaves a ``renting`` marker in the intent, and no second
+   rent goes out until the label has been looked for during ``uncertain_rent_wait``
+   (:mod:`controller.uncertain`: Vast's list may lag a new rental); extra instances for one pod,
+   which this should never leave, are still destroyed, keeping one;
 4. the finalizer is removed only after the instance is confirmed gone;
 5. a container restart (:mod:`controller.completion`) writes its ``vast.ai/restart`` record before
    each stop or start, so an exit is counted once; a deleted pod's grace period is read from its
@@ -29,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vastmarket.config import SelectionConfig
-from vastmarket.errors import OfferGone, RequirementError, VastError, VastRejected, VastUnavailable
+from vastmarket.errors import OfferGone, RequirementError, VastError, VastRejected
 from vastmarket.explain import endpoint_lines, selection_log
 from vastmarket.instances import Instance
 from vastmarket.placement import annotated_offer_id
@@ -37,7 +41,8 @@ from vastmarket.requirements import GPU_RESOURCE, requests_gpu, requirements_for
 from vastmarket.selection import ScoredOffer, ScoringPolicy
 from vastmarket.client import VastClient
 
-from . import completion, endpoints, health, status, termination, translate
+from . import completion, endpoints, health, status, termination, translate, uncertain
+from .checkpoints import INERT, Checkpoints
 from .fleet import Fleet, OfferSource, instance_label
 from .kube import KubeError, KubeGateway, now_rfc3339
 from .settings import ControllerSettings
@@ -93,8 +98,9 @@ class _Lookup:
 class Reconciler:
     def __init__(self, kube: KubeGateway, vast: VastClient, fleet: Fleet, offers: OfferSource,
                  settings: ControllerSettings, config: SelectionConfig, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, checkpoint: Checkpoints = INERT) -> None:
         self.kube = kube
+        self.checkpoint = checkpoint
         self.vast = vast
         self.fleet = fleet
         self.offers = offers
@@ -155,6 +161,7 @@ class Reconciler:
             "annotations": {A_LAUNCH: json.dumps(launch, separators=(",", ":"))},
         }}
         updated = self.kube.patch_pod(meta["namespace"], meta["name"], patch)
+        self.checkpoint("intent-recorded", pod=pod_ref(pod))
         self._event(updated, "LaunchRecorded", f"launching on Vast as {launch['label']}")
         return updated
 
@@ -204,7 +211,11 @@ class Reconciler:
                 return None
             return self._launch(pod)
         inst = alive[0]
-        if str(inst.id) != _annotations(pod).get(A_INSTANCE):
+        record = self._launch_record(pod)
+        if uncertain.RENTING in record:  # the rent's outcome is known now: this instance
+            pod = self._patch_annotations(pod, {A_INSTANCE: str(inst.id),
+                                                A_LAUNCH: _encode(uncertain.without_marker(record))})
+        elif str(inst.id) != _annotations(pod).get(A_INSTANCE):
             pod = self._patch_annotations(pod, {A_INSTANCE: str(inst.id)})
         if inst.container_exited or (restart is not None and restart.active_for(inst.id)):
             return self._container_ended(pod, inst, restart)
@@ -241,6 +252,9 @@ class Reconciler:
                 self.fleet.remember(inst)
             self._event(pod, "InstanceAdopted", f"found instance {adopted[0].id} already rented for this pod")
             return RETRY_SOON
+        wait, pod = self._await_uncertain_rent(pod)
+        if wait is not None:
+            return wait
         try:
             spec = translate.launch_spec(pod, lookup=self.lookup, services=self.kube.list_services(meta["namespace"]),
                                          default_disk_gb=self.config.defaults.min_disk_gb)
@@ -293,6 +307,35 @@ class Reconciler:
             with self._lock:
                 self._reserved.pop(uid, None)
 
+    def _await_uncertain_rent(self, pod: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+        """While a rent of this pod's may have gone through unseen (:mod:`controller.uncertain`),
+        when to look for its instance again; None when there is no such rent, or once the wait is
+        over (the marker is then removed: the rent was not made). And the pod as written."""
+        record = self._launch_record(pod)
+        pending = uncertain.PendingRent.read(record)
+        if pending is None:
+            return None, pod
+        wait = self.settings.uncertain_rent_wait
+        now = self.clock()
+        if pending.sent_at is None:  # unreadable: the wait starts now
+            pending = uncertain.PendingRent(pending.offer_id, now)
+            record[uncertain.RENTING] = pending.encode()
+            pod = self._patch_annotations(pod, {A_LAUNCH: _encode(record)})
+        left = pending.remaining(now, wait)
+        if left > 0:
+            self.fleet.hurry()
+            until = uncertain.PendingRent(None, pending.deadline(wait)).encode()["sentAt"]
+            self._pending(pod, "RentUncertain", f"the rent of offer {pending.offer_id} may have gone through: "
+                                                f"no instance labelled {self.label(_meta(pod)['uid'])} found yet; "
+                                                f"looking again until {until} before renting again")
+            return min(2.0, left), pod
+        record = uncertain.without_marker(record)
+        record["lastFailure"] = {"reason": "RentNotFound", "offerId": pending.offer_id}
+        pod = self._patch_annotations(pod, {A_LAUNCH: _encode(record)})
+        self._event(pod, "RentNotFound", f"no instance appeared within {wait:.0f}s of the uncertain rent of offer "
+                                         f"{pending.offer_id}: it was not made", warning=True)
+        return None, pod
+
     def _claim(self, ranking: Any, wanted: int | None) -> tuple[ScoredOffer | None, set[int]]:
         """The best offer (the webhook's pick when it still matches) that no other launch took in
         the last few minutes: concurrent launches must not race for one offer. Also the ids of the
@@ -335,29 +378,40 @@ class Reconciler:
         chosen = choice.scored
         offer = chosen.offer
         price = offer.dph_total or 0.0
-        record.update(attempts=int(record.get("attempts", 0)) + 1, offerId=offer.id, machineId=offer.machine_id, rentAt=now_rfc3339())
-        pod = self._patch_annotations(pod, {A_LAUNCH: json.dumps(record, separators=(",", ":"))})
+        try:
+            request = spec.rent_request(label)
+        except translate.LaunchError as exc:
+            self._pending(pod, exc.reason, str(exc), warning=True)
+            return RETRY_LATER
+        record.update(attempts=int(record.get("attempts", 0)) + 1, offerId=offer.id, machineId=offer.machine_id,
+                      rentAt=now_rfc3339())
+        record[uncertain.RENTING] = uncertain.PendingRent(offer.id, self.clock()).encode()  # before it goes out
+        pod = self._patch_annotations(pod, {A_LAUNCH: _encode(record)})
         for line in selection_log(ranking, selected_suffix=" - launching...", selected=chosen, why=choice.why_not_best):
             log.info("pod=%s %s", pod_ref(pod), line)
         differs = f"; not the webhook's offer {choice.webhook_offer}: {choice.why_not_webhook}" \
             if choice.why_not_webhook and choice.webhook_offer is not None else ""
         self._event(pod, "Renting", f"renting offer {offer.id}: {offer.gpu_display}, ${price:.3f}/h, "
                                     f"{offer.location.label}, score {chosen.score:.2f}{differs}")
-        try:
-            request = spec.rent_request(label)
-        except translate.LaunchError as exc:
-            self._pending(pod, exc.reason, str(exc), warning=True)
-            return RETRY_LATER
+        self.checkpoint("rent-sending", pod=pod_ref(pod), offer=offer.id)
         try:
             instance_id = self.vast.rent(offer.id, request)
         except OfferGone as exc:
             return self._rent_failed(pod, record, offer.machine_id, "OfferGone", str(exc))
-        except VastRejected as exc:
-            return self._rent_failed(pod, record, offer.machine_id, "RentRejected", str(exc))
-        except VastUnavailable as exc:
-            self._event(pod, "RentUncertain" if exc.uncertain else "VastUnavailable", str(exc), warning=True)
-            return 2.0 if exc.uncertain else RETRY_LATER
-        pod = self._patch_annotations(pod, {A_INSTANCE: str(instance_id), **choice.annotations()})
+        except VastError as exc:
+            if _outcome_unknown(exc):  # the marker stays: the next looks search before any rent
+                self._event(pod, "RentUncertain", f"{exc}; looking for an instance labelled {label} for up to "
+                                                  f"{self.settings.uncertain_rent_wait:.0f}s before renting again",
+                            warning=True)
+                return 2.0
+            if isinstance(exc, VastRejected):
+                return self._rent_failed(pod, record, offer.machine_id, "RentRejected", str(exc))
+            self._patch_annotations(pod, {A_LAUNCH: _encode(uncertain.without_marker(record))})
+            self._event(pod, "VastUnavailable", str(exc), warning=True)
+            return RETRY_LATER
+        self.checkpoint("rent-answered", pod=pod_ref(pod), offer=offer.id, instance=instance_id)
+        pod = self._patch_annotations(pod, {A_INSTANCE: str(instance_id), **choice.annotations(),
+                                            A_LAUNCH: _encode(uncertain.without_marker(record))})
         self._event(pod, "Rented", f"instance {instance_id} rented on offer {offer.id}")
         inst = self.vast.get_instance(instance_id)
         if inst is not None:
@@ -377,7 +431,8 @@ class Reconciler:
             failed.append(machine)
         record["failedMachines"] = failed[-50:]
         record["lastFailure"] = {"reason": reason, "offerId": record.get("offerId")}
-        self._patch_annotations(pod, {A_LAUNCH: json.dumps(record, separators=(",", ":")), A_INSTANCE: None})
+        record.pop(uncertain.RENTING, None)  # refused for certain, or the instance is known and failed
+        self._patch_annotations(pod, {A_LAUNCH: _encode(record), A_INSTANCE: None})
         self._event(pod, reason, f"{message}; failing over to the next offer", warning=True)
         return 0.0
 
@@ -454,8 +509,10 @@ class Reconciler:
         node = (pod.get("spec") or {}).get("nodeName", "")
         to_apply, to_delete = endpoints.plan_slices(services, pod, existing, public_ip=ip,
                                                     host_ports=host_ports, ready=ready, node_name=node)
-        for body in to_apply:
+        for n, body in enumerate(to_apply, start=1):
             self.kube.apply_endpoint_slice(ns, body)
+            self.checkpoint("endpointslice-write", pod=pod_ref(pod), slice=body["metadata"]["name"], written=n,
+                            of=len(to_apply))
         for name in to_delete:
             self.kube.delete_endpoint_slice(ns, name)
         self._warn_unserved(pod, services, host_ports)
@@ -621,7 +678,7 @@ class Reconciler:
         for s in self.kube.list_endpoint_slices(namespace, f"{endpoints.POD_UID_LABEL}={uid}"):
             self.kube.delete_endpoint_slice(namespace, s["metadata"]["name"])
 
-    def teardown(self, pod: Mapping[str, Any], *, delete_pod: bool) -> float | None:
+    def teardown(self, pod: dict[str, Any], *, delete_pod: bool) -> float | None:
         """Destroy the pod's instance(s), confirm they are gone, remove its slices and finalizer. A
         deleted pod's running instance is first drained (:meth:`_drain`): out of its Services,
         stopped, and destroyed once stopped or when its grace period is over."""
@@ -637,12 +694,18 @@ class Reconciler:
         annotated = _annotations(pod).get(A_INSTANCE)
         if annotated and annotated.isdigit():
             ids.add(int(annotated))
+        if not ids:
+            wait, pod = self._await_uncertain_rent(pod)
+            if wait is not None:
+                return wait  # an instance may yet show up: the finalizer stays until it is found or ruled out
+            meta = _meta(pod)
         if delete_pod and ids:
             wait = self._drain(pod, sorted(ids), listed)
             if wait is not None:
                 return wait
         for iid in sorted(ids):
             self._destroy(iid)
+            self.checkpoint("destroy-sent", pod=pod_ref(pod), instance=iid)
             after = self.vast.get_instance(iid)
             if after is not None and not after.gone:
                 log.warning("pod=%s instance %d still %s after destroy; will retry", pod_ref(pod), iid,
@@ -761,6 +824,18 @@ def _why_not(wanted: int | None, chosen: ScoredOffer, skipped: set[int], ranking
     if ranking.find(wanted) is None:
         return f"offer {wanted} no longer matches (rented, gone from the market, or the requirements changed)"
     return f"offer {wanted} is not the best match now"
+
+
+def _encode(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _outcome_unknown(exc: VastError) -> bool:
+    """Whether Vast may have made the rental that raised ``exc``: the client says so (a 5xx, a
+    connection lost after the request went out, an answer after the read timeout, an answer
+    without the id), or a 5xx reached here all the same. A refusal (4xx) or a call that never
+    reached Vast (connect failure, 429s) made nothing."""
+    return exc.uncertain or (isinstance(exc, VastRejected) and exc.status >= 500)
 
 
 def _dead_for_good(inst: Instance, restart: completion.Restart | None) -> bool:

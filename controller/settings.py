@@ -31,6 +31,11 @@ class ControllerSettings:
     resync: float = 5.0                # re-check of each running pod (health, endpoints)
     boot_timeout: float = 900.0        # rent → running deadline
     max_launch_attempts: int = 5
+    # After a rent whose answer was lost, how long the pod's label is looked for (Vast's listing
+    # may lag a new rental) before the controller concludes no instance was made and rents again.
+    # Longer than the read timeout plus the longest listing lag, or a rent may be made twice.
+    uncertain_rent_wait: float = 120.0
+    vast_read_timeout: float = 30.0   # seconds a Vast call may take to answer
     max_grace_period: float = 300.0    # bound on a deleted pod's terminationGracePeriodSeconds
     restart_backoff: float = 10.0      # first back-off before a container restart (doubles, ≤ 300 s)
     price_tolerance: float = 0.05      # billed dph_total may exceed the pod's cap by this fraction
@@ -56,7 +61,8 @@ class ControllerSettings:
 
     def __post_init__(self) -> None:
         for f in ("poll_interval", "fleet_interval", "resync", "boot_timeout", "max_snapshot_age",
-                  "reaper_interval", "unreachable_after", "lease_seconds", "renew_every", "log_follow_interval"):
+                  "reaper_interval", "unreachable_after", "lease_seconds", "renew_every", "log_follow_interval",
+                  "uncertain_rent_wait", "vast_read_timeout"):
             value = getattr(self, f)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"controller setting {f}={value!r}: expected a positive number of seconds")
@@ -64,6 +70,10 @@ class ControllerSettings:
             value = getattr(self, f)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"controller setting {f}={value!r}: expected 0 or more seconds")
+        if self.uncertain_rent_wait <= self.vast_read_timeout:
+            raise ConfigError(f"KUBE_VAST_UNCERTAIN_RENT_WAIT={self.uncertain_rent_wait:g} must be longer than "
+                              f"KUBE_VAST_VAST_READ_TIMEOUT={self.vast_read_timeout:g}: a rent answered late "
+                              "would be made again")
         if self.renew_every >= self.lease_seconds:
             raise ConfigError("controller settings: renew_every must be shorter than lease_seconds")
         if not self.virtual_nodes:
@@ -108,6 +118,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_UNREACHABLE_AFTER": ("unreachable_after", float),
     "KUBE_VAST_MAX_GRACE_PERIOD": ("max_grace_period", float),
     "KUBE_VAST_RESTART_BACKOFF": ("restart_backoff", float),
+    "KUBE_VAST_UNCERTAIN_RENT_WAIT": ("uncertain_rent_wait", float),
+    "KUBE_VAST_VAST_READ_TIMEOUT": ("vast_read_timeout", float),
     "VAST_MAX_TOTAL_PRICE_PER_HOUR": ("max_total_price_per_hour", float),
     "VAST_MAX_INSTANCES": ("max_instances", int),
     "KUBE_VAST_KUBELET_PORT": ("kubelet_port", int),
