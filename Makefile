@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit lint typecheck control-plane demo bench bench-ranking bench-extender bench-mutate bench-controller chart clean
+.PHONY: dev test unit lint typecheck control-plane demo chaos bench bench-ranking bench-extender bench-mutate bench-controller chart clean
 
 dev: $(STAMP)
 
@@ -38,6 +38,13 @@ test: $(STAMP) control-plane lint typecheck
 demo: $(STAMP)
 	tools/build-control-plane.sh --no-helm
 	$(BIN)/python -m demo $(DEMO_FLAGS)
+
+# Crash testing tied to progress (docs/reliability.md): the controller SIGKILLed CHAOS_ROUNDS times
+# at the steps that spend money, under lost answers, the simulator's ledger sampled all along;
+# prints the kills per kill point and the invariants. `make test` runs 12 rounds of it.
+CHAOS_ROUNDS ?= 60
+chaos: $(STAMP) control-plane
+	$(BIN)/python -m devcluster.chaos --rounds $(CHAOS_ROUNDS)
 
 bench: bench-ranking bench-extender bench-mutate bench-controller
 

@@ -1,7 +1,9 @@
-"""Vast misbehaving, as the simulator can make it: 429 storms, 5xx bursts, offers vanishing at
-rent time, instances stuck loading, exiting, going offline while serving, failing health checks.
-Each pod ends up served by a working instance or visibly failed, and the simulator's ledger never
-shows an instance without a live pod."""
+"""Vast misbehaving, as the simulator can make it: 429 storms, rentals and destroys whose answer is
+lost after they were made (commit then fail: a 5xx, a dropped connection, a late or slow answer)
+while the instance list lags, offers vanishing at rent time, instances stuck loading, exiting,
+going offline while serving, failing health checks. Each pod ends up served by a working instance
+or visibly failed, with exactly one rental where no fault justifies another, and the simulator's
+ledger never shows an instance without a live pod."""
 
 from __future__ import annotations
 
@@ -13,12 +15,16 @@ from kubernetes import client
 
 from devcluster.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
 from devcluster import create_namespace
+from devcluster.ledger import LedgerSampler
 from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 
 NODE = "vast-gpu-node-faults"
 CLUSTER = "faults01"
+READ_TIMEOUT = 3.0  # the controller's; a late answer comes after it
+UNCERTAIN_WAIT = 10.0  # the controller's wait for an uncertain rent's instance (> READ_TIMEOUT + LAG)
+LAG = 4.0  # Vast's list leaves a new instance out this long
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,9 @@ def env(control_plane, tmp_path_factory):
         ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
                                 sim_url=sim.url, snapshot=work / "offers.json", node=NODE,
                                 namespace="kube-vast-faults", cluster_id=CLUSTER,
-                                extra=("--boot-timeout", "3")).start()
+                                extra=("--boot-timeout", "3"),
+                                env={"KUBE_VAST_VAST_READ_TIMEOUT": f"{READ_TIMEOUT:g}",
+                                     "KUBE_VAST_UNCERTAIN_RENT_WAIT": f"{UNCERTAIN_WAIT:g}"}).start()
         try:
             yield api, sim, ctl
         finally:
@@ -107,13 +115,60 @@ def test_a_429_storm_delays_but_does_not_stop_the_launch(env, ns):
     served(api, ns, sim)
 
 
-def test_5xx_bursts_on_rent_are_resolved_without_a_second_instance(env, ns):
+def rentals(sim, p) -> list[int]:
+    """Every instance ever rented for the pod, destroyed ones included."""
+    return [i["id"] for i in sim.state()["instances"] if i["label"] == f"kv:{CLUSTER}:{p.metadata.uid}"]
+
+
+LOST_RENT_ANSWERS = {
+    "503": lambda sim: sim.faults.commit_then_fail("create", status=503),
+    "500": lambda sim: sim.faults.commit_then_fail("create", status=500),
+    "dropped": lambda sim: sim.faults.commit_then_fail("create", answer="drop"),
+    "late": lambda sim: sim.faults.commit_then_fail("create", answer="late", seconds=2 * READ_TIMEOUT),
+    "slow": lambda sim: sim.faults.set_slow_answer("create", 2 * READ_TIMEOUT),
+}
+
+
+@pytest.mark.parametrize("lose", list(LOST_RENT_ANSWERS.values()), ids=list(LOST_RENT_ANSWERS))
+def test_a_rental_made_whose_answer_is_lost_is_found_and_never_made_twice(env, ns, lose):
     api, sim, _ = env
-    sim.faults.fail_next("create", status=503, count=2)
-    sim.faults.fail_next("list_instances", status=502, count=3)
+    sim.faults.set_listing_lag(LAG)  # and the list does not show it yet
+    lose(sim)
+    with LedgerSampler(lambda: sim.state()["instances"], label_prefix=f"kv:{CLUSTER}:") as sampler:
+        launch(api, ns)
+        p, instance = served(api, ns, sim)
+        sim.faults.clear()
+    assert rentals(sim, p) == [instance]
+    assert sampler.violating_samples == 0 and sampler.worst == 1
+    assert "RentUncertain" in events(api, ns, "gpu")
+    assert "vast.ai/instance-id" in p.metadata.annotations and "renting" not in p.metadata.annotations["vast.ai/launch"]
+
+
+def test_a_rent_lost_before_it_was_made_is_sent_again_only_after_the_wait(env, ns):
+    api, sim, _ = env
+    sim.faults.fail_next("create", status=503)  # answered before anything was rented
+    creates = sim.state()["counters"]["calls"].get("create", 0)
     launch(api, ns)
-    served(api, ns, sim)
-    assert ledger_clean(api, sim)
+    p, instance = served(api, ns, sim)
+    assert rentals(sim, p) == [instance]
+    assert sim.state()["counters"]["calls"]["create"] == creates + 2
+    assert {"RentUncertain", "RentNotFound", "Rented"} <= set(events(api, ns, "gpu"))
+    assert json.loads(p.metadata.annotations["vast.ai/launch"])["lastFailure"]["reason"] == "RentNotFound"
+
+
+@pytest.mark.parametrize("lost", [{"status": 503}, {"status": 500}, {"answer": "drop"},
+                                  {"answer": "late", "seconds": 2 * READ_TIMEOUT}],
+                         ids=["503", "500", "dropped", "late"])
+def test_a_destroy_whose_answer_is_lost_still_releases_the_pod_and_leaves_nothing(env, ns, lost):
+    api, sim, _ = env
+    launch(api, ns)
+    _, instance = served(api, ns, sim)
+    sim.faults.commit_then_fail("destroy", **lost)
+    client.CoreV1Api(api).delete_namespaced_pod("gpu", ns)
+    wait_until(lambda: not client.CoreV1Api(api).list_namespaced_pod(ns).items, timeout=60)
+    assert next(i for i in sim.state()["instances"] if i["id"] == instance)["destroyed"]
+    assert sim.state()["faults"]["commit_then_fail"] == {}  # the destroy was made, its answer lost
+    assert not live_instances(sim, f"kv:{CLUSTER}:")
 
 
 def test_offers_vanishing_at_rent_time_fail_over_to_the_next_offer(env, ns):
