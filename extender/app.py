@@ -137,11 +137,16 @@ def create_app(
         snapshot = snapshots()
         if snapshot is None:
             return _json({"status": "not ready", "reason": "no offer snapshot yet"}, 503)
-        age = snapshot.age(clock())
-        if age > settings.max_snapshot_age:
-            return _json({"status": "not ready",
-                          "reason": f"offer snapshot is stale ({age:.0f}s > {settings.max_snapshot_age:.0f}s)"}, 503)
-        return _json({"status": "ready", "offers": len(snapshot), "snapshot_age_seconds": round(age, 1)})
+        now = clock()
+        too_old = snapshot.stale_reason(now, settings.max_snapshot_age)
+        if too_old is not None:
+            return _json({"status": "not ready", "reason": too_old}, 503)
+        body: dict[str, Any] = {"status": "ready", "offers": len(snapshot),
+                                "snapshot_age_seconds": round(snapshot.age(now), 1)}
+        stale = snapshot.staleness(now, settings.max_snapshot_age)
+        if stale is not None:  # served all the same: searches are paused (Vast's search quota)
+            body.update(snapshot="stale", reason=stale)
+        return _json(body)
 
     @app.get("/metrics")
     def metrics_route() -> Response:

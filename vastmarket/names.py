@@ -185,6 +185,20 @@ def parse_geolocation(text: str | None) -> Location:
     return Location(country, state)
 
 
+def geolocation_tails(countries: frozenset[str]) -> frozenset[str]:
+    """The two-letter endings a ``geolocation`` text of one of ``countries`` can have, as Vast
+    matches a country filter (on the last two characters): the codes themselves, and the last
+    two letters of the country names hosts write instead (``"California, United States"`` ends
+    in ``ES``). A search filtered on these misses no offer :func:`parse_geolocation` puts there.
+
+    >>> sorted(geolocation_tails(frozenset({"US"})))
+    ['CA', 'ES', 'SA', 'US']
+    """
+    tails = set(countries)
+    tails.update(name[-2:] for name, code in _COUNTRY_NAMES.items() if code in countries)
+    return frozenset(tails)
+
+
 @dataclass(frozen=True, slots=True)
 class LocationPattern:
     """A user-written location: a region (``EU``), a country (``DE``) or a US state (``US-CA``)."""

@@ -4,7 +4,9 @@ snapshot only — never by calling Vast.
 
 :func:`place` returns a :class:`Placement`: the pod's requirements, the ranking, the chosen
 offer (the one the webhook annotated when it still matches, else the best), or the reason
-why not: no snapshot yet, a stale snapshot, invalid requirements, or no matching offer.
+why not: no snapshot yet, a stale snapshot (one published while Vast's search quota pauses the
+searches is still served: :meth:`~vastmarket.snapshot.OfferSnapshot.stale_reason`), invalid
+requirements, or no matching offer.
 Pure function of its inputs.
 """
 
@@ -66,10 +68,9 @@ def place(
     if snapshot is None:
         return Placement(None, "no Vast offer snapshot yet (the controller has not published one)",
                          requirements=req)
-    age = snapshot.age(now)
-    if age > max_age:
-        return Placement(None, f"the Vast offer snapshot is stale ({age:.0f}s old, limit {max_age:.0f}s)",
-                         requirements=req)
+    stale = snapshot.stale_reason(now, max_age)
+    if stale is not None:
+        return Placement(None, stale, requirements=req)
     ranking = snapshot.rank(req, policy)
     best = ranking.best
     if best is None:

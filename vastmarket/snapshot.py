@@ -1,8 +1,11 @@
-"""The offer snapshot: the one broad Vast search that every reader ranks against.
+"""The offer snapshot: the offers every reader ranks against (what the controller's market
+watcher found, :mod:`vastmarket.market_watch`).
 
 * :class:`OfferSnapshot` — immutable offers + the time they were fetched; ranks requirements
   against them and caches the answer, so the same pod asked twice (filter, prioritize, webhook)
-  costs a dictionary lookup.
+  costs a dictionary lookup. When Vast's search quota stops the searches, the last offers are
+  published again with a :class:`SearchPause` (why, and when searching resumes): readers keep
+  serving them, whatever their age, until shortly after that, and say why they are old.
 * :class:`SnapshotFile` — publishes a snapshot atomically as JSON (write + rename) for readers
   in other processes (the extender and the webhook beside the controller), and loads it back.
 * :class:`SnapshotFollower` — a reader's background thread that reloads the file when it
@@ -25,6 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +44,48 @@ _OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(Offer) if f.init)
 FORMAT_VERSION = 1
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPause:
+    """No search before ``until`` (epoch seconds) since ``since``, for ``reason`` (Vast's error
+    code, e.g. ``search_quota_exceeded``); ``message`` says it for people."""
+
+    reason: str
+    message: str
+    since: float
+    until: float
+
+    def describe(self, now: float) -> str:
+        left = max(0.0, self.until - now)
+        return (f"{self.message}; no search before {_utc(self.until)} (in {left:.0f}s), "
+                f"paused since {_utc(self.since)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "message": self.message, "since": self.since, "until": self.until}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SearchPause | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(str(data["reason"]), str(data["message"]), float(data["since"]), float(data["until"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
 class OfferSnapshot:
-    """Offers fetched at ``taken_at`` (epoch seconds). Immutable; ranking results are cached."""
+    """Offers fetched at ``taken_at`` (epoch seconds). Immutable; ranking results are cached.
+    ``pause``: searches are paused (the offers are the last ones found)."""
 
     def __init__(self, offers: Sequence[Offer], *, taken_at: float, source: str = "",
-                 cache_size: int = 512) -> None:
+                 cache_size: int = 512, pause: SearchPause | None = None) -> None:
         self.table = OfferTable(offers)
         self.taken_at = taken_at
         self.source = source
+        self.pause = pause
         self._cache: OrderedDict[tuple[Requirements, ScoringPolicy], Ranking] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -61,6 +99,34 @@ class OfferSnapshot:
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.taken_at)
+
+    def paused(self, pause: SearchPause | None) -> OfferSnapshot:
+        """The same offers (and taken_at), with searches paused as ``pause`` says."""
+        again = OfferSnapshot((), taken_at=self.taken_at, source=self.source, cache_size=self._cache_size,
+                              pause=pause)
+        again.table = self.table
+        return again
+
+    def stale_reason(self, now: float, max_age: float) -> str | None:
+        """Why this snapshot must not be served at ``now``, or ``None``. Older than ``max_age`` is
+        too old, except while searches are paused (and for ``max_age`` after they resume): the
+        last offers are then the best there are, and the controller checks each offer again
+        when it rents."""
+        age = self.age(now)
+        if age <= max_age:
+            return None
+        if self.pause is not None and now <= self.pause.until + max_age:
+            return None
+        text = f"the Vast offer snapshot is stale ({age:.0f}s old, limit {max_age:.0f}s)"
+        return f"{text}: {self.pause.describe(now)}" if self.pause is not None else text
+
+    def staleness(self, now: float, max_age: float) -> str | None:
+        """Why this snapshot is old at ``now``, served or not, or ``None`` when it is fresh."""
+        if self.pause is not None and now < self.pause.until:
+            return (f"offer snapshot is stale ({self.age(now):.0f}s old) and served: searches paused: "
+                    f"{self.pause.describe(now)}; the offers are from {_utc(self.taken_at)}")
+        age = self.age(now)
+        return f"offer snapshot is stale ({age:.0f}s > {max_age:.0f}s)" if age > max_age else None
 
     def rank(self, requirements: Requirements, policy: ScoringPolicy = ScoringPolicy()) -> Ranking:
         """Rank this snapshot for ``requirements``; repeated questions are answered from cache."""
@@ -78,12 +144,15 @@ class OfferSnapshot:
         return result
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "version": FORMAT_VERSION,
             "taken_at": self.taken_at,
             "source": self.source,
             "offers": [{f: getattr(o, f) for f in _OFFER_FIELDS} for o in self.offers],
         }
+        if self.pause is not None:
+            data["search_pause"] = self.pause.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> OfferSnapshot:
@@ -91,7 +160,8 @@ class OfferSnapshot:
             raise ConfigError("offer snapshot file has an unknown format")
         try:
             offers = [Offer(**{f: raw.get(f) for f in _OFFER_FIELDS}) for raw in data["offers"]]
-            return cls(offers, taken_at=float(data["taken_at"]), source=str(data.get("source", "")))
+            return cls(offers, taken_at=float(data["taken_at"]), source=str(data.get("source", "")),
+                       pause=SearchPause.from_json(data.get("search_pause")))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"offer snapshot file is damaged: {exc}") from None
 

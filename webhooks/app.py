@@ -115,10 +115,13 @@ def create_app(
         snapshot = snapshots()
         if snapshot is None:
             return _json({"status": "ready", "snapshot": "missing"})
-        age = snapshot.age(clock())
-        state = "stale" if age > settings.max_snapshot_age else "fresh"
-        return _json({"status": "ready", "snapshot": state, "offers": len(snapshot),
-                      "snapshot_age_seconds": round(age, 1)})
+        now = clock()
+        stale = snapshot.staleness(now, settings.max_snapshot_age)
+        body: dict[str, Any] = {"status": "ready", "snapshot": "stale" if stale else "fresh", "offers": len(snapshot),
+                                "snapshot_age_seconds": round(snapshot.age(now), 1)}
+        if stale is not None:
+            body["reason"] = stale
+        return _json(body)
 
     @app.get("/metrics")
     def metrics_route() -> Response:

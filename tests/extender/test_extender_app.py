@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from extender.decisions import VirtualNodes
 from extender.settings import ExtenderSettings
-from tests.extender.conftest import NOW, Harness, captured
+from vastmarket.snapshot import SearchPause
+from tests.extender.conftest import NOW, Harness, captured, market
 
 RESULT_KEYS = {"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
 
@@ -212,3 +213,23 @@ def test_priorities_cover_every_node_with_scores_from_0_to_10(node_names, annota
     data = EXT.post("prioritize", body).get_json()
     assert [d["Host"] for d in data] == node_names
     assert all(isinstance(d["Score"], int) and 0 <= d["Score"] <= 10 for d in data)
+
+
+def test_a_snapshot_paused_by_the_search_quota_is_served_and_readyz_says_why():
+    ext = Harness()
+    ext.snapshot = market().paused(SearchPause("search_quota_exceeded", "Vast's search quota is used up",
+                                               since=NOW - 5, until=NOW + 7200))
+    ext.now = NOW + 3600  # an hour old, far past the 120 s limit: still the best offers there are
+    reply = ext.http.get("/readyz")
+    assert reply.status_code == 200
+    body = reply.get_json()
+    assert body["status"] == "ready" and body["snapshot"] == "stale"
+    assert "Vast's search quota is used up" in body["reason"] and "no search before" in body["reason"]
+    assert "kube_vast_offer_search_paused 1.0" in ext.http.get("/metrics").get_data(as_text=True)
+    assert ext.post("filter", captured("filter-nodenames.json")).get_json()["NodeNames"][1] == "vast-gpu-node-1"
+    ext.now = NOW + 7200 + 121  # the pause ended two minutes ago and nothing new came: too old now
+    reply = ext.http.get("/readyz")
+    assert reply.status_code == 503 and "search quota" in reply.get_json()["reason"]
+    assert "kube_vast_offer_search_paused 0.0" in ext.http.get("/metrics").get_data(as_text=True)
+    assert "vast-gpu-node-1" in ext.post("filter", captured("filter-nodenames.json")).get_json()[
+        "FailedAndUnresolvableNodes"]

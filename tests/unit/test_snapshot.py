@@ -7,7 +7,7 @@ import pytest
 from tests.unit.offer_factory import make_offer
 from vastmarket.errors import ConfigError, VastUnavailable
 from vastmarket.requirements import Requirements
-from vastmarket.snapshot import OfferSnapshot, SnapshotFile, SnapshotFollower, SnapshotPoller
+from vastmarket.snapshot import OfferSnapshot, SearchPause, SnapshotFile, SnapshotFollower, SnapshotPoller
 
 
 def snapshot(n=5, taken_at=100.0):
@@ -111,3 +111,26 @@ def test_the_poller_runs_on_its_interval_until_stopped():
 def test_a_non_positive_poll_interval_is_refused():
     with pytest.raises(ConfigError, match="interval"):
         SnapshotPoller(lambda: [], lambda s: None, interval=0)
+
+
+def test_a_search_pause_travels_with_the_snapshot_file(tmp_path):
+    file = SnapshotFile(tmp_path / "offers.json")
+    pause = SearchPause("search_quota_exceeded", "Vast's search quota is used up", since=100.0, until=3700.0)
+    file.publish(snapshot(taken_at=90.0).paused(pause))
+    loaded = file.load()
+    assert loaded.pause == pause and loaded.taken_at == 90.0 and len(loaded) == 5
+    file.publish(snapshot())
+    assert file.load().pause is None
+
+
+def test_a_paused_snapshot_is_served_past_its_age_until_the_pause_has_ended_for_max_age():
+    pause = SearchPause("search_quota_exceeded", "Vast's search quota is used up", since=100.0, until=3700.0)
+    paused = snapshot(taken_at=100.0).paused(pause)
+    assert paused.stale_reason(3000.0, max_age=300) is None
+    assert "stale" in paused.staleness(3000.0, max_age=300) and "search quota" in paused.staleness(3000.0, 300)
+    assert paused.stale_reason(4000.0, max_age=300) is None
+    reason = paused.stale_reason(4001.0, max_age=300)
+    assert reason is not None and "3901s old" in reason and "search quota" in reason
+    plain = snapshot(taken_at=100.0)
+    assert plain.stale_reason(401.0, max_age=300) == "the Vast offer snapshot is stale (301s old, limit 300s)"
+    assert plain.staleness(300.0, max_age=300) is None

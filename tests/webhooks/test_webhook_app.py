@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.webhooks.conftest import NOW, Harness, annotated, captured, market, patch_of, patched, with_object
 from vastmarket.config import SelectionConfig
-from vastmarket.snapshot import OfferSnapshot
+from vastmarket.snapshot import OfferSnapshot, SearchPause
 from webhooks.app import create_app
 from webhooks.mutation import OFFER_ANNOTATIONS
 from webhooks.settings import WebhookSettings
@@ -366,3 +366,15 @@ def test_health_and_readiness(hook):
     hook.now = NOW + 1000
     assert hook.http.get("/readyz").get_json()["snapshot"] == "stale"
     assert Harness(no_snapshot=True).http.get("/readyz").get_json() == {"status": "ready", "snapshot": "missing"}
+
+
+def test_readiness_says_why_the_offers_are_old_while_the_search_quota_pauses_them_and_pods_still_get_one(hook):
+    hook.snapshot = market().paused(SearchPause("search_quota_exceeded", "Vast's search quota is used up",
+                                                since=NOW, until=NOW + 7200))
+    hook.now = NOW + 3600
+    ready = hook.http.get("/readyz").get_json()
+    assert ready["snapshot"] == "stale" and "Vast's search quota is used up" in ready["reason"]
+    review = captured("pod-create-generatename")
+    reply = hook.review(review)
+    assert reply["response"]["allowed"] is True
+    assert patched(review, reply)["metadata"]["annotations"]["vast.ai/offer-id"] == "2"
