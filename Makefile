@@ -46,6 +46,14 @@ CHAOS_ROUNDS ?= 60
 chaos: $(STAMP) control-plane
 	$(BIN)/python -m devcluster.chaos --rounds $(CHAOS_ROUNDS)
 
+# The soak (docs/reliability.md): 20 pods over a churning market for SOAK_MINUTES minutes (prices
+# moving, offers vanishing, hosts offline, 429 storms, a partition, the controller SIGKILLed about
+# every minute), the money invariants sampled throughout; one summary line. `make test` runs 2 minutes.
+.PHONY: soak
+SOAK_MINUTES ?= 10
+soak: $(STAMP) control-plane
+	$(BIN)/python -m devcluster.soak --minutes $(SOAK_MINUTES)
+
 bench: bench-ranking bench-extender bench-mutate bench-controller
 
 bench-ranking: $(STAMP)

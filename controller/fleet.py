@@ -2,7 +2,9 @@
 
 * :class:`Fleet` lists the account's instances on an interval (one paginated call however many
   pods there are — Vast rate-limits per endpoint) and keeps those carrying this cluster's label
-  prefix. Waiters are woken on every refresh.
+  prefix. Waiters are woken on every refresh. An instance forgotten (destroyed) while a listing
+  was in flight is not brought back by that listing: only a listing begun after the forget can
+  show it again (a destroy that did not take).
 * :class:`OfferSource` wraps the snapshot poller: :meth:`latest` for normal launches,
   :meth:`fresh` for a failover, which wants offers no older than a few seconds and coalesces
   concurrent requests into one search.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -46,6 +49,8 @@ class Fleet:
         self.clock = clock
         self._instances: dict[int, Instance] = {}
         self._first_seen: dict[int, float] = {}
+        self._forgotten: dict[int, int] = {}  # instance id → the tick it was forgotten (destroyed) at
+        self._ticks = itertools.count()  # orders forgets and listing starts
         self.refreshed_at: float | None = None
         self.last_error: str | None = None
         self.last_success: float | None = None
@@ -64,6 +69,8 @@ class Fleet:
 
     def refresh(self) -> bool:
         with self._refresh_lock:
+            with self._changed:
+                started = next(self._ticks)
             try:
                 listed = self.client.list_instances()
             except VastError as exc:
@@ -72,8 +79,11 @@ class Fleet:
                 return False
             now = self.clock()
             prefix = label_prefix(self.cluster_id)
-            mine = {i.id: i for i in listed if i.label and i.label.startswith(prefix)}
             with self._changed:
+                # Older than a forget: the listing may show an instance destroyed meanwhile.
+                mine = {i.id: i for i in listed if i.label and i.label.startswith(prefix)
+                        and self._forgotten.get(i.id, -1) < started}
+                self._forgotten = {iid: at for iid, at in self._forgotten.items() if at > started}
                 for iid in mine:
                     self._first_seen.setdefault(iid, now)
                 for iid in list(self._first_seen):
@@ -98,6 +108,7 @@ class Fleet:
     def forget(self, instance_id: int) -> None:
         with self._changed:
             self._instances.pop(instance_id, None)
+            self._forgotten[instance_id] = next(self._ticks)
             self._changed.notify_all()
 
     def instances(self) -> list[Instance]:

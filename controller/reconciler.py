@@ -43,6 +43,7 @@ from vastmarket.client import VastClient
 
 from . import completion, endpoints, health, status, termination, translate, uncertain
 from .checkpoints import INERT, Checkpoints
+from . import replacement
 from .fleet import Fleet, OfferSource, instance_label
 from .kube import KubeError, KubeGateway, now_rfc3339
 from .settings import ControllerSettings
@@ -115,6 +116,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self._reserved: dict[str, float] = {}  # pod uid → $/h of a rent in flight (budget)
         self._claimed: dict[int, float] = {}  # offer id → when a launch took it (not offered twice)
+        self._holding = False  # replacements of unreachable hosts held: too many at once
         self._unserved_warned: dict[tuple[str, str, int], None] = {}  # (pod uid, Service, port), oldest first
         self.on_event: Callable[[str], None] = lambda reason: None
         self.booting: set[str] = set()  # pods waiting for their instance to run ("ns/name")
@@ -191,6 +193,9 @@ class Reconciler:
 
     def _drive(self, pod: dict[str, Any]) -> float | None:
         instances = self._instances_for(pod)
+        replacing = replacement.Replacing.read(self._launch_record(pod))
+        if replacing is not None:  # first: the old instance goes before anything else is decided
+            return self._replace(pod, replacing, instances)
         restart = completion.Restart.read(_annotations(pod))
         dead = [i for i in instances if _dead_for_good(i, restart)]
         alive = [i for i in instances if not _dead_for_good(i, restart)]
@@ -454,9 +459,15 @@ class Reconciler:
         with self._lock:
             self.booting.add(pod_ref(pod))
         state = inst.actual_status or "provisioning"
-        self._write_status(pod, status.pod_status(
-            pod, phase="Pending", ready=False, public_ip=None, started_at=None, container_state="waiting",
-            reason="ContainerCreating", message=f"Vast instance {inst.id} is {state}", now=now_rfc3339()))
+        # A pod whose instance is being replaced (controller.replacement) stays Running, not ready.
+        running = (pod.get("status") or {}).get("phase") == "Running"
+        booting = status.pod_status(
+            pod, phase="Running" if running else "Pending", ready=False, public_ip=None, started_at=None,
+            container_state="waiting", reason="ContainerCreating", message=f"Vast instance {inst.id} is {state}",
+            now=now_rfc3339())
+        if running:
+            booting.update(reason=None, message=None)
+        self._write_status(pod, booting)
         return 1.0
 
     # --- serving --------------------------------------------------------------------------------
@@ -481,13 +492,15 @@ class Reconciler:
                 state.observe(False, now, f"container port {probe.container_port} is not mapped by Vast")
             else:
                 result = health.check(probe, ip, host_port)
-                state.observe(result.ok, now, result.message)
+                state.observe(result.ok, now, result.message, reachable=result.reachable)
         if state.ready != was_ready:
             if state.ready:
                 self._event(pod, "InstanceHealthy", f"{probe.describe()} passes at {ip}")
             else:
                 self._event(pod, "InstanceUnhealthy", f"{probe.describe()} failed {state.consecutive_failures} "
                                                       f"times: {state.last_message}; out of its Services", warning=True)
+        if replacement.due(state, now, self.settings.host_unreachable_grace) and not self._replacements_held(pod):
+            return self._begin_replacement(pod, inst, state)
         ports_text = json.dumps({str(k): v for k, v in sorted(inst.ports.items())}, separators=(",", ":"))
         first_time = _annotations(pod).get(A_PUBLIC_IP) != ip or _annotations(pod).get(A_PORTS) != ports_text
         if first_time:
@@ -547,6 +560,73 @@ class Reconciler:
         self._event(pod, "InstanceLost", f"{why}; failing the pod so that its owner replaces it", warning=True)
         self._write_status(pod, status.failed_status(pod, reason="InstanceLost", message=why, now=now_rfc3339()))
         self._delete_slices(meta["namespace"], meta["uid"])
+
+    # --- an unreachable host (controller.replacement) -------------------------------------------
+
+    def _replacements_held(self, pod: Mapping[str, Any]) -> bool:
+        """Too many hosts unreachable at once: this controller's own network is suspect. When such
+        a hold ends, every host still unreachable gets a whole grace again, from then on (hosts
+        come back one by one)."""
+        now = self.clock()
+        with self._lock:
+            probed = len(self._health)
+            unreachable = sum(1 for s in self._health.values() if s.unreachable_since is not None)
+            if not replacement.held(unreachable, probed):
+                if not self._holding:
+                    return False
+                self._holding = False
+                for state in self._health.values():
+                    if state.unreachable_since is not None:
+                        state.unreachable_since = now
+                return True
+            self._holding = True
+        self._event(pod, "ReplacementHeld", f"{unreachable} of {probed} instances are unreachable at once: this "
+                                            "controller's own network is the likelier cause; no instance is "
+                                            "replaced until fewer are", warning=True)
+        return True
+
+    def _begin_replacement(self, pod: dict[str, Any], inst: Instance, state: health.HealthState) -> float:
+        """The host of the pod's serving instance stayed unreachable past the grace: record the
+        replacement (before anything is destroyed), then go on with it."""
+        since = replacement.unreachable_for(state, self.clock()) or 0.0
+        why = (f"host {inst.public_ip} of instance {inst.id} unreachable for {since:.0f}s "
+               f"(KUBE_VAST_HOST_UNREACHABLE_GRACE {self.settings.host_unreachable_grace:g}s): {state.last_message}")
+        replacing = replacement.Replacing(inst.id, inst.machine_id, why)
+        pod = self._patch_annotations(pod, {A_LAUNCH: _encode(replacement.begin(self._launch_record(pod), replacing))})
+        self._event(pod, "HostUnreachable", f"{why}; destroying it and renting a replacement", warning=True)
+        return self._replace(pod, replacing, [inst])
+
+    def _replace(self, pod: dict[str, Any], replacing: replacement.Replacing, instances: list[Instance]) -> float:
+        """Destroy the instance being replaced until Vast confirms it gone, then clear its
+        annotations so that the pod launches again (see controller.replacement)."""
+        old = next((i for i in instances if i.id == replacing.instance_id), None)
+        if old is not None and not old.gone:
+            self._endpoints_not_ready(pod)
+            try:
+                self._destroy(old.id)
+            except VastRejected as exc:
+                if exc.error != "no_such_instance":
+                    raise
+            after = self.vast.get_instance(old.id)
+            if after is not None and not after.gone:
+                log.warning("pod=%s instance %d still %s after destroy; will retry", pod_ref(pod), old.id,
+                            after.actual_status)
+                return 2.0
+        meta = _meta(pod)
+        record = replacement.finish(self._launch_record(pod))
+        pod = self._patch_annotations(pod, {A_LAUNCH: _encode(record), A_INSTANCE: None, A_PUBLIC_IP: None,
+                                            A_PORTS: None, completion.A_RESTART: None})
+        with self._lock:
+            self._health.pop(meta["uid"], None)
+        self._event(pod, "InstanceReplaced", f"instance {replacing.instance_id} destroyed; launching a replacement "
+                                             f"(its machine {replacing.machine_id} is avoided)", warning=True)
+        now = now_rfc3339()
+        last = {"exitCode": status.LOST_EXIT_CODE, "reason": "HostUnreachable", "message": replacing.reason,
+                "startedAt": status.started_at(pod), "finishedAt": now}
+        self._write_status(pod, status.restarting_status(
+            pod, reason="ContainerCreating", message=f"replacing instance {replacing.instance_id}",
+            last_terminated=last, restart_count=status.restart_count(pod) + 1, now=now))
+        return 0.0
 
     # --- a container that ended (controller.completion) -----------------------------------------
 

@@ -44,6 +44,7 @@ class ControllerSettings:
     reaper_grace: float = 300.0
     reaper_dry_run: bool = False
     unreachable_after: float = 300.0   # Vast unreachable this long → virtual node NotReady
+    host_unreachable_grace: float = 300.0  # a serving instance's host unreachable this long → replaced (0: never)
     lease_seconds: float = 15.0
     renew_every: float = 5.0
     workers: int = 8
@@ -66,7 +67,7 @@ class ControllerSettings:
             value = getattr(self, f)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"controller setting {f}={value!r}: expected a positive number of seconds")
-        for f in ("reaper_grace", "max_grace_period", "restart_backoff"):
+        for f in ("reaper_grace", "max_grace_period", "restart_backoff", "host_unreachable_grace"):
             value = getattr(self, f)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"controller setting {f}={value!r}: expected 0 or more seconds")
@@ -116,6 +117,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_REAPER_INTERVAL": ("reaper_interval", float),
     "KUBE_VAST_MAX_SNAPSHOT_AGE": ("max_snapshot_age", float),
     "KUBE_VAST_UNREACHABLE_AFTER": ("unreachable_after", float),
+    "KUBE_VAST_HOST_UNREACHABLE_GRACE": ("host_unreachable_grace", float),
     "KUBE_VAST_MAX_GRACE_PERIOD": ("max_grace_period", float),
     "KUBE_VAST_RESTART_BACKOFF": ("restart_backoff", float),
     "KUBE_VAST_UNCERTAIN_RENT_WAIT": ("uncertain_rent_wait", float),

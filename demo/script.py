@@ -5,6 +5,11 @@ ended with Ctrl-C or SIGTERM); 1 when a step failed (the logs are kept and their
 130 when interrupted before the flow finished. The last line is always the summary::
 
     summary: result=ok instances_rented=1 live_instances=0 processes_left=0 elapsed=41s
+
+``--chaos`` (:mod:`demo.chaos`) runs three replicas while the controller is SIGKILLed at random
+moments, and ends with what the simulator's ledger shows (one rental per pod, nothing live); the
+summary then also says ``chaos_kills=N pods=N duplicates=N max_live_per_pod=N``, and the result
+is ``failed`` unless the ledger is clean.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from kubernetes import client, utils
 
 from controller.kube import KubeGateway
 from devcluster.components import KUBE_VAST
+from devcluster.ledger import LedgerSampler
 from devcluster.processes import ProcessDied
 
+from .chaos import MIN_KILLS, REPLICAS, Killer, LedgerReport, ledger_report
 from .console import Console
 from .stack import VIRTUAL_NODE, MissingBinaries, Stack, processes_mentioning
 
@@ -58,8 +65,14 @@ class Interrupted(KeyboardInterrupt):
 
 class Demo:
     def __init__(self, *, keep: bool, seed: int, offers: int, timeout: float, keep_logs: bool,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, chaos: bool = False) -> None:
         self.keep = keep
+        self.chaos = chaos
+        self.seed = seed
+        self.killer: Killer | None = None
+        self.sampler: LedgerSampler | None = None
+        self.pod_names: dict[str, str] = {}  # uid → name, for the ledger report
+        self.report: LedgerReport | None = None
         self.timeout = timeout
         self.keep_logs = keep_logs
         self.console = console or Console()
@@ -105,7 +118,7 @@ class Demo:
                  "kube-controller-manager")
         sim = s.start_simulator()
         self.say(f"Vast simulator at {sim.url}: {self.stack.offers} offers (seed {self.stack.seed}); "
-                 f"instances will listen on {s.ip}")
+                 f"{s.hosts}")
         s.start_controller()
         self.say(f"kube-vast controller started (cluster id {s.cluster_id}); waiting for its offer snapshot "
                  f"and the virtual node")
@@ -179,7 +192,7 @@ class Demo:
                  f"${inst['dph_total']:.3f}/h, state {inst['actual_status'] or 'provisioning'} (label {label})")
         inst = self.wait("the instance to run", lambda: instance(True))
         ports = ", ".join(f"{k.split('/')[0]}→{v[0]['HostPort']}" for k, v in sorted((inst["ports"] or {}).items()))
-        self.say(f"instance {inst['id']}: state running at {self.stack.ip}, ports {ports}")
+        self.say(f"instance {inst['id']}: state running at {inst.get('host') or self.stack.ip}, ports {ports}")
         pod = self.wait("the pod to be Ready", lambda: read(_ready))
         status = pod["status"]
         self.say(f"pod {name}: {status['phase']}, Ready on {pod['spec']['nodeName']}; hostIP {status.get('hostIP')} "
@@ -208,6 +221,56 @@ class Demo:
                 if (e.get("conditions") or {}).get("ready") and s.get("ports"):
                     return str(e["addresses"][0]), int(s["ports"][0]["port"]), str(s["metadata"]["name"])
         return None
+
+    def run_chaos(self) -> None:
+        """``--chaos``: june at three replicas while the controller is SIGKILLed at random moments;
+        the supervisor starts it again each time. The ledger is sampled from here to the end."""
+        s = self.stack
+        assert s.sim is not None
+        sim = s.sim
+        self.sampler = LedgerSampler(lambda: sim.state()["instances"], f"kv:{s.cluster_id}:").start()
+        self.killer = Killer(self.console, lambda: s.controller, seed=self.seed).start()
+        self.say(f"chaos: the controller is SIGKILLed every {self.killer.low:g}-{self.killer.high:g}s at random "
+                 f"(seed {self.seed}) until the example is torn down; the demo starts it again each time")
+        client.AppsV1Api(s.api()).patch_namespaced_deployment_scale(APP, NAMESPACE, {"spec": {"replicas": REPLICAS}})
+        self.say(f"scaled june to {REPLICAS} replicas")
+        kube = s.kube()
+
+        def all_ready() -> list[dict[str, Any]] | None:
+            pods, _ = kube.list_pods(label_selector=f"app={APP}")
+            pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+            return pods if len(pods) == REPLICAS and all(_ready(p) for p in pods) else None
+
+        pods = self.wait(f"{REPLICAS} pods of june Ready", all_ready, timeout=max(self.timeout, 240))
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            meta = pod["metadata"]
+            self.pod_names[meta["uid"]] = meta["name"]
+            self.say(f"pod {meta['name']}: Ready at {pod['status'].get('hostIP')}, instance "
+                     f"{(meta.get('annotations') or {}).get('vast.ai/instance-id')}")
+        self.killer.phase = "serving"
+        killer = self.killer
+        self.wait(f"{MIN_KILLS} kills of the controller", lambda: killer.kills >= MIN_KILLS,
+                  timeout=max(self.timeout, 120))
+        self.wait(f"{REPLICAS} pods of june Ready after the last kill", all_ready, timeout=max(self.timeout, 240))
+        self.say(f"all {REPLICAS} pods Ready after {killer.kills} kills of the controller")
+
+    def chaos_report(self) -> None:
+        """Stop the kills and show what the simulator's ledger says."""
+        s = self.stack
+        if self.killer is not None:
+            self.killer.stop()
+        if self.sampler is None or s.sim is None:
+            return
+        self.sampler.stop()
+        rows = s.sim.state()["instances"]
+        self.rented.update(int(r["id"]) for r in rows if str(r.get("label") or "").startswith(f"kv:{s.cluster_id}:"))
+        self.report = ledger_report(rows, f"kv:{s.cluster_id}:", self.pod_names, max_live=self.sampler.worst,
+                                    samples=self.sampler.samples)
+        restarts = s.supervisor.components["controller"].restarts if "controller" in s.supervisor.components else 0
+        self.say(f"chaos: the controller was SIGKILLed {self.killer.kills if self.killer else 0} times and started "
+                 f"again {restarts} times")
+        for line in self.report.lines():
+            self.say(line)
 
     def show_status(self) -> None:
         """``kube-vast status`` against the demo cluster, as a user would run it."""
@@ -251,12 +314,16 @@ class Demo:
         s = self.stack
         if s.control_plane is not None and s.control_plane.apiserver is not None and s.controller is not None:
             self.phase = "teardown"
+            if self.killer is not None:
+                self.killer.phase = "teardown"
             try:
                 self._tear_down_the_example()
             except Interrupted:
                 self.say("interrupted again: stopping without waiting for the instances")
             except Exception as exc:  # noqa: BLE001 - report and go on stopping everything
                 self.say(f"cleaning up the example failed: {type(exc).__name__}: {exc}")
+        if self.chaos:
+            self.chaos_report()
         self.phase = "stopping"  # signals are only noted from here on: nothing may cut the stop short
         self.leftover = [i["id"] for i in s.live_instances()]
         self.rented.update(self.leftover)
@@ -277,7 +344,8 @@ class Demo:
                     raise
             for inst in s.live_instances():
                 self.rented.add(inst["id"])
-            self.wait("the instances to be destroyed", lambda: not s.live_instances(), timeout=60)
+            self.wait("the instances to be destroyed", lambda: not s.live_instances(),
+                      timeout=180 if self.chaos else 60)
             self.say(f"simulator ledger: instance(s) {', '.join(map(str, sorted(self.rented)))} destroyed; "
                      "0 live")
         for delete, name in ((apps.delete_namespaced_deployment, APP), (core.delete_namespaced_service, "june-tts"),
@@ -298,7 +366,10 @@ class Demo:
             try:
                 self.start()
                 self.apply_example()
-                self.follow_the_pod()
+                if self.chaos:
+                    self.run_chaos()
+                else:
+                    self.follow_the_pod()
                 self.show_status()
                 if self.keep:
                     self.hold()
@@ -319,15 +390,18 @@ class Demo:
         left = processes_mentioning(str(self.work))
         for line in left:
             self.say(f"still running: {line}")
-        if left or self.leftover:
+        if left or self.leftover or (self.chaos and not (self.report and self.report.clean)):
             result, code = ("failed", 1) if result == "ok" else (result, code)
         if code == 1 or self.keep_logs:
             self.say(f"logs kept in {self.work}")
         else:
             shutil.rmtree(self.work, ignore_errors=True)
             self.say(f"removed {self.work} (KUBE_VAST_KEEP_LOGS=1 keeps it)")
+        chaos = "" if not self.chaos or self.report is None else (
+            f" chaos_kills={self.killer.kills if self.killer else 0} pods={self.report.pods} "
+            f"duplicates={self.report.duplicates} max_live_per_pod={self.report.max_live_per_pod}")
         self.say(f"summary: result={result} instances_rented={len(self.rented)} live_instances={len(self.leftover)} "
-                 f"processes_left={len(left)} elapsed={time.monotonic() - self.started:.0f}s")
+                 f"processes_left={len(left)} elapsed={time.monotonic() - self.started:.0f}s{chaos}")
         return code
 
 
@@ -358,10 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the simulator's offer set (default 1)")
     parser.add_argument("--offers", type=int, default=2000, help="offers on the simulated market (default 2000)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds each step may take (default 60)")
+    parser.add_argument("--chaos", action="store_true",
+                        help=f"run {REPLICAS} replicas while the controller is SIGKILLed at random moments; end with "
+                             "what the simulator's ledger shows (one rental per pod, nothing live)")
     args = parser.parse_args(argv)
     keep_logs = os.environ.get("KUBE_VAST_KEEP_LOGS", "").strip().lower() in ("1", "true", "yes")
     return Demo(keep=args.keep, seed=args.seed, offers=args.offers, timeout=args.timeout,
-                keep_logs=keep_logs).run()
+                keep_logs=keep_logs, chaos=args.chaos).run()
 
 
 if __name__ == "__main__":

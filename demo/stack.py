@@ -5,9 +5,12 @@ configured from the repository's ``scheduler-config.yaml`` with the extender's U
 local cluster package, ``devcluster.ControlPlane``, and the extender and webhook processes and the
 webhook registration from ``devcluster.components`` — the same code the end-to-end tests run, not a
 copy. The Vast marketplace simulator runs in this process, bound to this machine's non-loopback
-IPv4 address (the API server refuses loopback addresses in EndpointSlices, and the instances'
-ports listen there). The controller, the extender and the webhook are real ``kube-vast``
-processes, each logging to ``<work>/logs/``.
+IPv4 address (the API server refuses loopback addresses in EndpointSlices); its instances listen
+on hosts of their own network (``devcluster.hostnet``: a namespace with a veth link per host)
+where this machine allows one (root), else on that same address, which the demo says. The
+controller, the extender and the webhook are real ``kube-vast`` processes, each logging to
+``<work>/logs/``; like a kubelet, the demo restarts one that crashes, after a back-off
+(:mod:`demo.supervisor`).
 
 Every child process is started from the main thread in its own session (Ctrl-C in the terminal
 reaches only the demo, which then cleans up in order) and dies with the demo even if the demo is
@@ -25,6 +28,7 @@ from controller.kube import KubeGateway
 from controller.main import derive_cluster_id
 from devcluster.components import KUBE_VAST, Extender, Webhook, register_manifest
 from devcluster.controller_stack import host_ip, kubelet_api_env
+from devcluster.hostnet import describe as describe_hosts, simulator_hosts
 from devcluster import (
     ControlPlane, ManagedProcess, create_namespace, find_binaries, stop_all, webhook_serving_cert,
 )
@@ -32,6 +36,7 @@ from devcluster.binaries import CONTROL_PLANE_BINARIES
 from vastsim import SimulatorServer
 
 from .console import Console, LogFollower
+from .supervisor import Supervisor
 
 RELEASE_NAMESPACE = "kube-vast"   # the controller's Lease; never touched by the webhook
 VIRTUAL_NODE = "vast-gpu-node-1"
@@ -60,6 +65,9 @@ class Stack:
         self.followers: list[LogFollower] = []
         self.cluster_id = ""
         self.ip = ""
+        self.hosts = ""  # where the instances listen, said on the console
+        # Shorter than the kubelet's CrashLoopBackOff (10 s doubling to 5 min, reset after 10 min).
+        self.supervisor = Supervisor(console, base=1.0, cap=8.0, stable=10.0)
 
     # --- start ------------------------------------------------------------------------------------
 
@@ -86,8 +94,9 @@ class Stack:
 
     def start_simulator(self) -> SimulatorServer:
         self.ip = host_ip()
-        self.sim = SimulatorServer(seed=self.seed, offers=self.offers, host=self.ip, public_ip=self.ip,
-                                   boot_seconds=(1.0, 3.0)).start()
+        self.sim = SimulatorServer(seed=self.seed, offers=self.offers, boot_seconds=(1.0, 3.0),
+                                   **simulator_hosts()).start()
+        self.hosts = describe_hosts()
         return self.sim
 
     def start_controller(self) -> ManagedProcess:
@@ -103,15 +112,24 @@ class Stack:
                 "--namespace", RELEASE_NAMESPACE, "--virtual-node", VIRTUAL_NODE, "--snapshot", str(self.snapshot),
                 # Quicker than production (offers every 30 s, reaper grace 5 min) so the demo is brisk.
                 "--poll-interval", "5", "--fleet-interval", "1", "--resync", "2", "--reaper-interval", "10",
-                "--reaper-grace", "60", "--boot-timeout", "120"]
-        self.controller = ManagedProcess("controller", argv, self.logs / "controller.log", env=env).start()
+                "--reaper-grace", "60", "--boot-timeout", "120",
+                # One identity across restarts: a restarted controller takes its lease back at once.
+                "--identity", "demo-controller"]
+
+        def start() -> ManagedProcess:
+            self.controller = ManagedProcess("controller", argv, self.logs / "controller.log", env=env).start()
+            return self.controller
+
+        self.supervisor.add("controller", start(), start)
+        assert self.controller is not None
         self.follow("controller", self.controller.log_path)
         return self.controller
 
     def start_extender(self) -> Extender:
-        self.extender = Extender(self.logs, self.snapshot, extra=("--virtual-node", VIRTUAL_NODE)).start()
-        self.follow("extender", self.extender.process.log_path)
-        return self.extender
+        ext = self.extender = Extender(self.logs, self.snapshot, extra=("--virtual-node", VIRTUAL_NODE)).start()
+        self.supervisor.add("extender", ext.process, lambda: self._again(ext, "extender"))
+        self.follow("extender", ext.process.log_path)
+        return ext
 
     def start_scheduler(self) -> None:
         assert self.control_plane is not None and self.extender is not None
@@ -119,12 +137,20 @@ class Stack:
 
     def start_webhook(self) -> Webhook:
         cert = webhook_serving_cert(self.work / "webhook-tls")
-        self.webhook = Webhook(self.logs, self.snapshot, cert,
-                               extra=("--release-namespace", RELEASE_NAMESPACE)).start()
+        hook = self.webhook = Webhook(self.logs, self.snapshot, cert,
+                                      extra=("--release-namespace", RELEASE_NAMESPACE)).start()
+        self.supervisor.add("webhook", hook.process, lambda: self._again(hook, "webhook"))
         self.follow("webhook", self.webhook.process.log_path)
         register_manifest(self.api(), url=f"{self.webhook.url}/mutate", ca_pem=cert.ca_pem,
                           release_namespace=RELEASE_NAMESPACE)
         return self.webhook
+
+    @staticmethod
+    def _again(component: Extender | Webhook, name: str) -> ManagedProcess:
+        """A new process for a component that died: the same command, port and log file."""
+        old = component.process
+        component.process = ManagedProcess(name, old.argv, old.log_path, env=old.env).start()
+        return component.process
 
     def follow(self, component: str, path: Path) -> None:
         self.followers.append(LogFollower(self.console, component, path).start())
@@ -144,9 +170,12 @@ class Stack:
         return procs
 
     def check_alive(self) -> None:
-        """Raise ``ProcessDied`` (with its log tail) when a process of the demo died."""
+        """Restart a kube-vast component that crashed (after its back-off); raise ``ProcessDied``
+        (with its log tail) when a process of the control plane died."""
+        self.supervisor.tick()
+        supervised = set(map(id, self.supervisor.processes()))
         for p in self.processes():
-            if not p.stopped:
+            if not p.stopped and id(p) not in supervised:
                 p.check_alive()
 
     def live_instances(self) -> list[dict[str, Any]]:

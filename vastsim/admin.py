@@ -32,11 +32,15 @@ class SimAdmin:
         faults: Faults,
         state: Callable[[], dict[str, Any]],
         reset: Callable[..., None],
+        partition: Callable[[int], str] | None = None,
+        heal: Callable[..., list[str]] | None = None,
     ) -> None:
         self._market = market
         self._faults = faults
         self._state = state
         self._reset = reset
+        self._partition = partition
+        self._heal = heal
         self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Response]] = {
             ("GET", "state"): lambda _: json_response(200, self._state()),
             ("GET", "instances"): lambda _: json_response(200, self._state()),
@@ -52,6 +56,9 @@ class SimAdmin:
             ("POST", "faults/vanish"): self._vanish,
             ("POST", "faults/fate"): self._aimed(self._market.set_fate, self._faults.fate_next),
             ("POST", "faults/health"): self._aimed(self._market.set_health, self._faults.health_next),
+            ("POST", "market/prices"): self._move_prices,
+            ("POST", "faults/partition"): self._partition_route,
+            ("POST", "faults/heal"): self._heal_route,
             ("POST", "logs"): self._append_log,
             ("POST", "logs/upload_delay"): self._upload_delay,
         }
@@ -103,6 +110,28 @@ class SimAdmin:
             return json_response(200, {"success": True, "faults": self._faults.snapshot()})
 
         return route
+
+    def _move_prices(self, body: dict[str, Any]) -> Response:
+        """`{"fraction": 0.1, "spread": 0.2, "seed": 1}`: move some offers' prices."""
+        return json_response(200, {"success": True, "moved": self._market.move_prices(**body)})
+
+    def _partition_route(self, body: dict[str, Any]) -> Response:
+        """`{"instance_id": N}`: cut that instance's host off from this machine."""
+        args = dict(body)
+        instance_id = _int(args.pop("instance_id", None), "instance_id")
+        if args or self._partition is None:
+            raise ValueError(f"unexpected arguments: {', '.join(args)}; give instance_id" if args
+                             else "this simulator has no host network")
+        return json_response(200, {"success": True, "partitioned": self._partition(instance_id)})
+
+    def _heal_route(self, body: dict[str, Any]) -> Response:
+        """`{}`: every host cut off comes back; `{"instance_id": N}`: that instance's host."""
+        args = dict(body)
+        instance_id = _int(args.pop("instance_id"), "instance_id") if "instance_id" in args else None
+        if args or self._heal is None:
+            raise ValueError(f"unexpected arguments: {', '.join(args)}; give instance_id or nothing" if args
+                             else "this simulator has no host network")
+        return json_response(200, {"success": True, "healed": self._heal(instance_id)})
 
     def _append_log(self, body: dict[str, Any]) -> Response:
         args = dict(body)

@@ -14,6 +14,7 @@ Market rules the simulator chose (documented in docs/simulator.md):
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import threading
 from collections import Counter
@@ -67,7 +68,10 @@ class Market:
         faults: Faults,
         hub: PortHub,
         public_ip: str,
+        host_for: Callable[[int], str | None] | None = None,
     ) -> None:
+        """`host_for(machine_id)`: the address a machine's instances listen on and advertise
+        (hosts on their own network, vastsim.hostnet); None, or no function: `public_ip`."""
         to_loading, to_running = boot_seconds
         if not 0 <= to_loading <= to_running:
             raise ValueError(f"boot_seconds must be (to_loading, to_running) with 0 <= to_loading <= to_running, got {boot_seconds!r}")
@@ -76,6 +80,7 @@ class Market:
         self._faults = faults
         self._hub = hub
         self._public_ip = public_ip
+        self._host_for = host_for
         self._lock = threading.RLock()
         self._next_id = FIRST_INSTANCE_ID  # never reused, not even across resets
         self.logs = LogStore(clock)
@@ -192,6 +197,11 @@ class Market:
             self._live_or_key_error(instance_id)
         self.logs.append(instance_id, "\n".join(lines))
 
+    def host_of(self, instance_id: int) -> str | None:
+        """The live instance's own host address (None: it listens on the simulator's); KeyError if not live."""
+        with self._lock:
+            return self._live_or_key_error(instance_id).host
+
     def relabel(self, instance_id: int, label: str | None) -> None:
         with self._lock:
             self._live(instance_id).label = label
@@ -229,6 +239,26 @@ class Market:
                 return False
             self._vanish(offer_id)
             return True
+
+    def move_prices(self, *, fraction: float, spread: float, seed: int | None = None) -> int:
+        """Prices moving: a random `fraction` (0–1) of the offers get their on-demand price (and
+        minimum bid) multiplied by a factor drawn from [1 - spread, 1 + spread] (`spread` 0–0.9);
+        returns how many moved. Rented instances keep the price they were rented at."""
+        for name, value, top in (("fraction", fraction, 1.0), ("spread", spread, 0.9)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+                raise ValueError(f"{name} must be a number from 0 to {top:g}, got {value!r}")
+        rng = random.Random(seed)
+        with self._lock:
+            chosen = rng.sample(sorted(self._offers), round(len(self._offers) * fraction))
+            for offer_id in chosen:
+                factor = rng.uniform(1 - spread, 1 + spread)
+                old = self._offers[offer_id]
+                moved = dict(old, dph_base=round(float(old["dph_base"]) * factor, 4),
+                             min_bid=round(float(old["min_bid"]) * factor, 4))
+                self._offers[offer_id] = moved
+                if offer_id in self._available:
+                    self._available[offer_id] = moved
+            return len(chosen)
 
     def set_fate(self, instance_id: int, status: str, *, after_seconds: float = 0.0, status_msg: str | None = None,
                  exit_code: int | None = None) -> None:
@@ -315,6 +345,7 @@ class Market:
             api_key=secrets.token_hex(32),
             label=request.label,
             holds_offer=holds_offer,
+            host=self._host_for(int(offer["machine_id"])) if self._host_for is not None else None,
         )
         self._next_id += 1
         self._instances[record.id] = record
@@ -382,7 +413,8 @@ class Market:
             record.running_at = now
         if record.ports is None:
             record.bindings = [
-                Binding(record.id, m.container_port, m.proto, health=record.health) for m in record.request.ports
+                Binding(record.id, m.container_port, m.proto, health=record.health, host=record.host)
+                for m in record.request.ports
             ]
             for binding in record.bindings:
                 self._open(binding)

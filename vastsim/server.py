@@ -21,10 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 from vastsim.admin import PREFIX, SimAdmin
 from vastsim.api import VastApi
 from vastsim.faults import Faults
+from vastsim.hostnet import HostNetwork
 from vastsim.logs import access_line
 from vastsim.market import Market
 from vastsim.ports import PortHub
 from vastsim.responses import ApiError, Request, Response
+from vastsim.sites import NO_NETWORK, NoHostNetwork, Sites
 
 log = logging.getLogger("vastsim")
 
@@ -131,7 +133,9 @@ class SimulatorServer:
     drives every status change and timestamp. `public_ip` is what instances advertise in
     `public_ipaddr` (default: `host`, or 127.0.0.1 when `host` is a wildcard); their ports listen
     on `host`. `rate_limits` ({endpoint: seconds}) sets minimum intervals between calls from the
-    start (none by default); `faults.THRESHOLDS` holds the published ones.
+    start (none by default); `faults.THRESHOLDS` holds the published ones. With `network` (a
+    `vastsim.hostnet.HostNetwork`), instances listen on and advertise the address of their
+    machine's host in that network instead, and `partition()` cuts a host off (`vastsim.sites`).
 
     Fault injection: `faults` (next calls, next rentals) and `market` (one given offer or
     instance); inspection: `state()`; `reset()`. The same over HTTP under `/_sim/`.
@@ -150,6 +154,7 @@ class SimulatorServer:
         public_ip: str | None = None,
         rate_limits: Mapping[str, float] | None = None,
         tick_seconds: float = 0.02,
+        network: HostNetwork | None = None,
     ) -> None:
         wildcard = host in ("", "0.0.0.0")
         self.host = host
@@ -162,7 +167,9 @@ class SimulatorServer:
         self.faults = Faults()
         for endpoint, interval in (rate_limits or {}).items():
             self.faults.rate_limit(endpoint, interval)
-        self.hub = PortHub("0.0.0.0" if wildcard else host, on_request=self._log_request)
+        self.sites = Sites(network)
+        self.hub = PortHub("0.0.0.0" if wildcard else host, on_request=self._log_request,
+                           socket_factory=network.socket if network is not None else None)
         self.market = Market(
             seed=seed,
             offers=offers,
@@ -171,9 +178,11 @@ class SimulatorServer:
             faults=self.faults,
             hub=self.hub,
             public_ip=self.public_ip,
+            host_for=self.sites.host_for if network is not None else None,
         )
         self._api = VastApi(self.market, self.faults, api_key=api_key, clock=self._clock, wait=self._stopping.wait)
-        self._admin = SimAdmin(market=self.market, faults=self.faults, state=self.state, reset=self.reset)
+        self._admin = SimAdmin(market=self.market, faults=self.faults, state=self.state, reset=self.reset,
+                               partition=self.partition, heal=self.heal)
         self._httpd: _HttpServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -206,6 +215,7 @@ class SimulatorServer:
             thread.join(timeout=5.0)
         self.market.close()
         self.hub.stop()
+        self.sites.heal_all_quietly()
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
@@ -239,7 +249,32 @@ class SimulatorServer:
         snapshot["counters"]["log_downloads"] = self.market.logs.downloads
         snapshot["counters"]["log_downloads_with_key"] = self.market.logs.downloads_with_credentials
         snapshot["faults"] = self.faults.snapshot()
+        snapshot["network"] = self.sites.snapshot()
         return snapshot
+
+    def partition(self, instance_id: int) -> str:
+        """Cut the host of live instance `instance_id` off from this machine (its link goes down:
+        its ports stop answering, the Vast API still reports it); returns the host's address.
+        Raises `sites.NoHostNetwork` (a ValueError) without a host network, KeyError if not live."""
+        if self.sites.network is None:
+            raise NoHostNetwork(NO_NETWORK)
+        address = self.market.host_of(instance_id)
+        if address is None:
+            raise ValueError(f"instance {instance_id} has no host of its own to cut off")
+        self.sites.partition(address)
+        return address
+
+    def heal(self, instance_id: int | None = None) -> list[str]:
+        """Bring the host of `instance_id` (every host cut off: None) back; returns the addresses
+        healed. The host of a destroyed instance is found from the ledger."""
+        if instance_id is None:
+            return self.sites.heal()
+        record = next((i for i in self.market.snapshot()["instances"] if i["id"] == instance_id), None)
+        if record is None:
+            raise KeyError(f"no instance {instance_id}")
+        if record["host"] is None:
+            raise ValueError(f"instance {instance_id} has no host of its own")
+        return self.sites.heal(record["host"])
 
     def reset(self, *, regenerate: bool = False, seed: int | None = None, offers: int | None = None) -> None:
         """Clear every fault and the call counters; with `regenerate` (implied by `seed` or
