@@ -235,8 +235,10 @@ def test_a_missing_config_map_keeps_the_pod_pending_with_an_event_and_rents_noth
     body["spec"]["containers"][0]["env"] = [{"name": "MODEL", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "model"}}}]
     client.CoreV1Api(api).create_namespaced_pod(ns, body)
     wait_until(lambda: "CreateContainerConfigError" in events(api, ns, "gpu"), timeout=30)
-    p = read(api, ns, "gpu")
-    assert p.status.phase == "Pending" and 'configmap "absent" not found' in (p.status.message or "")
+    # The Event is recorded just before the status is written: wait for the status too.
+    p = wait_until(lambda: (x := read(api, ns, "gpu")) and 'configmap "absent" not found' in (x.status.message or "")
+                   and x, timeout=30)
+    assert p.status.phase == "Pending"
     assert sim.state()["counters"]["rentals"] == rentals
     client.CoreV1Api(api).create_namespaced_config_map(ns, {"metadata": {"name": "absent"}, "data": {"model": "small"}})
     served(api, ns, sim)
