@@ -7,8 +7,10 @@ Contract
   the market's name list), countries, price ceiling, reliability, VRAM, GPU count, direct ports,
   download bandwidth, disk, verification. Every filter is a *relaxation* of the pod's own: an
   offer the pod accepts always passes its want, so ranking the answers gives the same choice as
-  ranking the whole market. What Vast cannot filter exactly (US states, blacklists, CPU and RAM,
-  GPU names the name list does not know) is left to kube-vast's own ranking.
+  ranking the whole market. What Vast cannot filter exactly (US states, blacklists, CPU and RAM)
+  is left to kube-vast's own ranking. A GPU model the market's name list does not hold has no
+  offer to find (a want of only such models searches nothing); without a name list at all, GPU
+  models are not filtered by Vast.
 - :func:`plan` merges the wants of every pod (and of the selection config, for the pods still to
   come) into at most ``max_queries`` :class:`MarketQuery` s: a want another covers is dropped,
   wants for the same countries are merged (the union of models, the loosest bounds), and groups
@@ -65,11 +67,9 @@ class Want:
 def want_of(req: Requirements, gpu_names: Collection[str]) -> Want:
     """The want of ``req``; ``gpu_names`` is the market's name list (Vast's spellings)."""
     names: frozenset[str] | None = None
-    if req.gpu_types:
+    if req.gpu_types and gpu_names:
         patterns = [gpu_key(t) for t in req.gpu_types]
-        by_pattern = [{n for n in gpu_names if gpu_matches(p, gpu_key(n))} for p in patterns]
-        if all(by_pattern):  # a model the list does not know: leave the GPU to kube-vast's ranking
-            names = frozenset().union(*by_pattern)
+        names = frozenset(n for n in gpu_names if any(gpu_matches(p, gpu_key(n)) for p in patterns))
     tails: frozenset[str] | None = None
     if req.locations:
         countries: frozenset[str] = frozenset().union(*(parse_location_pattern(x).countries for x in req.locations))
@@ -171,7 +171,7 @@ def plan(wants: Iterable[Want], *, max_queries: int = 3, include_external: bool 
     if max_queries < 1:
         raise ValueError("max_queries must be at least 1")
     groups: dict[frozenset[str] | None, Want] = {}
-    for w in _prune(wants):
+    for w in _prune(w for w in wants if w.gpu_names != frozenset()):  # no model on the market: no search
         groups[w.geolocations] = merge(groups[w.geolocations], w) if w.geolocations in groups else w
     merged = _prune(groups.values())
     while len(merged) > max_queries:

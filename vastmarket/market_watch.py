@@ -128,7 +128,7 @@ class MarketWatcher:
                  gpu_names: Callable[[], Sequence[str]], *, interval: float = 30.0, refresh_interval: float = 240.0,
                  demand_interval: float = 5.0, clock: Clock = time.time, source: str = "",
                  include_external: bool = False, max_queries: int = 3, page_limit: int = 10_000,
-                 max_searches_per_query: int = 40, names_refresh: float = 6 * HOUR) -> None:
+                 max_searches_per_query: int = 40, names_refresh: float = HOUR) -> None:
         if min(interval, refresh_interval, demand_interval) <= 0:
             raise ValueError("the market watch intervals must be positive")
         self._search = search
@@ -161,6 +161,7 @@ class MarketWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[], None]] = []  # told when the pause starts or ends
+        self.on_publish: list[Callable[[OfferSnapshot], None]] = []  # told of every new snapshot
 
     # --- what to search --------------------------------------------------------------------------
     def gpu_names(self) -> tuple[str, ...]:
@@ -226,6 +227,8 @@ class MarketWatcher:
             if refresh:
                 self._refreshed = now
             queries = plan(wants, max_queries=self.max_queries, include_external=self.include_external)
+            if not queries and not refresh:
+                return None  # wants no search can serve (GPU models the market does not have)
             try:
                 fetched = self._fetch(queries)
             except SearchQuotaExceeded as exc:
@@ -254,6 +257,11 @@ class MarketWatcher:
             self.failures, self.last_error = 0, None
             log.info("offer snapshot published (%s): offers=%d searches=%d%s; %s", "refresh" if refresh else "update",
                      len(snapshot), fetched.searches, "" if fetched.complete else " INCOMPLETE", describe_plan(queries))
+        for listener in self.on_publish:
+            try:
+                listener(snapshot)
+            except Exception:
+                log.exception("market watch listener failed")
         if resumed:
             log.info("offer searches resumed")
             self._tell()

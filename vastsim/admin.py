@@ -13,6 +13,7 @@ from typing import Any, Callable
 from vastsim.faults import Faults
 from vastsim.logs import RESULTS_PATH
 from vastsim.market import Market
+from vastsim.quota import SearchLimits
 from vastsim.responses import ApiError, Request, Response, decode_json_object, json_response, text_response
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class SimAdmin:
         reset: Callable[..., None],
         partition: Callable[[int], str] | None = None,
         heal: Callable[..., list[str]] | None = None,
+        search_limits: SearchLimits | None = None,
     ) -> None:
         self._market = market
         self._faults = faults
@@ -49,6 +51,8 @@ class SimAdmin:
             ("POST", "faults/fail"): self._pending(self._faults.fail_next),
             ("POST", "faults/rate_limit"): self._pending(self._faults.rate_limit),
             ("POST", "faults/latency"): self._pending(self._faults.set_latency),
+            ("POST", "faults/hold"): self._pending(self._faults.hold),
+            ("POST", "faults/release"): self._pending(self._faults.release),
             ("POST", "faults/slow_answer"): self._pending(self._faults.set_slow_answer),
             ("POST", "faults/commit_then_fail"): self._pending(self._faults.commit_then_fail),
             ("POST", "faults/listing_lag"): self._pending(self._faults.set_listing_lag),
@@ -62,6 +66,9 @@ class SimAdmin:
             ("POST", "logs"): self._append_log,
             ("POST", "logs/upload_delay"): self._upload_delay,
         }
+        if search_limits is not None:  # row cap and quota (vastsim.quota); GET state shows them
+            self._routes[("POST", "search_limits")] = self._call(search_limits.configure)
+            self._routes[("POST", "search_limits/exhaust")] = self._call(search_limits.exhaust)
 
     def handle(self, request: Request) -> Response:
         if request.method == "GET" and request.path.startswith(RESULTS_PATH):
@@ -81,6 +88,16 @@ class SimAdmin:
             return ApiError(404, "not_found", str(e.args[0]) if e.args else "not found").response()
         except (TypeError, ValueError) as e:
             return ApiError(400, "invalid_args", str(e)).response()
+
+    @staticmethod
+    def _call(method: Callable[..., None]) -> Callable[[dict[str, Any]], Response]:
+        """A route whose body is the method's keyword arguments."""
+
+        def route(body: dict[str, Any]) -> Response:
+            method(**body)
+            return json_response(200, {"success": True})
+
+        return route
 
     def _reset_route(self, body: dict[str, Any]) -> Response:
         self._reset(**body)

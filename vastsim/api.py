@@ -1,8 +1,10 @@
 """The Vast REST routes: decode the request, call the market, encode the answer.
 
 `VastApi.handle(request)` is the whole HTTP surface below `/api/`; it never raises. Every call
-passes, in order: routing (404/405), call counting, injected latency, injected failures (429/5xx),
-authentication (401), the rate limit (429), then the route, then what faults do to an answer
+passes, in order: routing (404/405), call counting, injected latency (or a hold until released),
+injected failures (429/5xx),
+authentication (401), the rate limit (429), reading the body (only as `application/json`: a
+body of another content type is not seen), then the route, then what faults do to an answer
 once the action is done (commit then fail: a 5xx, a dropped connection or a late answer; a slow
 answer). An ApiError becomes its JSON answer; anything else becomes a logged 500 `internal_error`.
 """
@@ -11,12 +13,16 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
 import threading
+import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from vastsim.account import DEFAULT_CREDIT, current_user
+from vastsim.catalog import GPU_MODELS
 from vastsim.faults import THRESHOLDS, Failure, Faults
 from vastsim.filters import QueryError
 from vastsim.listing import parse_list_query
@@ -32,6 +38,7 @@ from vastsim.responses import (
     json_response,
     text_response,
 )
+from vastsim.quota import QuotaRefusal, SearchLimits
 from vastsim.search import parse_offer_query
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,20 @@ def rate_limit_body(form: str, threshold: float) -> Response:
     if form == "json":
         return json_response(429, {"success": False, "error": "rate_limit_exceeded", "msg": msg})
     return text_response(429, msg)
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def quota_response(refusal: QuotaRefusal) -> Response:
+    """429 `search_quota_exceeded`, with `Retry-After` and `X-RateLimit-Reset` as the service sends."""
+    wait = math.ceil(refusal.retry_after)
+    reset = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(refusal.reset_at))
+    body = json_response(429, {"success": False, "error": "search_quota_exceeded",
+                               "msg": f"search quota of {refusal.rows} rows per {refusal.period:g}s exceeded; "
+                                      f"it resets at {reset}"})
+    return replace(body, headers={"Retry-After": str(wait), "X-RateLimit-Reset": str(math.ceil(refusal.reset_at))})
 
 
 def failure_response(failure: Failure, endpoint: str) -> Response:
@@ -124,7 +145,11 @@ class VastApi:
         self._clock = clock
         self._wait = wait
         self.counter = CallCounter()
+        self.search_limits = SearchLimits(clock)  # row cap and search row quota (vastsim.quota)
+        self.credit = DEFAULT_CREDIT  # the account's starting credit, drawn down by rentals
         self._routes = [
+            Route("GET", re.compile(r"/api/v0/users/current/?"), "user", self._current_user),
+            Route("GET", re.compile(r"/api/v0/gpu_names/unique/"), "gpu_names", self._gpu_names),
             Route("POST", re.compile(r"/api/v0/bundles/"), "search", self._search),
             Route("GET", re.compile(r"/api/v0/bundles/"), "search", self._search_legacy),
             Route("PUT", re.compile(r"/api/v0/search/asks/"), "search", self._search_asks),
@@ -152,6 +177,9 @@ class VastApi:
         delay = self._faults.latency(endpoint)
         if delay > 0:
             self._wait(delay)
+        gate = self._faults.held(endpoint)
+        while gate is not None and not gate.is_set() and not self._wait(0.02):
+            pass  # held until released, or the simulator stops
         failure = self._faults.take_failure(endpoint)
         if failure is not None:
             return failure_response(failure, endpoint)
@@ -161,6 +189,10 @@ class VastApi:
         limit = self._faults.check_rate(endpoint, f"{key or ''}@{request.client}", self._clock())
         if limit is not None:
             return rate_limit_body(limit.body, limit.interval)
+        if request.body.strip() and not _is_json(request.headers.get("content-type", "")):
+            # The service reads a body by its content type: without application/json it sees none.
+            log.info("body without Content-Type: application/json ignored endpoint=%s", endpoint)
+            request = replace(request, body=b"")
         try:
             response = route.handler(request, match)
         except ApiError as e:
@@ -214,21 +246,40 @@ class VastApi:
 
     # --- routes --------------------------------------------------------------------------------
     def _search(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, {"offers": self._offers(decode_json_object(request.body, empty={}))})
+        return self._offers(request, decode_json_object(request.body, empty={}))
 
     def _search_legacy(self, request: Request, match: re.Match[str]) -> Response:
         raw = request.param("q") or ""
-        return json_response(200, {"offers": self._offers(decode_json_object(raw.encode("utf-8"), empty={}))})
+        return self._offers(request, decode_json_object(raw.encode("utf-8"), empty={}))
 
     def _search_asks(self, request: Request, match: re.Match[str]) -> Response:
         body = decode_json_object(request.body, empty={})
         q = body.get("q", {})
         if not isinstance(q, dict):
             raise ApiError(400, "invalid_request", "Invalid json body: q must be an object")
-        return json_response(200, {"success": True, "offers": self._offers(q)})
+        return self._offers(request, q, success=True)
 
-    def _offers(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._market.search(parse_offer_query(body, fields=OFFER_FIELDS))
+    def _offers(self, request: Request, body: dict[str, Any], *, success: bool = False) -> Response:
+        """The search answer, cut to the row cap (`truncated`), or the quota's 429."""
+        query = parse_offer_query(body, fields=OFFER_FIELDS)
+        who = self._presented_key(request) or request.client
+        refusal = self.search_limits.check(who)
+        if refusal is not None:
+            return quota_response(refusal)
+        answer = self._market.search(query, cap=self.search_limits.row_cap())
+        self.search_limits.record(who, len(answer.offers))
+        payload: dict[str, Any] = {"success": True} if success else {}
+        payload["offers"] = answer.offers
+        if answer.truncated:
+            payload["truncated"] = True
+        return json_response(200, payload)
+
+    def _current_user(self, request: Request, match: re.Match[str]) -> Response:
+        ledger = self._market.snapshot()["instances"]
+        return json_response(200, current_user(self.credit, ledger, self._clock()))
+
+    def _gpu_names(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, {"gpu_names": sorted({m.name for m in GPU_MODELS})})
 
     def _create(self, request: Request, match: re.Match[str]) -> Response:
         offer_id = int(match.group(1))

@@ -71,6 +71,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + ")",
     )
     parser.add_argument(
+        "--published-rate-limits",
+        action="store_true",
+        help="answer 429 (a text body, no Retry-After) to calls closer than the published minimum interval of "
+        "their endpoint; --rate-limit entries override single endpoints",
+    )
+    parser.add_argument(
+        "--search-row-cap",
+        type=int,
+        default=None,
+        metavar="ROWS",
+        help="most offers one search answers; more matches are cut and the answer says truncated (default: 10000)",
+    )
+    parser.add_argument(
+        "--search-quota",
+        type=int,
+        default=None,
+        metavar="ROWS",
+        help="offer rows a key may receive per day (UTC); then 429 search_quota_exceeded with Retry-After "
+        "(default: none)",
+    )
+    parser.add_argument(
+        "--credit",
+        type=float,
+        default=None,
+        metavar="DOLLARS",
+        help="the account's starting credit that rentals draw down (GET /api/v0/users/current; default: 100)",
+    )
+    parser.add_argument(
         "--api-key-file",
         default=None,
         help="file holding the API key clients must send; without it any key (or none) is accepted",
@@ -107,7 +135,10 @@ def run(args: argparse.Namespace) -> int:
         api_key=api_key,
         boot_seconds=args.boot_seconds,
         public_ip=args.public_ip,
-        rate_limits=dict(args.rate_limit),
+        rate_limits={**(THRESHOLDS if args.published_rate_limits else {}), **dict(args.rate_limit)},
+        search_row_cap=args.search_row_cap,
+        search_quota_rows=args.search_quota,
+        credit=args.credit,
     )
     try:
         server.start()

@@ -1,7 +1,8 @@
 """Faults to inject into the simulated API: a thread-safe registry the routes and the market consult.
 
 Per endpoint (`ENDPOINTS`): failures for the next N calls (429 or 5xx), a minimum interval between
-calls (429 when broken), added latency before a call is handled, a slow answer (the call is
+calls (429 when broken), added latency before a call is handled (or a hold until released), a
+slow answer (the call is
 handled at once, its answer held back), and commit then fail: the next N calls that take effect
 (a rental made, an instance destroyed) lose their answer — a 5xx, a dropped connection, or the
 real answer after the client has given up. The listing lag hides a new instance from the v1
@@ -169,6 +170,7 @@ class Faults:
         self._last_call: dict[tuple[str, str], float] = {}
         self._latency: dict[str, float] = {}
         self._slow: dict[str, float] = {}
+        self._holds: dict[str, threading.Event] = {}
         self._lost: dict[str, deque[LostAnswer]] = {}
         self._listing_lag = 0.0
         self._vanish: deque[int] = deque()
@@ -213,6 +215,27 @@ class Faults:
     def latency(self, endpoint: str) -> float:
         with self._lock:
             return self._latency.get(endpoint, 0.0)
+
+    def hold(self, endpoint: str) -> None:
+        """Calls of `endpoint` arriving from now on wait, before they are handled, until
+        `release(endpoint)` (or the simulator stops): a request in flight for as long as a test
+        needs, made only when released, even if its client has gone."""
+        check_endpoint(endpoint)
+        with self._lock:
+            self._holds.setdefault(endpoint, threading.Event())
+
+    def release(self, endpoint: str) -> None:
+        """Let the held calls of `endpoint` go on (and the next ones through); no hold: nothing."""
+        check_endpoint(endpoint)
+        with self._lock:
+            gate = self._holds.pop(endpoint, None)
+        if gate is not None:
+            gate.set()
+
+    def held(self, endpoint: str) -> threading.Event | None:
+        """The gate a call of `endpoint` waits on (set when released), or None."""
+        with self._lock:
+            return self._holds.get(endpoint)
 
     def set_slow_answer(self, endpoint: str, seconds: float) -> None:
         """Every call of `endpoint` is handled at once and its answer held back `seconds` (past a
@@ -345,6 +368,9 @@ class Faults:
             self._last_call.clear()
             self._latency.clear()
             self._slow.clear()
+            for gate in self._holds.values():
+                gate.set()
+            self._holds.clear()
             self._lost.clear()
             self._listing_lag = 0.0
             self._vanish.clear()
@@ -359,6 +385,7 @@ class Faults:
                 "rate_limits": {e: asdict(limit) for e, limit in self._limits.items()},
                 "latency": dict(self._latency),
                 "slow_answer": dict(self._slow),
+                "held": sorted(self._holds),
                 "commit_then_fail": {e: [asdict(a) for a in q] for e, q in self._lost.items() if q},
                 "listing_lag": self._listing_lag,
                 "vanish_next": list(self._vanish),

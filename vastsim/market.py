@@ -31,7 +31,7 @@ from vastsim.offerset import Offer, generate_offers, price_fields, storage_dph
 from vastsim.ports import Binding, PortHub
 from vastsim.rental import RentRequest
 from vastsim.responses import ApiError
-from vastsim.search import OfferQuery, search_offers
+from vastsim.search import OfferQuery, SearchAnswer, search_offers
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,11 @@ class Market:
         self._counters: Counter[str] = Counter()
 
     # --- the Vast API --------------------------------------------------------------------------
-    def search(self, query: OfferQuery) -> list[Offer]:
+    def search(self, query: OfferQuery, *, cap: int | None = None) -> SearchAnswer:
         with self._lock:
             candidates = list(self._available.values())
             now = self._clock()
-        return search_offers(candidates, query, now=now)
+        return search_offers(candidates, query, now=now, cap=cap)
 
     def rent(self, offer_id: int, request: RentRequest) -> Rental:
         """Rent `offer_id`; raises ApiError (404/410 no_such_ask, 400 invalid_args)."""

@@ -35,6 +35,7 @@ class Response:
     body: bytes
     content_type: str = JSON
     dropped: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (Retry-After, ...)
 
     @property
     def text(self) -> str:

@@ -9,11 +9,20 @@ Besides real offer fields the body may name the virtual fields the service trans
 geolocation), `duration` (seconds left, from now), `driver_version` ("535.86.05", compared as
 `driver_vers`), `dlperf_usd`, `flops_usd`, `ubuntu_version`; and `allocated_storage` (GB priced
 into dph_total, also a `disk_space gte` filter).
+
+Values are converted to the field's type as the service converts them, because the official
+client sends most of them as strings: `{"num_gpus": {"eq": "1"}}` matches like `1`,
+`{"verified": {"eq": "true"}}` like `true`, and `_` in a GPU name stands for a space
+(`RTX_3060` is `RTX 3060`). A string that is not a number on a numeric field is a 400.
+
+`search_offers` answers at most `limit` offers (and never more than `cap`); when more matched,
+its answer says `truncated`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Collection, Iterable, Mapping
 
 from vastsim.filters import (
@@ -28,6 +37,7 @@ from vastsim.offerset import (
     DEFAULT_ALLOCATED_STORAGE,
     Offer,
     driver_vers,
+    generate_offers,
     price_fields,
 )
 
@@ -50,6 +60,38 @@ CONTROL_KEYS: frozenset[str] = frozenset(
 )
 DEFAULT_ORDER: tuple[tuple[str, bool], ...] = (("score", True),)
 MAX_LIMIT = 10_000
+# The type of each virtual field (the real fields' types come from the offers themselves).
+VIRTUAL_KINDS: Mapping[str, type] = {"verified": bool, "datacenter": bool, "geolocation": str, "duration": float}
+_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+
+
+@lru_cache(maxsize=1)
+def field_kinds() -> Mapping[str, type]:
+    """`bool`, `float` (any number) or `str` per offer field: what a filter value is converted to."""
+    kinds: dict[str, type] = dict(VIRTUAL_KINDS)
+    for offer in generate_offers(0, 200):
+        for name, value in offer.items():
+            if name in kinds or value is None:
+                continue
+            if isinstance(value, bool):
+                kinds[name] = bool
+            elif isinstance(value, (int, float)):
+                kinds[name] = float
+            elif isinstance(value, str):
+                kinds[name] = str
+    return kinds
+
+
+@dataclass(frozen=True)
+class SearchAnswer:
+    """The offers to answer with; `truncated` when more matched (`matched` of them)."""
+
+    offers: list[Offer]
+    matched: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.matched > len(self.offers)
 
 
 @dataclass(frozen=True)
@@ -84,8 +126,8 @@ def parse_offer_query(body: Mapping[str, Any], *, fields: Collection[str]) -> Of
     )
 
 
-def search_offers(offers: Iterable[Offer], query: OfferQuery, *, now: float) -> list[Offer]:
-    """The offers matching `query`, priced for it, ordered, at most `limit` of them."""
+def search_offers(offers: Iterable[Offer], query: OfferQuery, *, now: float, cap: int | None = None) -> SearchAnswer:
+    """The offers matching `query`, priced for it, ordered, at most `limit` (and `cap`) of them."""
     matched = []
     for offer in offers:
         view = dict(offer)
@@ -94,16 +136,50 @@ def search_offers(offers: Iterable[Offer], query: OfferQuery, *, now: float) -> 
         if all(holds(_value(view, c.field), c) for c in query.conditions):
             matched.append(view)
     sort_rows(matched, query.order + (("id", False),), _order_value)
-    return matched if query.limit is None else matched[: query.limit]
+    most = min(MAX_LIMIT if query.limit is None else query.limit, MAX_LIMIT if cap is None else cap)
+    return SearchAnswer(matched[:most], len(matched))
 
 
 def _translate(field: str, condition: Condition) -> Condition:
     value = condition.value
-    if field == "driver_vers":
+    if field == "driver_vers" and isinstance(value, str) and "." not in value:
+        value = _map(value, lambda v: _convert(v, float, field), field)
+    elif field == "driver_vers":
         value = _map(value, lambda v: driver_vers(v) if isinstance(v, str) else v, field)
     elif field == "geolocation":
         value = _map(value, lambda v: v.strip().upper() if isinstance(v, str) else v, field)
+    else:
+        kind = field_kinds().get(field)
+        if kind is not None:
+            value = _map(value, lambda v: _convert(v, kind, field), field)
+        if field == "gpu_name":
+            value = _map(value, lambda v: v.replace("_", " ") if isinstance(v, str) else v, field)
     return Condition(field, condition.op, value)
+
+
+def _convert(value: Any, kind: type, field: str) -> Any:
+    """`value` as the field's type: a typed column compares `"1"` as 1 and `"true"` as true."""
+    if value is None:
+        return None
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, (bool, int, float)) and value in (0, 1):
+            return bool(value)
+        raise QueryError(f"bad value for {field!r}: {value!r} (expected true or false)")
+    if kind is float:
+        if isinstance(value, bool):
+            raise QueryError(f"bad value for {field!r}: {value!r} (expected a number)")
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise QueryError(f"bad value for {field!r}: {value!r} (expected a number)") from None
+            return int(number) if number.is_integer() else number
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, "g")
+    return value
 
 
 def _map(value: Any, convert: Any, field: str) -> Any:

@@ -100,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(response.body)
         log.debug("%s %s -> %d", self.command, url.path, response.status)  # never the query: it may hold the key
@@ -133,7 +135,9 @@ class SimulatorServer:
     drives every status change and timestamp. `public_ip` is what instances advertise in
     `public_ipaddr` (default: `host`, or 127.0.0.1 when `host` is a wildcard); their ports listen
     on `host`. `rate_limits` ({endpoint: seconds}) sets minimum intervals between calls from the
-    start (none by default); `faults.THRESHOLDS` holds the published ones. With `network` (a
+    start (none by default); `faults.THRESHOLDS` holds the published ones. `search_row_cap` and
+    `search_quota_rows` (per day) set the search limits of `vastsim.quota` (`search_limits`);
+    `credit` the account's starting credit (`GET /api/v0/users/current`). With `network` (a
     `vastsim.hostnet.HostNetwork`), instances listen on and advertise the address of their
     machine's host in that network instead, and `partition()` cuts a host off (`vastsim.sites`).
 
@@ -155,6 +159,9 @@ class SimulatorServer:
         rate_limits: Mapping[str, float] | None = None,
         tick_seconds: float = 0.02,
         network: HostNetwork | None = None,
+        search_row_cap: int | None = None,
+        search_quota_rows: int | None = None,
+        credit: float | None = None,
     ) -> None:
         wildcard = host in ("", "0.0.0.0")
         self.host = host
@@ -181,8 +188,12 @@ class SimulatorServer:
             host_for=self.sites.host_for if network is not None else None,
         )
         self._api = VastApi(self.market, self.faults, api_key=api_key, clock=self._clock, wait=self._stopping.wait)
+        self.search_limits = self._api.search_limits  # row cap and search row quota (vastsim.quota)
+        self.search_limits.configure(row_cap=search_row_cap, quota_rows=search_quota_rows)
+        if credit is not None:
+            self._api.credit = float(credit)
         self._admin = SimAdmin(market=self.market, faults=self.faults, state=self.state, reset=self.reset,
-                               partition=self.partition, heal=self.heal)
+                               partition=self.partition, heal=self.heal, search_limits=self.search_limits)
         self._httpd: _HttpServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -250,6 +261,7 @@ class SimulatorServer:
         snapshot["counters"]["log_downloads_with_key"] = self.market.logs.downloads_with_credentials
         snapshot["faults"] = self.faults.snapshot()
         snapshot["network"] = self.sites.snapshot()
+        snapshot["search"] = self.search_limits.snapshot()
         return snapshot
 
     def partition(self, instance_id: int) -> str:
@@ -285,6 +297,7 @@ class SimulatorServer:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         self.faults.clear()
+        self.search_limits.clear()
         self._api.counter.clear()
         if regenerate or seed is not None or offers is not None:
             self.market.reset(seed=seed, offers=offers)

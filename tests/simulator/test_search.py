@@ -44,7 +44,7 @@ FILTERS: list[tuple[str, dict[str, Any], Callable[[Offer], bool]]] = [
     (
         "the CLI defaults",
         {"verified": {"eq": True}, "external": {"eq": False}, "rentable": {"eq": True}, "rented": {"eq": False}},
-        lambda o: o["verification"] == "verified" and o["rentable"],
+        lambda o: o["verification"] == "verified" and o["rentable"] and not o["external"],
     ),
 ]
 
@@ -65,10 +65,15 @@ def test_filters_return_exactly_the_matching_offers(
 
 
 def test_search_answers_json_with_an_offers_list(vast: Vast) -> None:
-    reply = vast.search({"limit": 2})
+    reply = vast.search({"limit": 10_000})
     assert reply.status == 200
     assert reply.content_type == "application/json"
     assert list(reply.json()) == ["offers"]
+
+
+def test_a_search_cut_by_its_limit_says_truncated(vast: Vast) -> None:
+    reply = vast.search({"limit": 2})
+    assert reply.json()["truncated"] is True
     assert len(reply.json()["offers"]) == 2
 
 
