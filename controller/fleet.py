@@ -5,7 +5,7 @@
   prefix. Waiters are woken on every refresh. An instance forgotten (destroyed) while a listing
   was in flight is not brought back by that listing: only a listing begun after the forget can
   show it again (a destroy that did not take).
-* :class:`OfferSource` wraps the snapshot poller: :meth:`latest` for normal launches,
+* :class:`OfferSource` wraps the market watcher: :meth:`latest` for normal launches,
   :meth:`fresh` for a failover, which wants offers no older than a few seconds and coalesces
   concurrent requests into one search.
 """
@@ -17,11 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from vastmarket.client import VastClient
 from vastmarket.errors import VastError
 from vastmarket.instances import Instance
-from vastmarket.snapshot import OfferSnapshot, SnapshotPoller
+from vastmarket.snapshot import OfferSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,19 @@ class Fleet:
             stop.wait(self.next_wait())
 
 
+class OfferPoller(Protocol):
+    """What publishes the offers: :class:`vastmarket.market_watch.MarketWatcher` (or a
+    :class:`vastmarket.snapshot.SnapshotPoller`). ``poll_once`` searches unless Vast's quota
+    pauses the searches."""
+
+    @property
+    def latest(self) -> OfferSnapshot | None: ...
+
+    def poll_once(self) -> OfferSnapshot | None: ...
+
+
 class OfferSource:
-    def __init__(self, poller: SnapshotPoller, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, poller: OfferPoller, clock: Callable[[], float] = time.time) -> None:
         self.poller = poller
         self.clock = clock
         self._lock = threading.Lock()

@@ -287,6 +287,10 @@ class KubeGateway:
         except NotFound:
             return None
 
+    def list_nodes(self, *, label_selector: str = "") -> list[dict[str, Any]]:
+        data = self._call("list nodes", self.core.list_node, label_selector=label_selector)
+        return data["items"]  # type: ignore[no-any-return]
+
     def create_node(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call(f"create node {body['metadata']['name']}", self.core.create_node, dict(body))  # type: ignore[no-any-return]
 

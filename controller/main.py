@@ -1,4 +1,4 @@
-"""Wiring of the controller process: threads for leader election, the offer poller, the
+"""Wiring of the controller process: threads for leader election, the market watcher, the
 instance fleet, the virtual node(s), the pod watch, the reconcile workers and the reaper, the
 virtual node's kubelet API (``kubectl logs``), and the Prometheus metrics endpoint. Every
 replica polls offers and serves the kubelet API (its own extender and webhook read
@@ -15,17 +15,20 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from vastmarket.client import Timeouts, VastClient, broad_query
+from vastmarket.client import Timeouts, VastClient
 from vastmarket.config import SelectionConfig
 from vastmarket.errors import ConfigError
-from vastmarket.snapshot import SnapshotFile, SnapshotPoller
+from vastmarket.market_watch import MarketWatcher
+from vastmarket.snapshot import OfferSnapshot, SnapshotFile
 
 from .checkpoints import Checkpoints
+from .demand import ClusterDemand
 from .fleet import Fleet, OfferSource
+from .market_metrics import MarketCollector, market_condition, market_event
 from .kube import KubeError, KubeGateway, load_api_client
 from .kubelet_setup import kubelet_api
 from .leader import LeaderElector
-from .node import NodeShape, VirtualNodeKeeper
+from .node import MARKET_CONDITION, NodeShape, VirtualNodeKeeper
 from .reaper import Reaper
 from .reconciler import Reconciler, safe_reconcile
 from .settings import ControllerSettings
@@ -33,6 +36,7 @@ from .workqueue import WorkQueue
 
 log = logging.getLogger("kube_vast.controller")
 LEASE_NAME = "kube-vast-controller"
+OFFERS_ANNOTATION = "vast.ai/offers-published"  # on the virtual nodes: when the offers last changed
 
 
 def derive_cluster_id(kube: KubeGateway) -> str:
@@ -57,9 +61,15 @@ class Controller:
         if "vast.ai" in url and not (environ.get("VAST_API_KEY") or environ.get("VAST_API_KEY_FILE")):
             raise ConfigError("the real Vast API needs a key: set VAST_API_KEY or VAST_API_KEY_FILE")
         cluster_id = self.settings.cluster_id or derive_cluster_id(self.kube)
-        self.poller = SnapshotPoller(lambda: self.vast.search_offers(broad_query(), limit=10_000).offers,
-                                     SnapshotFile(self.settings.snapshot_path).publish,
-                                     interval=self.settings.poll_interval, source=url)
+        self.demand = ClusterDemand(self.kube, config, self.settings.virtual_nodes)
+        self.poller = MarketWatcher(
+            lambda filters, order, limit: self.vast.search_offers(filters, order=order, limit=limit),
+            SnapshotFile(self.settings.snapshot_path).publish, self.demand, self.vast.gpu_names,
+            interval=self.settings.poll_interval,
+            # Below the readers' age limit, so that a snapshot is renewed before they refuse it.
+            refresh_interval=min(self.settings.refresh_interval, 0.8 * self.settings.max_snapshot_age),
+            demand_interval=self.settings.demand_interval, source=url,
+            include_external=self.settings.include_external_offers, max_queries=self.settings.max_market_queries)
         self.fleet = Fleet(self.vast, cluster_id, interval=self.settings.fleet_interval)
         self.offers = OfferSource(self.poller)
         self.reconciler = Reconciler(self.kube, self.vast, self.fleet, self.offers, self.settings, config,
@@ -71,7 +81,10 @@ class Controller:
         self.keeper = VirtualNodeKeeper(self.kube, self.settings.virtual_nodes, NodeShape(gpus=self.settings.node_gpus),
                                         vast_healthy=self._vast_healthy,
                                         lease_renew=min(10.0, 2 * self.settings.renew_every),
-                                        endpoint=self.kubelet.endpoint)
+                                        endpoint=self.kubelet.endpoint,
+                                        market=lambda: market_condition(self.poller, self.settings.max_snapshot_age))
+        self.poller.listeners.append(self._market_changed)
+        self.poller.on_publish.append(self._offers_published)
         self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
                              dry_run=self.settings.reaper_dry_run, checkpoint=checkpoint)
         self.queue = WorkQueue()
@@ -95,6 +108,7 @@ class Controller:
                         "node's kubelet API", registry=self.registry)
         server = self.kubelet.server
         streams.set_function(lambda: float(server.api.active_streams) if server is not None else 0.0)
+        self.registry.register(MarketCollector(self.poller, self.demand))
         if port:
             start_http_server(port, registry=self.registry)
 
@@ -102,6 +116,32 @@ class Controller:
         """A listing that may show a booted instance: look at the pods waiting for one at once."""
         for key in list(self.reconciler.booting):
             self.queue.add(key)
+
+    def _offers_published(self, snapshot: OfferSnapshot) -> None:
+        """New offers: touch the virtual nodes, so that the scheduler tries the pods the extender
+        turned away again now (a node update requeues them), not minutes later."""
+        if not self.elector.leading.is_set():
+            return
+        stamp = f"{time.time():.3f}"
+        for name in self.settings.virtual_nodes:
+            try:
+                self.kube.patch_node(name, {"metadata": {"annotations": {OFFERS_ANNOTATION: f"{stamp} {len(snapshot)}"}}})
+            except KubeError as exc:
+                log.warning("could not mark new offers on node %s: %s", name, exc)
+
+    def _market_changed(self) -> None:
+        """Searches paused or resumed: an Event on each virtual node (the condition follows with
+        the next heartbeat)."""
+        reason, message, warning = market_event(self.poller)
+        for name in self.settings.virtual_nodes if self.elector.leading.is_set() else ():
+            try:
+                node = self.kube.get_node(name)
+            except KubeError as exc:
+                log.warning("no %s Event on node %s: %s", reason, name, exc)
+                continue
+            if node is not None:
+                self.kube.event(node, reason, message, kind="Node", type_="Warning" if warning else "Normal")
+        log.info("virtual node condition %s: %s", MARKET_CONDITION, message)
 
     def _vast_healthy(self) -> tuple[bool, str]:
         last = self.fleet.last_success

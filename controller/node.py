@@ -4,7 +4,10 @@
 its Lease in ``kube-node-lease`` every ``lease_renew`` seconds and writes its status (Ready and
 the pressure conditions) every ``status_every`` seconds or when readiness changes, so the node
 lifecycle controller never evicts healthy pods. Readiness follows Vast: when Vast has been
-unreachable for longer than ``unreachable_after`` seconds, the node turns NotReady. Its only
+unreachable for longer than ``unreachable_after`` seconds, the node turns NotReady. The condition
+``OfferSearchPaused`` says whether the offers the cluster places pods on are fresh: ``True`` (reason
+``SearchQuotaExceeded``) while Vast's search quota stops the market watcher, with when searching
+resumes; it is written at once when that changes. Its only
 address is the ``InternalIP`` of the kubelet API (``kubectl logs``, :mod:`controller.kubelet_api`)
 with that API's port in ``daemonEndpoints``; without one, no address and port 0, so the API
 server never looks a name up.
@@ -90,9 +93,21 @@ def node_addresses(endpoint: KubeletEndpoint | None) -> dict[str, Any]:
             "daemonEndpoints": {"kubeletEndpoint": {"Port": endpoint.port if endpoint else 0}}}
 
 
+@dataclass(frozen=True, slots=True)
+class MarketCondition:
+    """The ``OfferSearchPaused`` condition: ``paused`` with a ``reason`` and a ``message``."""
+
+    paused: bool
+    reason: str
+    message: str
+
+
+MARKET_CONDITION = "OfferSearchPaused"
+
+
 def node_status(shape: NodeShape, *, ready: bool, reason: str, message: str, now: float,
                 previous: Mapping[str, Any] | None, version: str,
-                endpoint: KubeletEndpoint | None = None) -> dict[str, Any]:
+                endpoint: KubeletEndpoint | None = None, market: MarketCondition | None = None) -> dict[str, Any]:
     capacity = {"cpu": shape.cpu, "memory": shape.memory, "pods": str(shape.pods),
                 "ephemeral-storage": shape.ephemeral_storage, "nvidia.com/gpu": str(shape.gpus)}
     old = {c.get("type"): c for c in ((previous or {}).get("conditions") or [])}
@@ -112,7 +127,8 @@ def node_status(shape: NodeShape, *, ready: bool, reason: str, message: str, now
             condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "virtual node"),
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "virtual node"),
             condition("NetworkUnavailable", "False", "RouteCreated", "virtual node"),
-        ],
+        ] + ([condition(MARKET_CONDITION, "True" if market.paused else "False", market.reason, market.message)]
+             if market is not None else []),
         "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": version, "operatingSystem": "linux",
                      "architecture": "amd64", "containerRuntimeVersion": "vast://1",
                      "osImage": "Vast.ai", "kernelVersion": "", "machineID": "", "systemUUID": "",
@@ -125,8 +141,10 @@ class VirtualNodeKeeper:
     def __init__(self, kube: KubeGateway, names: tuple[str, ...], shape: NodeShape, *,
                  vast_healthy: Callable[[], tuple[bool, str]], version: str = "v1.37.0-kube-vast",
                  lease_renew: float = 10.0, lease_seconds: int = 40, status_every: float = 60.0,
-                 clock: Callable[[], float] = time.time, endpoint: KubeletEndpoint | None = None) -> None:
+                 clock: Callable[[], float] = time.time, endpoint: KubeletEndpoint | None = None,
+                 market: Callable[[], MarketCondition] | None = None) -> None:
         self.kube = kube
+        self.market = market
         self.endpoint = endpoint
         self.names = names
         self.shape = shape
@@ -136,7 +154,7 @@ class VirtualNodeKeeper:
         self.lease_seconds = lease_seconds
         self.status_every = status_every
         self.clock = clock
-        self._last_status: dict[str, tuple[float, bool]] = {}
+        self._last_status: dict[str, tuple[float, bool, bool | None]] = {}
 
     def ensure_nodes(self) -> None:
         for name in self.names:
@@ -176,11 +194,13 @@ class VirtualNodeKeeper:
         """Renew every node's lease, and write its status when due or when readiness changed."""
         now = self.clock()
         ready, message = self.vast_healthy()
+        market = self.market() if self.market is not None else None
+        paused = market.paused if market is not None else None
         for name in self.names:
             try:
                 self._renew_lease(name, now)
                 last = self._last_status.get(name)
-                if last is None or last[1] != ready or now - last[0] >= self.status_every:
+                if last is None or last[1] != ready or last[2] != paused or now - last[0] >= self.status_every:
                     node = self.kube.get_node(name)
                     if node is None:
                         self.ensure_nodes()
@@ -188,9 +208,9 @@ class VirtualNodeKeeper:
                     status = node_status(self.shape, ready=ready, now=now, version=self.version,
                                          reason="KubeletReady" if ready else "VastUnreachable",
                                          message=message, previous=(node or {}).get("status"),
-                                         endpoint=self.endpoint)
+                                         endpoint=self.endpoint, market=market)
                     self.kube.patch_node_status(name, status)
-                    self._last_status[name] = (now, ready)
+                    self._last_status[name] = (now, ready, paused)
             except KubeError as exc:
                 log.warning("virtual node %s heartbeat failed: %s", name, exc)
 

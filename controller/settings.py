@@ -26,7 +26,11 @@ class ControllerSettings:
     snapshot_path: Path = Path(DEFAULT_SNAPSHOT)
     config_path: Path | None = None
     kubeconfig: str | None = None
-    poll_interval: float = 30.0        # offer search
+    poll_interval: float = 30.0        # offer search for pods waiting for an offer
+    refresh_interval: float = 240.0    # offer search for the whole demand (below max_snapshot_age)
+    demand_interval: float = 5.0       # how often the demand (opted-in pods) is read; new wants search at once
+    max_market_queries: int = 3        # searches per round of demand-driven market watching
+    include_external_offers: bool = False  # Vast's external offers (the official client leaves them out)
     fleet_interval: float = 5.0        # instance listing
     resync: float = 5.0                # re-check of each running pod (health, endpoints)
     boot_timeout: float = 900.0        # rent → running deadline
@@ -61,7 +65,10 @@ class ControllerSettings:
     log_follow_interval: float = 2.0   # kubectl logs -f: seconds between two reads of the Vast log
 
     def __post_init__(self) -> None:
-        for f in ("poll_interval", "fleet_interval", "resync", "boot_timeout", "max_snapshot_age",
+        if isinstance(self.max_market_queries, bool) or not isinstance(self.max_market_queries, int) \
+                or self.max_market_queries < 1:
+            raise ConfigError(f"KUBE_VAST_MAX_MARKET_QUERIES={self.max_market_queries!r}: expected 1 or more searches")
+        for f in ("poll_interval", "refresh_interval", "demand_interval", "fleet_interval", "resync", "boot_timeout", "max_snapshot_age",
                   "reaper_interval", "unreachable_after", "lease_seconds", "renew_every", "log_follow_interval",
                   "uncertain_rent_wait", "vast_read_timeout"):
             value = getattr(self, f)
@@ -110,6 +117,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_SNAPSHOT": ("snapshot_path", Path),
     "KUBE_VAST_CONFIG": ("config_path", Path),
     "KUBE_VAST_POLL_INTERVAL": ("poll_interval", float),
+    "KUBE_VAST_REFRESH_INTERVAL": ("refresh_interval", float),
+    "KUBE_VAST_DEMAND_INTERVAL": ("demand_interval", float),
+    "KUBE_VAST_MAX_MARKET_QUERIES": ("max_market_queries", int),
     "KUBE_VAST_FLEET_INTERVAL": ("fleet_interval", float),
     "KUBE_VAST_RESYNC": ("resync", float),
     "KUBE_VAST_BOOT_TIMEOUT": ("boot_timeout", float),
@@ -157,6 +167,11 @@ def settings_from(environ: Mapping[str, str], **overrides: Any) -> ControllerSet
         values["virtual_nodes"] = tuple(n.strip() for n in names.split(",") if n.strip())
     if environ.get("KUBE_VAST_REAPER_DRY_RUN", "").strip().lower() in ("1", "true", "yes"):
         values["reaper_dry_run"] = True
+    external = environ.get("KUBE_VAST_INCLUDE_EXTERNAL_OFFERS", "").strip().lower()
+    if external:
+        if external not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigError(f"KUBE_VAST_INCLUDE_EXTERNAL_OFFERS={external!r}: expected true or false")
+        values["include_external_offers"] = external in ("1", "true", "yes")
     known = {f.name for f in fields(ControllerSettings)}
     for key, value in overrides.items():
         if value is None:

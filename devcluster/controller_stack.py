@@ -26,7 +26,8 @@ class ControllerProcess:
         self.argv = [*KUBE_VAST, "controller", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
                      "--cluster-id", cluster_id, "--virtual-node", node, "--snapshot", str(snapshot),
                      "--identity", identity, "--metrics-port", str(self.metrics_port),
-                     "--poll-interval", "2", "--fleet-interval", "0.5", "--resync", "0.5",
+                     "--poll-interval", "2", "--refresh-interval", "2", "--demand-interval", "0.5",
+                     "--fleet-interval", "0.5", "--resync", "0.5",
                      "--reaper-interval", "1", "--reaper-grace", "3", "--lease-seconds", "4", "--renew-every", "1",
                      "--boot-timeout", "20", *extra]
         self.env = {**os.environ, "VAST_API_URL": sim_url, **kubelet_api_env(kubelet_client_ca), **(env or {})}

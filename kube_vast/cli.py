@@ -20,9 +20,10 @@ import yaml
 
 from vastmarket.client import VastClient, broad_query
 from vastmarket.config import SelectionConfig, apply_env, load_config
-from vastmarket.errors import ConfigError, KubeVastError, RequirementError
+from vastmarket.errors import ConfigError, InvalidPod, KubeVastError, RequirementError
 from vastmarket.explain import explanation, selection_log
 from vastmarket.offers import ParsedOffers, parse_search_response
+from vastmarket.pods import check_pod
 from vastmarket.requirements import requirements_for
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot, SnapshotFile
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--snapshot", help="where to publish the offer snapshot (KUBE_VAST_SNAPSHOT)")
     ctl.add_argument("--config", help="selection config file (KUBE_VAST_CONFIG)")
     ctl.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
-    for flag, dest in (("--poll-interval", "poll_interval"), ("--fleet-interval", "fleet_interval"),
+    for flag, dest in (("--poll-interval", "poll_interval"), ("--refresh-interval", "refresh_interval"),
+                       ("--demand-interval", "demand_interval"), ("--fleet-interval", "fleet_interval"),
                        ("--resync", "resync"), ("--boot-timeout", "boot_timeout"),
                        ("--reaper-grace", "reaper_grace"), ("--reaper-interval", "reaper_interval"),
                        ("--lease-seconds", "lease_seconds"), ("--renew-every", "renew_every"),
@@ -174,7 +176,10 @@ def _load_manifest(path: str) -> Mapping[str, Any]:
         raise UsageError(f"--pod {path}: not YAML or JSON: {exc}") from None
     if not isinstance(data, Mapping) or data.get("kind", "Pod") != "Pod":
         raise UsageError(f"--pod {path}: expected a Pod manifest")
-    return data
+    try:
+        return check_pod(data)
+    except InvalidPod as exc:
+        raise UsageError(f"--pod {path}: {exc}") from None
 
 
 def _flag_annotations(args: argparse.Namespace) -> dict[str, str]:
@@ -323,7 +328,8 @@ def cmd_controller(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from controller.settings import settings_from as controller_settings
 
     overrides = {k: getattr(args, k) for k in (
-        "kubeconfig", "namespace", "cluster_id", "virtual_nodes", "poll_interval", "fleet_interval", "resync",
+        "kubeconfig", "namespace", "cluster_id", "virtual_nodes", "poll_interval", "refresh_interval",
+        "demand_interval", "fleet_interval", "resync",
         "boot_timeout", "reaper_grace", "reaper_interval", "lease_seconds", "renew_every", "reaper_dry_run",
         "identity", "unreachable_after")}
     overrides["snapshot_path"] = Path(args.snapshot) if args.snapshot else None
@@ -436,7 +442,8 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         instances, pods = status.gather(kube, client)
     finally:
         client.close()
-    fleet = status.fleet_status(instances, pods, cluster_id)
+    fleet = replace(status.fleet_status(instances, pods, cluster_id),
+                    market=status.market_notes(status.virtual_nodes(kube)))
     if args.json:
         print(json.dumps(status.as_json(fleet, source=client.base_url), indent=2))
     else:

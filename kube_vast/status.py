@@ -13,9 +13,12 @@ Contract
   ``vast.ai/rented-offer-id``, else the last offer of its ``vast.ai/launch``) and, when that is
   not the webhook's pick (``vast.ai/offer-id``), which one the webhook chose and why they differ
   (``vast.ai/rented-offer-reason``).
+- :func:`market_notes` is pure too: the ``OfferSearchPaused`` condition of each virtual node, that
+  is whether the offers the cluster places pods on are fresh or searches are paused (Vast's
+  search quota) and until when.
 - :func:`render_text` and :func:`as_json` present the result. Pure.
 - :func:`gather` is the thin I/O: the pods through :class:`controller.kube.KubeGateway`, the
-  instances through :class:`vastmarket.client.VastClient`.
+  instances through :class:`vastmarket.client.VastClient`; :func:`virtual_nodes` the nodes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from controller.fleet import label_prefix, pod_uid_of
+from controller.node import MARKET_CONDITION, VIRTUAL_NODE_LABEL
 from vastmarket.instances import Instance
 
 LAUNCH = "vast.ai/launch"
@@ -60,10 +64,21 @@ class InstanceRow:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketNote:
+    """A virtual node's ``OfferSearchPaused`` condition."""
+
+    node: str
+    paused: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class FleetStatus:
     cluster_id: str
     rows: tuple[InstanceRow, ...]
     waiting: tuple[str, ...]   # pods with a recorded launch and no live instance
+    market: tuple[MarketNote, ...] = ()
 
     @property
     def total_per_hour(self) -> float:
@@ -156,6 +171,16 @@ def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]
     return FleetStatus(cluster_id, tuple(rows), tuple(sorted(waiting)))
 
 
+def market_notes(nodes: Sequence[Mapping[str, Any]]) -> tuple[MarketNote, ...]:
+    notes = []
+    for node in nodes:
+        for c in _mapping(node.get("status")).get("conditions") or []:
+            if isinstance(c, Mapping) and c.get("type") == MARKET_CONDITION:
+                notes.append(MarketNote(str(_mapping(node.get("metadata")).get("name")), c.get("status") == "True",
+                                        str(c.get("reason") or ""), str(c.get("message") or "")))
+    return tuple(notes)
+
+
 def render_text(status: FleetStatus, *, source: str) -> list[str]:
     header = ("INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "OFFER", "HEALTH")
     table = [header] + [
@@ -180,6 +205,9 @@ def render_text(status: FleetStatus, *, source: str) -> list[str]:
                      "the controller's reaper destroys it after its grace period")
     for pod in status.waiting:
         lines.append(f"waiting for an instance: {pod}")
+    for note in status.market:
+        state = "PAUSED" if note.paused else "searching"
+        lines.append(f"Offer market ({note.node}): {state} ({note.reason}): {note.message}")
     return lines
 
 
@@ -191,6 +219,7 @@ def as_json(status: FleetStatus, *, source: str) -> dict[str, Any]:
         "total_per_hour": round(status.total_per_hour, 6),
         "orphans": [r.instance_id for r in status.orphans],
         "waiting": list(status.waiting),
+        "market": [asdict(n) for n in status.market],
     }
 
 
@@ -200,3 +229,9 @@ def gather(kube: Any, vast: Any) -> tuple[list[Instance], list[dict[str, Any]]]:
     instances = vast.list_instances()
     pods, _ = kube.list_pods()
     return instances, pods
+
+
+def virtual_nodes(kube: Any) -> list[dict[str, Any]]:
+    """The virtual nodes (``KubeGateway``), whose conditions tell how the offer market is watched."""
+    nodes: list[dict[str, Any]] = kube.list_nodes(label_selector=f"{VIRTUAL_NODE_LABEL}=true")
+    return nodes
