@@ -9,9 +9,9 @@ kill point              how the kill is aimed                                  h
 ======================  =====================================================  ==========================================
 ``intent-recorded``     the controller pauses at checkpoint ``intent-recorded``  the pod has its finalizer and intent; the
                         for this pod (:mod:`controller.checkpoints`)           ledger has no rental for its label
-``rent-in-flight``      a latency fault holds the rent in the simulator; the   the simulator received the rent, the ledger
-                        kill comes once the simulator has received it          had no rental at the kill, the rental is made
-                                                                               after it
+``rent-in-flight``      the simulator holds the rent (``faults.hold``); the    the simulator received the rent, the ledger
+                        kill comes once it has it; released as the controller  had no rental at the kill, the rental is made
+                        starts again                                           after it
 ``rent-answered``       pause at ``rent-answered``: Vast answered, the pod is   the instance of the paused line is live in
                         not annotated yet                                      the ledger; the pod has no instance id
 ``endpointslice-write`` pause at ``endpointslice-write`` after the first of     exactly one of the pod's two slices exists
@@ -61,10 +61,9 @@ KILL_POINTS: tuple[str, ...] = ("intent-recorded", "rent-in-flight", "rent-answe
 LAUNCH_POINTS = KILL_POINTS[:3]
 
 # Timings (seconds). The controller's read timeout is shorter than a late answer; the
-# uncertain-rent wait is longer than a held rent plus the listing lag plus a late answer.
+# uncertain-rent wait is longer than the listing lag plus a late answer.
 READ_TIMEOUT = 3.0
 LATE = 6.0
-HOLD = 1.5  # short: the held rental is made before the restarted controller has looked around
 LAG = 3.0
 UNCERTAIN_WAIT = 12.0
 REAPER_GRACE = 3.0
@@ -328,7 +327,7 @@ class ChaosRun:
         apply_fault(sim, launch.fault)
         creates = sim.state()["counters"]["calls"].get("create", 0)
         if launch.point == "rent-in-flight":
-            sim.faults.set_latency("create", HOLD)
+            sim.faults.hold("create")
         else:
             self.aim.at(launch.point, pod=ref)
         self.core.create_namespaced_pod(self.ns, chaos_pod(name, self.node))
@@ -339,16 +338,16 @@ class ChaosRun:
             killed_at = time.time()
             label = self._label(self._pod(name))
             rented_before = self._ledger(sim, label)
-            sim.faults.set_latency("create", 0)  # for the rents to come; the held one waits its time out
             self.aim.at("endpointslice-write", pod=ref)
             ctl.start()
+            sim.faults.release("create")  # the rental is made now, as the new controller starts
             if rented_before:
                 raise ChaosFailure(f"{ref}: rent-in-flight: instance(s) {rented_before} existed at the kill")
             made = self._wait(ctl, f"{ref}: the held rental", lambda: self._ledger(sim, label))
             if made[0]["created_at"] < killed_at:
                 raise ChaosFailure(f"{ref}: rent-in-flight: the rental was made before the kill")
             evidence = (f"the rent reached the simulator and was held; no rental at the kill; instance "
-                        f"{made[0]['id']} made {made[0]['created_at'] - killed_at:.1f}s after it")
+                        f"{made[0]['id']} made {made[0]['created_at'] - killed_at:.2f}s after it")
         else:
             context = wait_paused(ctl, launch.point, ref)
             pod = self._pod(name)

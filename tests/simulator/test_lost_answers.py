@@ -7,13 +7,14 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.error
 from typing import Any
 
 import pytest
 
-from tests.simulator.support import FakeClock, Vast, port_offer, rent_body
+from tests.simulator.support import FakeClock, Vast, port_offer, rent_body, wait_for
 from vastsim import SimulatorServer
 
 
@@ -113,6 +114,35 @@ def test_a_slow_answer_reaches_a_patient_client(sim: SimulatorServer, vast: Vast
     started = time.monotonic()
     assert vast.instance(instance_id) is not None
     assert time.monotonic() - started >= 0.3
+
+
+# --- a call held in flight ---------------------------------------------------------------------------
+
+
+def test_a_held_rent_is_made_only_when_released_even_if_its_client_gave_up(sim: SimulatorServer,
+                                                                           vast: Vast) -> None:
+    offer = port_offer(vast)["id"]
+    admin_ok(vast, "faults/hold", {"endpoint": "create"})
+    assert sim.state()["faults"]["held"] == ["create"]
+    with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
+        vast.rent(offer, rent_body(label="held"), timeout=0.5)
+    assert sim.state()["counters"]["calls"]["create"] == 1  # received, and waiting
+    assert sim.state()["counters"]["rentals"] == 0
+    admin_ok(vast, "faults/release", {"endpoint": "create"})
+    wait_for(lambda: labelled(vast, "held"))
+    assert sim.state()["faults"]["held"] == []
+    assert vast.rent(port_offer(vast)["id"], rent_body(), timeout=5).status == 200  # no hold any more
+
+
+def test_stopping_the_simulator_lets_held_calls_go() -> None:
+    server = SimulatorServer(seed=3, offers=50, boot_seconds=(0.02, 0.04)).start()
+    server.faults.hold("search")
+    with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
+        Vast(server.url).search({"limit": 1}, timeout=0.3)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    stopper.join(timeout=30)  # stop() joins the request threads: the held one must be let go
+    assert not stopper.is_alive()
 
 
 # --- listing lag ------------------------------------------------------------------------------------
