@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from vastsim.container import ContainerScript
 from vastsim.faults import Health
@@ -40,6 +40,7 @@ class InstanceRecord:
     stop_requested_at: float | None = None  # the last stop request
     health: Health = field(default_factory=Health)
     bindings: list[Binding] = field(default_factory=list)
+    last_host_ports: frozenset[int] = frozenset()  # of the last run: a new run gets others
     ports: PortMap | None = None
     host: str | None = None  # the host's own address (vastsim.hostnet); None: the simulator's public IP
     running_at: float | None = None  # first time seen running
@@ -98,13 +99,23 @@ def status_msg(record: InstanceRecord, status: str | None, now: float) -> str:
     return status_message(status, record.request.image)
 
 
+def direct_port_range(offer: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The machine's direct ports (first, last): where its instances' host ports are drawn; None
+    without direct ports."""
+    direct = int(offer["direct_port_count"])
+    if not direct:
+        return None
+    start = 20_000 + (int(offer["machine_id"]) % 400) * 100
+    return start, start + direct - 1
+
+
 def render_instance(record: InstanceRecord, now: float, *, public_ip: str) -> dict[str, Any]:
     """The instance as the Vast API returns it (`public_ip` unless it has a host address of its own)."""
     offer, request = record.offer, record.request
     public_ip = record.host or public_ip
     status, intended, cur_state, next_state = _states(record, now)
     direct = int(offer["direct_port_count"])
-    port_start = 20_000 + (record.offer["machine_id"] % 400) * 100 if direct else -1
+    port_start, port_end = direct_port_range(offer) or (-1, -1)
     return {
         "id": record.id,
         "machine_id": offer["machine_id"],
@@ -134,7 +145,7 @@ def render_instance(record: InstanceRecord, now: float, *, public_ip: str) -> di
         "machine_dir_ssh_port": port_start if direct else None,
         "direct_port_count": direct,
         "direct_port_start": port_start,
-        "direct_port_end": port_start + direct - 1 if direct else -1,
+        "direct_port_end": port_end,
         "ports": record.ports if status == "running" else None,
         "dph_total": record.dph_total,
         "dph_base": offer["dph_base"],

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from vastsim.container import container_script
 from vastsim.faults import Faults, Health, check_fate, check_health
-from vastsim.instance import InstanceRecord, audit_record, port_map, render_instance
+from vastsim.instance import InstanceRecord, audit_record, direct_port_range, port_map, render_instance
 from vastsim.lifecycle import HOST_GONE, Timeline
 from vastsim.listing import ListQuery, list_page
 from vastsim.logs import MAX_APPEND, LogLine, LogStore, container_lines, daemon_lines
@@ -413,7 +413,8 @@ class Market:
             record.running_at = now
         if record.ports is None:
             record.bindings = [
-                Binding(record.id, m.container_port, m.proto, health=record.health, host=record.host)
+                Binding(record.id, m.container_port, m.proto, health=record.health, host=record.host,
+                        port_range=direct_port_range(record.offer), avoid=record.last_host_ports)
                 for m in record.request.ports
             ]
             for binding in record.bindings:
@@ -443,5 +444,7 @@ class Market:
     def _close_ports(self, record: InstanceRecord) -> None:
         for binding in record.bindings:
             self._hub.close(binding)
+        if record.bindings:
+            record.last_host_ports = frozenset(b.host_port for b in record.bindings)
         record.bindings = []
         record.ports = None

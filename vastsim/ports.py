@@ -37,6 +37,8 @@ class Binding:
     host_port: int = 0  # 0 until first opened; kept across close/reopen
     health: Health = field(default_factory=Health)
     host: str | None = None  # the address to listen on; None: the hub's
+    port_range: tuple[int, int] | None = None  # the machine's direct ports: the host port is one of them
+    avoid: frozenset[int] = frozenset()  # host ports not to take again (the previous run's)
     sock: socket.socket | None = None
 
     @property
@@ -98,20 +100,28 @@ class PortHub:
             self._wake_w.close()
 
     def listen(self, binding: Binding) -> int:
-        """Open `binding` on its host port (a free one if 0) and return that port; on its own
-        host address (made by the socket factory) when it has one."""
-        kind = socket.SOCK_STREAM if binding.proto == "tcp" else socket.SOCK_DGRAM
-        factory = self._socket_factory if binding.host is not None else None
-        sock = factory(kind) if factory is not None else socket.socket(socket.AF_INET, kind)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((binding.host or self.host, binding.host_port))
-            if binding.proto == "tcp":
-                sock.listen(64)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        """Open `binding` on its host port and return that port; on its own host address (made by
+        the socket factory) when it has one. A binding without a host port yet gets a free one of
+        its `port_range` (the machine's direct ports, as on Vast), else any free one."""
+        ports = [binding.host_port]
+        if not binding.host_port and binding.port_range is not None:
+            first, last = binding.port_range
+            size = last - first + 1
+            offset = (binding.instance_id * 7 + binding.container_port) % size
+            with self._lock:  # ports this hub already serves on that address (UDP would share one)
+                taken = {b.host_port for b in [*self._listeners.values(), *self._udp.values()]
+                         if (b.host or self.host) == (binding.host or self.host)} | binding.avoid
+            ports = [p for p in (first + (offset + i) % size for i in range(size)) if p not in taken] + [0]
+        for port in ports:
+            try:
+                sock = self._bind(binding, port)
+                break
+            except OSError:
+                if port == ports[-1]:
+                    raise
+        if ports[-1] == 0 and len(ports) > 1 and sock.getsockname()[1] not in ports:
+            log.warning("instance %s: every direct port %s is taken on this machine; host port %s is outside it",
+                        binding.instance_id, binding.port_range, sock.getsockname()[1])
         with self._lock:
             if self._stopping.is_set():
                 sock.close()
@@ -125,6 +135,21 @@ class PortHub:
                 self._udp[sock] = binding
         self._wake()
         return binding.host_port
+
+    def _bind(self, binding: Binding, port: int) -> socket.socket:
+        kind = socket.SOCK_STREAM if binding.proto == "tcp" else socket.SOCK_DGRAM
+        factory = self._socket_factory if binding.host is not None else None
+        sock = factory(kind) if factory is not None else socket.socket(socket.AF_INET, kind)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((binding.host or self.host, port))
+            if binding.proto == "tcp":
+                sock.listen(64)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def close(self, binding: Binding) -> None:
         """Close `binding`'s socket and any connection it accepted; connects are refused after."""

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.simulator.support import FakeClock, Vast
+from tests.simulator.support import FakeClock, Vast, wait_for
 from vastsim import SimulatorServer
 from vastsim.offerset import generate_offers
 
@@ -184,3 +184,18 @@ def test_a_body_without_the_json_content_type_is_not_seen(vast: Vast) -> None:
     assert len(unlabelled) > len(filtered), "the filters of an unlabelled body are not applied"
     refused = vast.rent(filtered[0]["id"], headers={"Content-Type": "text/plain"})
     assert (refused.status, refused.json()["error"]) == (400, "invalid_request")
+
+
+# --- host ports ----------------------------------------------------------------------------------
+
+def test_host_ports_lie_in_the_machine_s_direct_port_range(vast: Vast, sim: SimulatorServer) -> None:
+    offers = vast.offers(limit=3, direct_port_count={"gte": 8}, order=[["dph_total", "asc"]])
+    for offer in offers:
+        env = {f"-p {port}:{port}": "1" for port in (8000, 8001, 9000)}
+        instance_id = vast.rent(offer["id"], {"client_id": "me", "image": "x/y:1", "disk": 10, "env": env}).json()[
+            "new_contract"]
+        shown = wait_for(lambda: (i := vast.instance(instance_id)) and i["ports"] and i)
+        first, last = shown["direct_port_start"], shown["direct_port_end"]
+        assert last - first + 1 == offer["direct_port_count"]
+        host_ports = [int(m[0]["HostPort"]) for m in shown["ports"].values()]
+        assert len(set(host_ports)) == 3 and all(first <= p <= last for p in host_ports), (host_ports, first, last)
