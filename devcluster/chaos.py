@@ -41,6 +41,7 @@ import datetime as dt
 import itertools
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -465,10 +466,13 @@ class ChaosRun:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster.chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=60, help="kills in all (a multiple of 3; default 60)")
+    parser.add_argument("--rounds", type=int, default=60,
+                        help="kills in all, rounded up to a multiple of 3, at least 9 (default 60)")
     args = parser.parse_args(argv)
     from devcluster.cluster import ControlPlane
 
+    if args.rounds < 9:
+        parser.error("--rounds must be at least 9: three pods' lives hit every kill point")
     started = dt.datetime.now().astimezone()
     workdir = Path(tempfile.mkdtemp(prefix="kube-vast-chaos-"))
     with ControlPlane() as cp:
@@ -477,12 +481,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = run.run(args.rounds)
         except ChaosFailure as exc:
-            print(f"chaos: FAILED: {exc}\n(controller logs in {workdir})", file=sys.stderr)
+            print(f"chaos: FAILED: {exc}\n(controller logs in {workdir}, control plane's in {cp.logs_dir})",
+                  file=sys.stderr)
             return 1
     print(f"\nmake chaos, {started:%Y-%m-%d %H:%M %Z}, {os.cpu_count()} cores:")
     for line in report.lines():
         print(f"  {line}")
-    return 0 if report.ok else 1
+    if not report.ok:
+        print(f"  (controller logs in {workdir}, control plane's in {cp.logs_dir})")
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
+    cp.cleanup()
+    return 0
 
 
 if __name__ == "__main__":
