@@ -7,7 +7,9 @@ Run: ``make bench-market`` (or ``.venv/bin/python bench/market.py [--offers N] [
 * demand-driven — :class:`vastmarket.market_watch.MarketWatcher` for the standard demand profile
   (``bench/market_profile.py``: 3 GPU models, 2 regions, 20 pods) with its default intervals
   (the whole demand every 240 s, pods waiting for an offer every 30 s), stepped every 5 s over
-  simulated hours; once with the 20 pods running (steady state), once with all 20 pending.
+  simulated hours; with the 20 pods running (steady state), with all 20 pending (each has an
+  offer: nothing waits for the market), and with 5 of them pending at a price no offer meets
+  (searched for every 30 s).
 
 Both run against the simulator over real HTTP (the Vast client, a 20,000-offer market), in the
 same run, without and with a row cap that truncates answers (the watcher completes them).
@@ -85,6 +87,17 @@ def with_phase(pods: list[dict], phase: str) -> list[dict]:
             for p in pods]
 
 
+def unplaceable(pods: list[dict], count: int) -> list[dict]:
+    """The pods, ``count`` of them pending at a price cap no offer meets (they wait for the market)."""
+    out = with_phase(pods, "Running")
+    for pod in out[:count]:
+        pod["metadata"] = {**pod["metadata"], "annotations": {**pod["metadata"]["annotations"],
+                                                              "vast.ai/price-max": "0.05"}}
+        pod["status"] = {"phase": "Pending"}
+        pod["spec"] = {k: v for k, v in pod["spec"].items() if k != "nodeName"}
+    return out
+
+
 def baseline(sim: SimulatorServer, rounds: int) -> tuple[Measured, OfferSnapshot]:
     """Today's poller: a broad search with limit 10000 every 30 s (a truncated answer taken as the market)."""
     client = VastClient(sim.url)
@@ -146,10 +159,13 @@ def main() -> int:
             chosen = placements(config, standard_pods(), check.latest)
             equal = sum(a == b for a, b in zip(chosen, truth))
             ok = ok and equal == len(truth)
-            for name, phase in (("20 pods running (steady state)", "Running"), ("20 pods pending (a rollout)", "Pending")):
-                new, _ = demand_driven(sim, clock, with_phase(standard_pods(), phase), args.hours)
+            scenarios = (("20 pods running (steady state)", with_phase(standard_pods(), "Running")),
+                         ("20 pods pending (a rollout)", with_phase(standard_pods(), "Pending")),
+                         ("5 of them pending, no offer under their cap", unplaceable(standard_pods(), 5)))
+            for name, pods in scenarios:
+                new, _ = demand_driven(sim, clock, pods, args.hours)
                 ratio = new.rows_per_day / today
-                if phase == "Running":
+                if name.startswith("20 pods running"):
                     worst_steady = max(worst_steady, ratio)
                 print(f"| demand-driven: {name} | {shown} | {new.searches_per_hour:.0f} | {new.rows_per_search:.0f} | "
                       f"{new.rows_per_day:,.0f} | 1/{1 / ratio:.1f} | {equal}/{len(truth)} |")

@@ -214,11 +214,11 @@ class MarketWatcher:
         waiting = self._wants([r for r in demand.waiting if self._unplaceable(r)])
         if waiting and (self._waiting_searched is None or now - self._waiting_searched >= self.interval):
             self._waiting_searched = now
-            return self._round(waiting, refresh=False)
+            return self._round(waiting, refresh=False, max_queries=1)  # one search: they are cheap wants
         new = self._uncovered(self._wants(demand.requirements))
         return self._round(new, refresh=False) if new else None
 
-    def _round(self, wants: list[Want], *, refresh: bool) -> OfferSnapshot | None:
+    def _round(self, wants: list[Want], *, refresh: bool, max_queries: int | None = None) -> OfferSnapshot | None:
         with self._lock:
             now = self._clock()
             if self.paused_until(now) is not None:
@@ -226,7 +226,7 @@ class MarketWatcher:
                 return None
             if refresh:
                 self._refreshed = now
-            queries = plan(wants, max_queries=self.max_queries, include_external=self.include_external)
+            queries = plan(wants, max_queries=max_queries or self.max_queries, include_external=self.include_external)
             if not queries and not refresh:
                 return None  # wants no search can serve (GPU models the market does not have)
             try:
