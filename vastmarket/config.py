@@ -35,6 +35,7 @@ import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import ConfigError, RequirementError
+from .instances import MIN_DISK_GB
 from .names import LocationSyntaxError, is_plausible_gpu_name, parse_location_pattern
 from .quantities import (
     FRACTION_FORM, PRICE_FORM, RATE_FORM, SIZE_FORM, parse_fraction, parse_mbps, parse_price,
@@ -136,6 +137,13 @@ class _Parsed(fields.Field):  # type: ignore[type-arg]
             raise ValidationError(f"invalid value {value!r}: expected {self._form}") from None
 
 
+def _rental_disk(text: str | int | float) -> float:
+    size = parse_size_gb(text)
+    if size < MIN_DISK_GB:
+        raise ValueError(f"below Vast's minimum disk of {MIN_DISK_GB:g} GB")
+    return size
+
+
 def _check_gpu_names(names: list[str]) -> None:
     for name in names:
         if not is_plausible_gpu_name(name):
@@ -223,7 +231,8 @@ class _ConfigSchema(Schema):
     max_price_per_hour = _Parsed(parse_price, PRICE_FORM)
     min_reliability = _Parsed(parse_fraction, FRACTION_FORM)
     min_download_mbps = _Parsed(parse_mbps, RATE_FORM)
-    min_disk_gb = _Parsed(parse_size_gb, SIZE_FORM)
+    # Also every rental's disk unless the pod sets vast.ai/disk: at least Vast's minimum.
+    min_disk_gb = _Parsed(_rental_disk, f"a size in GB of at least {MIN_DISK_GB:g} (Vast's minimum disk) such as 20")
     verified_only = fields.Boolean()
     weights = fields.Nested(_WeightsSchema)
     modifiers = fields.List(fields.Nested(_ModifierSchema))

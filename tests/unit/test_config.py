@@ -59,6 +59,7 @@ def test_weights_are_normalised_to_sum_to_one():
     ({"modifiers": [{"when": {"colour": "red"}, "add": 0.1}]}, "modifiers.0.when.colour"),
     ({"modifiers": [{"when": {"datacenter": True}, "add": 5}]}, "modifiers.0.add"),
     ({"blacklist": {"countries": ["Germany"]}}, "ISO-2 country code"),
+    ({"min_disk_gb": 5}, "min_disk_gb: invalid value 5: expected a size in GB of at least 8"),
     (["not", "a", "mapping"], "expected a mapping"),
 ])
 def test_a_broken_config_is_refused_with_the_path_and_the_reason(doc, message):
