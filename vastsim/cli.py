@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from vastsim.faults import ENDPOINTS, THRESHOLDS
 from vastsim.server import SimulatorServer
@@ -111,6 +112,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The `SimulatorServer` arguments of the limit flags: rate limits (the published ones with
+    `--published-rate-limits`, each `--rate-limit` over them), the search limits, the credit."""
+    return {
+        "rate_limits": {**(THRESHOLDS if args.published_rate_limits else {}), **dict(args.rate_limit)},
+        "search_row_cap": args.search_row_cap,
+        "search_quota_rows": args.search_quota,
+        "credit": args.credit,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 2 on a bad key file, 1 if the port is taken."""
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -135,10 +147,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=api_key,
         boot_seconds=args.boot_seconds,
         public_ip=args.public_ip,
-        rate_limits={**(THRESHOLDS if args.published_rate_limits else {}), **dict(args.rate_limit)},
-        search_row_cap=args.search_row_cap,
-        search_quota_rows=args.search_quota,
-        credit=args.credit,
+        **limits(args),
     )
     try:
         server.start()

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from tests.simulator.support import Vast, call, host_port, port_offer, refuses, rent_running, wait_for
 from vastsim import SimulatorServer
-from vastsim.cli import DEFAULT_PORT, add_arguments, run
+from vastsim.cli import DEFAULT_PORT, add_arguments, limits, run
+from vastsim.faults import THRESHOLDS
 
 KEY = "s3cret-key-0123"
 AUTH_ERROR = {"success": False, "error": "auth_error", "msg": "Invalid user key"}
@@ -233,6 +234,25 @@ def test_rate_limits_can_be_on_from_the_start() -> None:
         vast = Vast(sim.url)
         assert [vast.list().status for _ in range(2)] == [200, 429]
         assert vast.list().text.startswith("API requests too frequent")
+
+
+def test_the_published_minimum_intervals_are_a_mode_single_endpoints_override() -> None:
+    options = limits(parse("--published-rate-limits", "--rate-limit", "create=1"))
+    assert options["rate_limits"] == {**THRESHOLDS, "create": 1.0}
+    assert limits(parse())["rate_limits"] == {}
+    with SimulatorServer(offers=20, **options) as sim:
+        vast = Vast(sim.url)
+        first, second = vast.search({"limit": 1}), vast.search({"limit": 1})
+        assert (first.status, second.status) == (200, 429)
+        assert second.text == "API requests too frequent endpoint threshold=6" and "Retry-After" not in second.headers
+
+
+def test_the_search_limits_and_the_credit_are_flags() -> None:
+    options = limits(parse("--search-row-cap", "200", "--search-quota", "100000", "--credit", "25"))
+    assert (options["search_row_cap"], options["search_quota_rows"], options["credit"]) == (200, 100_000, 25.0)
+    with SimulatorServer(offers=300, **options) as sim:
+        assert sim.state()["search"]["row_cap"] == 200 and sim.state()["search"]["quota_rows"] == 100_000
+        assert Vast(sim.url).call("GET", "/api/v0/users/current").json()["credit"] == 25.0
 
 
 def test_run_refuses_a_missing_key_file(tmp_path: Path) -> None:
