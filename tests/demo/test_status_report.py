@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
-from kube_vast.status import as_json, fleet_status, render_text
+from kube_vast.status import as_json, fleet_status, market_notes, render_text
 from tests.demo.pods import CLUSTER, CONTROLLER_ANNOTATIONS, UID, june_pod, served_pod
 from vastmarket.instances import Instance
 
@@ -102,3 +103,19 @@ def test_each_row_names_the_rented_offer_and_why_it_is_not_the_webhooks():
 def test_without_rented_offer_annotations_the_launch_record_names_the_offer():
     fleet = fleet_status([instance(5, UID)], [served_pod()], CLUSTER)
     assert (fleet.rows[0].offer, fleet.rows[0].webhook_offer) == (2, None)
+
+
+def test_the_offer_market_shows_whether_searches_are_paused_and_until_when():
+    node = {"metadata": {"name": "vast-gpu-node-1"}, "status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"},
+        {"type": "OfferSearchPaused", "status": "True", "reason": "SearchQuotaExceeded",
+         "message": "Vast's search quota is used up; no search before 2026-12-02T00:00:00Z (in 3600s)"}]}}
+    plain = {"metadata": {"name": "vast-gpu-node-2"}, "status": {"conditions": []}}
+    fleet = replace(fleet_status([], [], CLUSTER), market=market_notes([node, plain]))
+    text = "\n".join(render_text(fleet, source="http://vast"))
+    assert ("Offer market (vast-gpu-node-1): PAUSED (SearchQuotaExceeded): Vast's search quota is used up; "
+            "no search before 2026-12-02T00:00:00Z (in 3600s)") in text
+    assert "vast-gpu-node-2" not in text
+    assert as_json(fleet, source="http://vast")["market"] == [
+        {"node": "vast-gpu-node-1", "paused": True, "reason": "SearchQuotaExceeded",
+         "message": "Vast's search quota is used up; no search before 2026-12-02T00:00:00Z (in 3600s)"}]
