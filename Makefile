@@ -39,6 +39,15 @@ demo: $(STAMP)
 	tools/build-control-plane.sh --no-helm
 	$(BIN)/python -m demo $(DEMO_FLAGS)
 
+# The structural fuzzer over HTTP (docs/reliability.md): FUZZ_BODIES mutated real bodies to the real
+# `kube-vast webhook` (TLS) and `kube-vast extender` gunicorn processes; fails on any answer other
+# than a well-formed 200 or 400, a dropped connection or a service down. `make test` fuzzes in-process.
+.PHONY: fuzz
+FUZZ_BODIES ?= 100000
+FUZZ_SEED ?= 1
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzzing.over_http --bodies $(FUZZ_BODIES) --seed $(FUZZ_SEED)
+
 # Crash testing tied to progress (docs/reliability.md): the controller SIGKILLed CHAOS_ROUNDS times
 # at the steps that spend money, under lost answers, the simulator's ledger sampled all along;
 # prints the kills per kill point and the invariants. `make test` runs 12 rounds of it.

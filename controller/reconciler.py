@@ -42,6 +42,7 @@ from vastmarket.selection import ScoredOffer, ScoringPolicy
 from vastmarket.client import VastClient
 
 from . import completion, endpoints, health, status, termination, translate, uncertain
+from . import intake
 from .checkpoints import INERT, Checkpoints
 from . import replacement
 from .fleet import Fleet, OfferSource, instance_label
@@ -139,6 +140,9 @@ class Reconciler:
         pod = self.kube.get_pod(namespace, name)
         if pod is None:
             return None
+        bad = intake.unreadable(pod)
+        if bad is not None:
+            return self._unreadable(namespace, name, pod, bad)
         node = (pod.get("spec") or {}).get("nodeName")
         if node not in self.settings.virtual_nodes:
             return None
@@ -151,6 +155,19 @@ class Reconciler:
         if FINALIZER not in (meta.get("finalizers") or []):
             pod = self._record_intent(pod)
         return self._drive(pod)
+
+    def _unreadable(self, namespace: str, name: str, pod: Mapping[str, Any], bad: intake.Unreadable) -> float | None:
+        """A pod with a field kube-vast reads in the wrong shape (:mod:`controller.intake`):
+        nothing is rented for it; a deleted or finished one still gives back its instances."""
+        if bad.node not in self.settings.virtual_nodes:
+            return None
+        if not bad.named:
+            log.warning("pod=%s/%s %s", namespace, name, bad.message)
+            return None
+        self._event(pod, intake.INVALID_POD, bad.message, warning=True)  # logged once, with the Event
+        if bad.deleted or bad.finished:
+            return self.teardown(intake.teardown_view(pod), delete_pod=bad.deleted)
+        return None
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -935,9 +952,14 @@ def _container_name(pod: Mapping[str, Any]) -> str:
 
 
 def safe_reconcile(reconciler: Reconciler, namespace: str, name: str) -> float | None:
-    """Run one reconcile; Kubernetes and Vast errors are logged and retried later, never raised."""
+    """Run one reconcile; Kubernetes and Vast errors are logged and retried later, never raised.
+    Anything else is a bug: logged with its traceback and retried later, so that it never ends
+    the worker (which would leave every other pod waiting)."""
     try:
         return reconciler.reconcile(namespace, name)
     except (KubeError, VastError) as exc:
         log.warning("pod=%s/%s reconcile failed, retrying: %s", namespace, name, exc)
         return 2.0
+    except Exception:
+        log.exception("pod=%s/%s reconcile failed with a bug, retrying in %.0fs", namespace, name, RETRY_LATER)
+        return RETRY_LATER

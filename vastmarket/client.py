@@ -388,6 +388,7 @@ class VastClient:
         validate_query(select)
         out: list[Instance] = []
         token: Any = None
+        seen: set[str] = set()
         for _page in range(10_000):
             params = [f"select_filters={_query_value(select)}", f"limit={min(page_size, 25)}",
                       f"order_by={_query_value([{'col': 'id', 'dir': 'asc'}])}"]
@@ -400,9 +401,12 @@ class VastClient:
             if not isinstance(items, list):
                 raise InvalidResponse("vast list instances: no 'instances' list in the answer")
             out.extend(parse_instance(item) for item in items)
+            seen.add(json.dumps(token))
             token = data.get("next_token")
             if not token or not items:
                 return out
+            if json.dumps(token) in seen:  # a token seen before would page forever
+                raise InvalidResponse("vast list instances: next_token repeats an earlier page's")
         raise InvalidResponse("vast list instances: pagination did not end")
 
     def destroy(self, instance_id: int) -> None:

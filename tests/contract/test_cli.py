@@ -63,6 +63,15 @@ def test_a_pod_manifest_supplies_resources_and_annotations(capsys, offers_file):
     assert req["min_cpu_cores"] == 4 and req["locations"] == ["US"]
 
 
+def test_a_pod_manifest_with_a_field_of_the_wrong_shape_exits_2_naming_its_path(capsys, offers_file, tmp_path):
+    pod = tmp_path / "pod.yaml"
+    pod.write_text("kind: Pod\nspec:\n  containers:\n  - name: app\n    resources:\n      limits:\n"
+                   "        nvidia.com/gpu: [1]\n")
+    code, _, err = run(capsys, "offers", "--offers-file", str(offers_file), "--pod", str(pod))
+    assert code == 2
+    assert f"--pod {pod}: spec.containers[0].resources.limits[nvidia.com/gpu]: expected a Kubernetes quantity" in err
+
+
 def test_flags_override_the_config_file_and_the_environment(capsys, offers_file):
     env = {"VAST_MAX_PRICE_PER_HOUR": "0.2", "VAST_GPU_TYPE": "RTX3060"}
     code, out, _ = run(capsys, "offers", "--offers-file", str(offers_file), "--config", "examples/kube-vast.yaml",

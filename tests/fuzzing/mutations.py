@@ -89,12 +89,12 @@ def any_value(choices: Choices, document: Any) -> Any:
         return [scalar(choices)]
     if kind == 6:
         return {pick(choices, ["name", "key", "value", "items", "x"]): scalar(choices)}
-    return copy.deepcopy(node_at(document, pick(choices, paths(document))))
+    return copy.deepcopy(node_at(document, pick(choices, [p for p in paths(document) if len(p) > 1] or [()])))
 
 
 def paths(document: Any, *, skip: frozenset[str] = frozenset({"managedFields"})) -> list[tuple[Any, ...]]:
-    """Every node's path (the root is ``()``), except below the keys in ``skip`` (bulk that nothing
-    reads, which would soak up most mutations)."""
+    """Every node's path (the root is ``()``), in a fixed order, except below the keys in ``skip``
+    (bulk that nothing reads, which would soak up most mutations)."""
     out: list[tuple[Any, ...]] = []
     stack: list[tuple[tuple[Any, ...], Any]] = [((), document)]
     while stack:
@@ -104,7 +104,6 @@ def paths(document: Any, *, skip: frozenset[str] = frozenset({"managedFields"}))
             stack.extend(((*path, k), v) for k, v in node.items() if k not in skip)
         elif isinstance(node, list):
             stack.extend(((*path, i), v) for i, v in enumerate(node))
-    out.sort(key=lambda p: [str(s) for s in p])
     return out
 
 
@@ -158,8 +157,8 @@ def mutate_once(document: Any, choices: Choices) -> Any:
         for _ in range(min(pick(choices, [2, 10, 60, 99, 150]), room - depth(node) - 1)):
             node = [node]
         return _set(document, path, node)
-    if operation == "splice":
-        other = node_at(document, pick(choices, paths(document)))
+    if operation == "splice":  # a subtree from elsewhere (not the whole document or a top-level field)
+        other = node_at(document, pick(choices, [p for p in paths(document) if len(p) > 1] or [()]))
         return _set(document, path, copy.deepcopy(other) if depth(other) < room else scalar(choices))
     if operation == "rename" and path and isinstance(path[-1], str):
         parent = node_at(document, path[:-1])
@@ -176,9 +175,11 @@ def mutate_once(document: Any, choices: Choices) -> Any:
     return _set(document, path, scalar(choices))
 
 
-def write(document: Any) -> str:
-    """JSON text of ``document`` (``Twice`` objects with their key written twice; numbers that JSON
-    cannot hold, such as 10**400 as a float, are written as the literal number text)."""
+def write(document: Any, *, twice: bool = True) -> str:
+    """JSON text of ``document``, with the keys of ``Twice`` objects written twice (``twice``: there
+    may be one; else the whole text is written at C speed)."""
+    if not twice:
+        return json.dumps(document)
     if isinstance(document, dict):  # loops, not comprehensions: one frame per level
         pairs = [*document.items(), document.extra] if isinstance(document, Twice) else list(document.items())
         members = []
@@ -197,10 +198,33 @@ def write(document: Any) -> str:
     return json.dumps(document)
 
 
+def _has_twice(node: Any) -> bool:
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Twice):
+            return True
+        if isinstance(node, (dict, list)):
+            stack.extend(node.values() if isinstance(node, dict) else node)
+    return False
+
+
+def as_read(document: Any) -> Any:
+    """``document`` as a JSON reader sees it: of a key written twice, the last value."""
+    if isinstance(document, dict):
+        read = {key: as_read(value) for key, value in document.items()}
+        if isinstance(document, Twice):
+            read[document.extra[0]] = as_read(document.extra[1])
+        return read
+    if isinstance(document, list):
+        return [as_read(value) for value in document]
+    return document
+
+
 @dataclass(frozen=True)
 class Mutant:
-    """A mutated body: ``raw`` is what is sent; ``document`` what it says (``None`` when the text
-    was damaged: ``damage`` says how)."""
+    """A mutated body: ``raw`` is what is sent; ``document`` what it says, as a JSON reader sees it
+    (``None`` when the text was damaged: ``damage`` says how)."""
 
     raw: bytes
     document: Any
@@ -213,7 +237,9 @@ def mutant(original: Any, choices: Choices, *, most: int = 4) -> Mutant:
     document = copy.deepcopy(original)
     for _ in range(1 + choices.below(most)):
         document = mutate_once(document, choices)
-    raw = write(document).encode()
+    twice = _has_twice(document)
+    raw = write(document, twice=twice).encode()
+    document = as_read(document) if twice else document
     damage = choices.below(40)
     if damage == 0:
         cut = choices.below(len(raw)) if raw else 0
