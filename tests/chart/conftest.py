@@ -47,7 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                      "extraEnv": [{"name": "KUBE_VAST_REAL_NODE_SCORE", "value": "3"}]},
         "webhook": {"failurePolicy": "Fail", "timeoutSeconds": 5, "excludedNamespaces": ["monitoring", "kube-system"],
                     "denyWithoutOffer": True},
-        "controller": {"clusterId": "prod-eu-1", "reaperDryRun": True, "pollInterval": 60,
+        "controller": {"clusterId": "prod-eu-1", "reaperDryRun": True, "pollInterval": 60, "refreshInterval": 120,
                        "extraEnv": [{"name": "VAST_MAX_INSTANCES", "value": "2"}]},
         "scheduler": {"name": "gpu-burst-scheduler", "replicaCount": 1, "leaderElection": {"enabled": False},
                       "podDisruptionBudget": {"enabled": False}},

@@ -305,6 +305,7 @@ def test_the_components_accept_the_environment_the_chart_gives_them(variant, ren
     if variant == "tuned":
         assert ext.burst_policy == "cost-first" and hook.deny_without_offer
         assert ctl.cluster_id == "prod-eu-1" and ctl.reaper_dry_run and ctl.poll_interval == 60
+        assert ctl.refresh_interval == 120
         assert hook.scheduler_name == "gpu-burst-scheduler"
 
 
