@@ -19,9 +19,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from devcluster import create_namespace, webhook_serving_cert
-from devcluster.components import Webhook, register_manifest
-from devcluster.controller_stack import ControllerProcess, Extender, host_ip, live_instances, wait_until
+from devcluster import create_namespace
+from devcluster.controller_stack import host_ip, live_instances, wait_until
+from devcluster.full_stack import vast_stack
 from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
@@ -78,60 +78,36 @@ def stack(control_plane, kube_scheduler, tmp_path_factory):
         create_namespace(api, ns, labels=labels)
     ip = host_ip()
     core = client.CoreV1Api(api)
-    with SimulatorServer(seed=21, offers=600, boot_seconds=(0.2, 0.4), host=ip, public_ip=ip) as sim:
-        snapshot = work / "offers.json"
-        ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
-                                sim_url=sim.url, snapshot=snapshot, node=NODE, namespace=release,
-                                cluster_id=CLUSTER).start()
-        ext = hook = None
-        registered: list[str] = []
-        try:
-            ctl.process.wait_until(lambda: snapshot.exists(), timeout=60, what="publish the offer snapshot")
-            ext = Extender(work, snapshot, extra=("--virtual-node", NODE)).start()
-            kube_scheduler(ext.url)
-            cert = webhook_serving_cert(work)
-            hook = Webhook(work, snapshot, cert, extra=("--release-namespace", release)).start()
-            registered = register_manifest(api, url=f"{hook.url}/mutate", ca_pem=cert.ca_pem, release_namespace=release)
-            s = Stack(api, sim, team, plain)
+    apps = client.AppsV1Api(api)
 
-            def active() -> bool:  # the apiserver picks the configurations up asynchronously
-                probe = pod("probe", template(labels=OPTED_IN))
-                if core.create_namespaced_pod(plain, probe, dry_run="All").spec.scheduler_name != "vast-scheduler":
-                    return False
-                for ns, labels in ((team, {}), (plain, OPTED_IN)):
-                    try:
-                        s.apps.create_namespaced_deployment(ns, deployment("probe", template(
-                            labels=labels, containers=[container("a"), container("b")])), dry_run="All")
-                        return False
-                    except ApiException as exc:
-                        if exc.status != 400:
-                            raise
-                return True
+    def active() -> bool:  # the apiserver picks the configurations up asynchronously
+        probe = pod("probe", template(labels=OPTED_IN))
+        if core.create_namespaced_pod(plain, probe, dry_run="All").spec.scheduler_name != "vast-scheduler":
+            return False
+        for ns, labels in ((team, {}), (plain, OPTED_IN)):
+            try:
+                apps.create_namespaced_deployment(ns, deployment("probe", template(
+                    labels=labels, containers=[container("a"), container("b")])), dry_run="All")
+                return False
+            except ApiException as exc:
+                if exc.status != 400:
+                    raise
+        return True
 
-            wait_until(active, timeout=60)
-
-            def node_ready() -> bool:
-                nodes = core.list_node(field_selector=f"metadata.name={NODE}").items
-                return bool(nodes) and any(c.type == "Ready" and c.status == "True"
-                                           for c in nodes[0].status.conditions or [])
-
-            wait_until(node_ready, timeout=60)
-            yield s
+    try:
+        with SimulatorServer(seed=21, offers=600, boot_seconds=(0.2, 0.4), host=ip, public_ip=ip) as sim, \
+                vast_stack(control_plane, kube_scheduler, work, sim=sim, node=NODE, cluster_id=CLUSTER,
+                           release_namespace=release, webhook_ready=active):
+            yield Stack(api, sim, team, plain)
             # Pods on the virtual node carry the finalizer: let the controller clean up first.
             for ns in (team, plain):
                 core.delete_collection_namespaced_pod(ns)
             wait_until(lambda: not core.list_namespaced_pod(team).items and not core.list_namespaced_pod(plain).items,
                        timeout=60)
             wait_until(lambda: not live_instances(sim, f"kv:{CLUSTER}:"), timeout=60)
-        finally:
-            for name in registered:  # never leave a webhook behind for other tests' objects
-                client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(name)
-            for component in (hook, ext):
-                if component is not None:
-                    component.stop()
-            ctl.stop()
-            for ns in (team, plain, release):
-                core.delete_namespace(ns)
+    finally:
+        for ns in (team, plain, release):
+            core.delete_namespace(ns)
 
 
 # --- templates refused at apply time ----------------------------------------------------------------

@@ -14,9 +14,9 @@ import pytest
 from kubernetes import client
 
 from controller.endpoints import MANAGED_BY
-from devcluster.components import Webhook, register_manifest
-from devcluster.controller_stack import ControllerProcess, Extender, host_ip, http_get, live_instances, wait_until
-from devcluster import create_namespace, webhook_serving_cert
+from devcluster import create_namespace
+from devcluster.controller_stack import host_ip, http_get, live_instances, wait_until
+from devcluster.full_stack import vast_stack
 from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
@@ -33,42 +33,10 @@ def stack(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
     create_namespace(api, ns)
     create_namespace(api, "kube-vast-e2e")
     ip = host_ip()
-    with SimulatorServer(seed=9, offers=800, boot_seconds=(0.3, 0.8), host=ip, public_ip=ip) as sim:
-        snapshot = work / "offers.json"
-        ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
-                                sim_url=sim.url, snapshot=snapshot, node=NODE, namespace="kube-vast-e2e",
-                                cluster_id=CLUSTER).start()
-        ext = hook = None
-        registered: list[str] = []
-        try:
-            ctl.process.wait_until(lambda: snapshot.exists(), timeout=30, what="publish the offer snapshot")
-            ext = Extender(work, snapshot, extra=("--virtual-node", NODE)).start()
-            kube_scheduler(ext.url)
-            cert = webhook_serving_cert(work)
-            hook = Webhook(work, snapshot, cert, extra=("--release-namespace", "kube-vast-e2e")).start()
-            registered = register_manifest(api, url=f"{hook.url}/mutate", ca_pem=cert.ca_pem,
-                                           release_namespace="kube-vast-e2e")
-            core = client.CoreV1Api(api)
-
-            def webhook_active():
-                probe = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "labels": {"vast.ai/enabled": "true"}},
-                         "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
-                return core.create_namespaced_pod(ns, probe, dry_run="All").spec.scheduler_name == "vast-scheduler"
-
-            wait_until(webhook_active, timeout=30)
-            def node_ready():
-                node = core.list_node(field_selector=f"metadata.name={NODE}").items
-                return node and any(c.type == "Ready" and c.status == "True" for c in node[0].status.conditions or [])
-
-            wait_until(node_ready, timeout=30)
-            yield api, ns, sim, ctl
-        finally:
-            for name in registered:  # never leave a webhook behind for other tests' pods
-                client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(name)
-            for component in (hook, ext):
-                if component is not None:
-                    component.stop()
-            ctl.stop()
+    with SimulatorServer(seed=9, offers=800, boot_seconds=(0.3, 0.8), host=ip, public_ip=ip) as sim, \
+            vast_stack(control_plane, kube_scheduler, work, sim=sim, node=NODE, cluster_id=CLUSTER,
+                       release_namespace="kube-vast-e2e", probe_namespace=ns) as running:
+        yield api, ns, sim, running.ctl
 
 
 def speech_deployment(name: str, replicas: int) -> dict:

@@ -21,9 +21,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controller.endpoints import MANAGED_BY
-from devcluster import create_namespace, find_binaries, webhook_serving_cert
-from devcluster.components import Webhook, register_manifest
-from devcluster.controller_stack import ControllerProcess, Extender, host_ip, live_instances, wait_until
+from devcluster import create_namespace, find_binaries
+from devcluster.controller_stack import host_ip, live_instances, wait_until
+from devcluster.full_stack import vast_stack
 from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
@@ -31,8 +31,6 @@ pytestmark = pytest.mark.cluster
 MANIFEST = Path(__file__).parent / "manifests" / "real-workloads.yaml"
 NODE = "vast-gpu-node-real"
 CLUSTER = "realwl01"
-GPU_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "labels": {"vast.ai/enabled": "true"}},
-           "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
 
 
 class World:
@@ -82,29 +80,10 @@ def world(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
     create_namespace(api, release)
     core = client.CoreV1Api(api)
     ip = host_ip()
-    with SimulatorServer(seed=31, offers=800, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim:
-        snapshot = work / "offers.json"
-        ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
-                                sim_url=sim.url, snapshot=snapshot, node=NODE, namespace=release,
-                                cluster_id=CLUSTER).start()
-        ext = hook = None
-        registered: list[str] = []
-        try:
-            ctl.process.wait_until(lambda: snapshot.exists(), timeout=60, what="publish the offer snapshot")
-            ext = Extender(work, snapshot, extra=("--virtual-node", NODE)).start()
-            kube_scheduler(ext.url)
-            cert = webhook_serving_cert(work)
-            hook = Webhook(work, snapshot, cert, extra=("--release-namespace", release)).start()
-            registered = register_manifest(api, url=f"{hook.url}/mutate", ca_pem=cert.ca_pem, release_namespace=release)
-            wait_until(lambda: core.create_namespaced_pod(ns, GPU_POD, dry_run="All").spec.scheduler_name
-                       == "vast-scheduler", timeout=60)
-
-            def node_ready() -> bool:
-                nodes = core.list_node(field_selector=f"metadata.name={NODE}").items
-                return bool(nodes) and any(c.type == "Ready" and c.status == "True"
-                                           for c in nodes[0].status.conditions or [])
-
-            wait_until(node_ready, timeout=60)
+    try:
+        with SimulatorServer(seed=31, offers=800, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim, \
+                vast_stack(control_plane, kube_scheduler, work, sim=sim, node=NODE, cluster_id=CLUSTER,
+                           release_namespace=release, probe_namespace=ns):
             kubectl(control_plane.kubeconfig_path, "apply", "-n", ns, "-f", str(MANIFEST))
             yield World(api, sim, ns)
             # Deleting the namespace's workloads: the controller stops and destroys every instance.
@@ -113,18 +92,12 @@ def world(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
             core.delete_collection_namespaced_pod(ns)
             wait_until(lambda: not core.list_namespaced_pod(ns).items, timeout=120)
             wait_until(lambda: not live_instances(sim, f"kv:{CLUSTER}:"), timeout=60)
-        finally:
-            for name in registered:  # never leave a webhook behind for other tests' pods
-                client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(name)
-            for component in (hook, ext):
-                if component is not None:
-                    component.stop()
-            ctl.stop()
-            for name in (ns, release):
-                try:
-                    core.delete_namespace(name)
-                except ApiException:
-                    pass
+    finally:
+        for name in (ns, release):
+            try:
+                core.delete_namespace(name)
+            except ApiException:
+                pass
 
 
 def test_a_job_that_exits_0_completes_with_one_rental(world):
