@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit lint typecheck control-plane demo chaos bench bench-ranking bench-extender bench-mutate bench-controller chart clean
+.PHONY: dev test unit lint typecheck control-plane demo chaos bench bench-ranking bench-extender bench-mutate bench-controller bench-market chart clean
 
 dev: $(STAMP)
 
@@ -63,7 +63,7 @@ SOAK_MINUTES ?= 10
 soak: $(STAMP) control-plane
 	$(BIN)/python -m devcluster.soak --minutes $(SOAK_MINUTES)
 
-bench: bench-ranking bench-extender bench-mutate bench-controller
+bench: bench-ranking bench-extender bench-mutate bench-controller bench-market
 
 bench-ranking: $(STAMP)
 	$(BIN)/python bench/ranking.py
@@ -76,6 +76,11 @@ bench-mutate: $(STAMP)
 
 bench-controller: $(STAMP) control-plane
 	$(BIN)/python bench/controller.py
+
+# Offer rows per day of demand-driven market watching (the standard demand profile) against the
+# broad search, and placements equal to a whole-market search (docs/benchmarks.md).
+bench-market: $(STAMP)
+	$(BIN)/python bench/market.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis build *.egg-info
