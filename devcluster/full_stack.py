@@ -2,7 +2,8 @@
 controller (which publishes the offer snapshot and registers the virtual node), the extender read by
 a vast-scheduler, and the webhook registered from its shipped manifest — started in that order,
 waited for, and always stopped (the webhook configurations removed first, so that no other test's
-pods meet a webhook that is gone).
+pods meet a webhook that is gone). Virtual nodes left by other tests' controllers are deleted
+first, and this stack's own at the end.
 
     with vast_stack(control_plane, kube_scheduler, work, sim=sim, node=NODE, cluster_id=CLUSTER,
                     release_namespace=release, probe_namespace=ns) as stack:
@@ -29,6 +30,9 @@ PROBE_POD = {"apiVersion": "v1", "kind": "Pod",
              "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
 
 
+VIRTUAL_NODE_LABEL = "type=virtual-kubelet"
+
+
 @dataclass
 class VastStack:
     ctl: ControllerProcess
@@ -40,6 +44,12 @@ class VastStack:
 def _node_ready(core: Any, node: str) -> bool:
     nodes = core.list_node(field_selector=f"metadata.name={node}").items
     return bool(nodes) and any(c.type == "Ready" and c.status == "True" for c in nodes[0].status.conditions or [])
+
+
+def _delete_virtual_nodes(core: Any, *, keep: str | None) -> None:
+    for stale in core.list_node(label_selector=VIRTUAL_NODE_LABEL).items:
+        if stale.metadata.name != keep:
+            core.delete_node(stale.metadata.name)
 
 
 @contextmanager
@@ -56,6 +66,9 @@ def vast_stack(control_plane: Any, kube_scheduler: Callable[..., Any] | None, wo
 
     api = control_plane.api_client()
     core = client.CoreV1Api(api)
+    # Virtual nodes other tests' controllers registered outlive them (no node lifecycle controller
+    # runs): vast-scheduler would place this stack's pods there, where nothing runs them.
+    _delete_virtual_nodes(core, keep=node)
     snapshot = work / "offers.json"
     stack = VastStack(ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
                                         sim_url=sim.url, snapshot=snapshot, node=node,
@@ -88,3 +101,4 @@ def vast_stack(control_plane: Any, kube_scheduler: Callable[..., Any] | None, wo
             if component is not None:
                 component.stop()
         stack.ctl.stop()
+        _delete_virtual_nodes(core, keep=None)
