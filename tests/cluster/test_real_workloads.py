@@ -79,6 +79,10 @@ def world(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
     create_namespace(api, ns, labels={"vast.ai/enabled": "true"})
     create_namespace(api, release)
     core = client.CoreV1Api(api)
+    # The manifests' pods tolerate the virtual node but need no node selector: a node another
+    # test module left behind (a fake GPU node, whose capacity nothing runs) would win them.
+    for stale in core.list_node().items:
+        core.delete_node(stale.metadata.name)
     ip = host_ip()
     try:
         with SimulatorServer(seed=31, offers=800, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim, \
