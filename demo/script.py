@@ -259,6 +259,12 @@ class Demo:
         s = self.stack
         if self.killer is not None:
             self.killer.stop()
+            # a kill late in the teardown is still answered by a restart before the report
+            try:
+                self.wait("the controller started again after the last kill", s.supervisor.settled,
+                          timeout=max(self.timeout, 60))
+            except (TimeoutError, Interrupted) as exc:
+                self.say(f"the controller was not started again after the last kill: {exc}")
         if self.sampler is None or s.sim is None:
             return
         self.sampler.stop()

@@ -65,6 +65,10 @@ class Supervisor:
     def processes(self) -> list[ManagedProcess]:
         return [c.process for c in self.components.values()]
 
+    def settled(self) -> bool:
+        """No component is down or waiting out its back-off."""
+        return all(c.restart_at is None and not c.process.died_unexpectedly for c in self.components.values())
+
     def backoff(self, failures: int) -> float:
         """The wait before the restart after the ``failures``-th crash in a row (1, 2, 3...)."""
         return float(min(self.cap, self.base * 2 ** max(0, failures - 1)))

@@ -81,15 +81,17 @@ def test_a_killed_component_is_named_by_its_signal_and_a_stopped_one_is_left_alo
     sup.add("controller", victim, lambda: replacement.append(sleeping(tmp_path)) or replacement[-1])
     sup.add("extender", calm, lambda: (_ for _ in ()).throw(AssertionError("a stopped component is not restarted")))
     sup.tick()
-    assert out.getvalue() == ""
+    assert out.getvalue() == "" and sup.settled()
     calm.stop()
     assert victim.proc is not None
     victim.proc.send_signal(signal.SIGKILL)
     exited(victim)
+    assert not sup.settled(), "down, not yet noticed"
     sup.tick()
     assert lines(out) == ["controller was killed by SIGKILL; restarting it in 1s (back-off, restart 1)"]
+    assert not sup.settled(), "waiting out its back-off"
     clock.now += 1
     sup.tick()
-    assert sup.process("controller") is replacement[0] and replacement[0].running()
+    assert sup.process("controller") is replacement[0] and replacement[0].running() and sup.settled()
     assert sup.processes() == [replacement[0], calm]
     replacement[0].stop()
