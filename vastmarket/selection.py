@@ -26,6 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from .config import Modifier, SelectionConfig, Weights
 from .names import Location, LocationPattern, display_gpu, gpu_key, gpu_matches, parse_location_pattern
 from .offers import Offer
@@ -51,40 +54,74 @@ class ScoringPolicy:
 
 
 class OfferTable:
-    """The offers of one snapshot in columns, with missing numbers replaced by values that fail
-    every minimum (``-inf``) or maximum (``+inf``). Built once per snapshot."""
+    """The offers of one snapshot in numpy columns, built once per snapshot.
 
-    __slots__ = ("offers", "gpu_key", "num_gpus", "gpu_ram_gb", "price", "reliability",
-                 "inet_down", "location", "available", "verified", "host_id", "machine_id",
-                 "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term",
-                 "availability_term", "ids")
+    Missing numbers are replaced by values that fail every minimum (``-inf``) or maximum
+    (``+inf``). GPU names and locations are codes into lists of their distinct values, so that a
+    requirement is matched once per distinct value and spread with one indexing operation.
+    ``by_price`` is every offer's position ordered by price, then id: the ranking's tie-break,
+    sorted once here so that ranking a pod needs one stable sort by score only."""
+
+    __slots__ = ("offers", "ids", "gpu_keys", "gpu_code", "locations", "location_code", "num_gpus",
+                 "gpu_ram_gb", "price", "reliability", "inet_down", "available", "verified",
+                 "datacenter", "static_ip", "host_ids", "host_code", "machine_ids", "machine_code",
+                 "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term", "availability_term",
+                 "by_price")
 
     def __init__(self, offers: Sequence[Offer]) -> None:
         self.offers: tuple[Offer, ...] = tuple(offers)
         o = self.offers
-        self.gpu_key = [x.gpu_key for x in o]
-        self.num_gpus = [x.num_gpus for x in o]
-        self.gpu_ram_gb = [x.gpu_ram_gb for x in o]
-        self.price = [INF if x.dph_total is None else x.dph_total for x in o]
-        self.reliability = [-INF if x.reliability is None else x.reliability for x in o]
-        self.inet_down = [-INF if x.inet_down is None else x.inet_down for x in o]
-        self.location: list[Location] = [x.location for x in o]
-        self.available = [x.rentable and not x.rented for x in o]
-        self.verified = [x.verified for x in o]
-        self.host_id = [x.host_id for x in o]
-        self.machine_id = [x.machine_id for x in o]
-        self.cpu = [-INF if x.cpu_cores is None else x.cpu_cores for x in o]
-        self.ram_gb = [-INF if x.cpu_ram_mb is None else x.cpu_ram_mb / 1000.0 for x in o]
-        self.disk_gb = [-INF if x.disk_gb is None else x.disk_gb for x in o]
-        self.ports = [x.direct_port_count for x in o]
-        self.dlperf = [0.0 if x.dlperf is None or x.dlperf < 0 else x.dlperf for x in o]
         self.ids = [x.id for x in o]
+        self.gpu_keys, self.gpu_code = _codes([x.gpu_key for x in o])
+        self.locations, self.location_code = _codes([x.location for x in o])
+        self.num_gpus = _floats([x.num_gpus for x in o])
+        self.gpu_ram_gb = _floats([x.gpu_ram_gb for x in o])
+        self.price = _floats([INF if x.dph_total is None else x.dph_total for x in o])
+        self.reliability = _floats([-INF if x.reliability is None else x.reliability for x in o])
+        self.inet_down = _floats([-INF if x.inet_down is None else x.inet_down for x in o])
+        self.available = _bools([x.rentable and not x.rented for x in o])
+        self.verified = _bools([x.verified for x in o])
+        self.datacenter = _bools([x.datacenter for x in o])
+        self.static_ip = _bools([x.static_ip for x in o])
+        self.host_ids, self.host_code = _codes([x.host_id for x in o])
+        self.machine_ids, self.machine_code = _codes([x.machine_id for x in o])
+        self.cpu = _floats([-INF if x.cpu_cores is None else x.cpu_cores for x in o])
+        self.ram_gb = _floats([-INF if x.cpu_ram_mb is None else x.cpu_ram_mb / 1000.0 for x in o])
+        self.disk_gb = _floats([-INF if x.disk_gb is None else x.disk_gb for x in o])
+        self.ports = _floats([x.direct_port_count for x in o])
+        self.dlperf = _floats([0.0 if x.dlperf is None or x.dlperf < 0 else x.dlperf for x in o])
         # Terms that do not depend on the pod are computed once per snapshot.
-        self.bandwidth_term = [bandwidth_term(x.inet_down) for x in o]
-        self.availability_term = [availability_term(x) for x in o]
+        self.bandwidth_term = _floats([bandwidth_term(x.inet_down) for x in o])
+        self.availability_term = _floats([availability_term(x) for x in o])
+        # Ids are Python ints (Vast's are not bounded to 64 bits), so this one sort is Python's.
+        self.by_price = _ints(sorted(range(len(o)), key=lambda i: (self.price[i], self.ids[i])))
 
     def __len__(self) -> int:
         return len(self.offers)
+
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+
+def _floats(values: Sequence[float]) -> Floats:
+    return np.array(values, dtype=np.float64)
+
+
+def _ints(values: Sequence[int]) -> Ints:
+    return np.array(values, dtype=np.int64)
+
+
+def _bools(values: Sequence[bool]) -> Bools:
+    return np.array(values, dtype=np.bool_)
+
+
+def _codes(values: Sequence[Any]) -> tuple[list[Any], Ints]:
+    """The distinct values in first-seen order, and each value's index into them."""
+    index: dict[Any, int] = {}
+    codes = [index.setdefault(v, len(index)) for v in values]
+    return list(index), _ints(codes)
 
 
 _BANDWIDTH_REF = math.log10(1001.0)
@@ -122,10 +159,10 @@ class ScoredOffer:
 class Ranking:
     """The outcome of ranking one snapshot for one pod's requirements.
 
-    Only the order and the scores are computed up front; the terms of an offer's score are
-    worked out when it is looked at (:meth:`top`, :attr:`best`, :attr:`ranked`)."""
+    Only the order and the scores are computed up front (as arrays); the terms of an offer's
+    score are worked out when it is looked at (:meth:`top`, :attr:`best`, :attr:`ranked`)."""
 
-    def __init__(self, requirements: Requirements, seen: int, order: Sequence[tuple[float, int]],
+    def __init__(self, requirements: Requirements, seen: int, order: Ints, scores: Floats,
                  rejections: tuple[tuple[str, int], ...], reason_texts: Mapping[str, str],
                  explain: Callable[[int, float], ScoredOffer], ids: Sequence[int]) -> None:
         self.requirements = requirements
@@ -133,6 +170,7 @@ class Ranking:
         self.rejections = rejections
         self.reason_texts = reason_texts
         self._order = order
+        self._scores = scores
         self._explain = explain
         self._ids = ids
         self._materialised: dict[int, ScoredOffer] = {}
@@ -140,8 +178,8 @@ class Ranking:
     def _scored(self, position: int) -> ScoredOffer:
         found = self._materialised.get(position)
         if found is None:
-            score, index = self._order[position]
-            found = self._materialised[position] = self._explain(index, score)
+            found = self._materialised[position] = self._explain(
+                int(self._order[position]), float(self._scores[position]))
         return found
 
     @property
@@ -150,7 +188,7 @@ class Ranking:
 
     @property
     def best(self) -> ScoredOffer | None:
-        return self._scored(0) if self._order else None
+        return self._scored(0) if len(self._order) else None
 
     def top(self, n: int) -> tuple[ScoredOffer, ...]:
         return tuple(self._scored(k) for k in range(min(n, len(self._order))))
@@ -162,14 +200,16 @@ class Ranking:
 
     def find(self, offer_id: int) -> ScoredOffer | None:
         """The passing offer with this id, or ``None`` when it did not pass (or is gone)."""
-        for position, (_, index) in enumerate(self._order):
-            if self._ids[index] == offer_id:
+        ids = self._ids
+        for position, index in enumerate(self._order.tolist()):
+            if ids[index] == offer_id:
                 return self._scored(position)
         return None
 
     def offer_ids(self) -> list[int]:
         """Passing offer ids, best first, without working out any terms."""
-        return [self._ids[index] for _, index in self._order]
+        ids = self._ids
+        return [ids[index] for index in self._order.tolist()]
 
     def rejection_phrases(self) -> list[str]:
         """``["4210 over $0.50/h", "601 not RTX3060"]``, most frequent first."""
@@ -238,121 +278,155 @@ def _modifier_applies(mod: Modifier, offer: Offer) -> bool:
     return True
 
 
-def _below(column: Sequence[float], minimum: float) -> set[int]:
-    """Indexes of the offers whose value is under ``minimum`` (missing values are -inf)."""
-    return {i for i, value in enumerate(column) if value < minimum}
+def _lookup(values: Sequence[Any], codes: Ints, test: Callable[[Any], bool]) -> Bools:
+    """``test`` of every offer's value, asked once per distinct value."""
+    return np.array([test(v) for v in values], dtype=np.bool_)[codes] if len(codes) else _bools([])
+
+
+def _condition(table: OfferTable, key: str, expected: Any) -> Bools:
+    """Which offers meet one condition of a score modifier (as :func:`_modifier_applies`)."""
+    if key in ("datacenter", "static_ip", "verified"):
+        equal = np.array([False == expected, True == expected], dtype=np.bool_)  # noqa: E712
+        column: Bools = getattr(table, key)
+        return equal[column.astype(np.intp)]
+    if key == "gpu":
+        wanted = gpu_key(expected)
+        return _lookup(table.gpu_keys, table.gpu_code, lambda k: gpu_matches(wanted, k))
+    if key == "location":
+        pattern = parse_location_pattern(expected)
+        return _lookup(table.locations, table.location_code, pattern.matches)
+    if key == "host_id":
+        return _lookup(table.host_ids, table.host_code, lambda h: h == expected)
+    if key == "machine_id":
+        return _lookup(table.machine_ids, table.machine_code, lambda m: m == expected)
+    return np.ones(len(table), dtype=np.bool_)
+
+
+def _modifier_sum(table: OfferTable, modifiers: Sequence[Modifier]) -> Floats:
+    total = np.zeros(len(table), dtype=np.float64)
+    for mod in modifiers:
+        applies = np.ones(len(table), dtype=np.bool_)
+        for key, expected in mod.when:
+            applies &= _condition(table, key, expected)
+        total[applies] += mod.add
+    return total
 
 
 def _failures(table: OfferTable, req: Requirements,
-              gpu_rank: Mapping[str, int] | None,
-              loc_rank: Mapping[Location, int] | None) -> list[tuple[str, set[int]]]:
-    idx = range(len(table))
-    fails: list[tuple[str, set[int]]] = [
-        ("unavailable", {i for i in idx if not table.available[i]}),
-        ("price", {i for i, p in enumerate(table.price) if p > req.max_price}),
+              gpu_rank: Ints | None, loc_rank: Ints | None) -> list[tuple[str, Bools]]:
+    """Per requirement, the mask of the offers that fail it."""
+    fails: list[tuple[str, Bools]] = [
+        ("unavailable", ~table.available),
+        ("price", table.price > req.max_price),
     ]
     if gpu_rank is not None:
-        fails.append(("gpu_type", {i for i, k in enumerate(table.gpu_key) if k not in gpu_rank}))
+        fails.append(("gpu_type", gpu_rank[table.gpu_code] < 0))
     if req.num_gpus > 1:
-        fails.append(("gpu_count", _below(table.num_gpus, req.num_gpus)))
+        fails.append(("gpu_count", table.num_gpus < req.num_gpus))
     if req.min_gpu_memory_gb > 0:
-        fails.append(("gpu_memory", _below(table.gpu_ram_gb, req.min_gpu_memory_gb)))
+        fails.append(("gpu_memory", table.gpu_ram_gb < req.min_gpu_memory_gb))
     if req.min_reliability > 0:
-        fails.append(("reliability", _below(table.reliability, req.min_reliability)))
+        fails.append(("reliability", table.reliability < req.min_reliability))
     if req.min_download_mbps > 0:
-        fails.append(("download", _below(table.inet_down, req.min_download_mbps)))
+        fails.append(("download", table.inet_down < req.min_download_mbps))
     if loc_rank is not None:
-        fails.append(("location", {i for i, loc in enumerate(table.location) if loc not in loc_rank}))
+        fails.append(("location", loc_rank[table.location_code] < 0))
     bl = req.blacklist
     if bl:
-        fails.append(("blacklist", {
-            i for i in idx
-            if table.host_id[i] in bl.hosts or table.machine_id[i] in bl.machines
-            or table.location[i].country in bl.countries
-        }))
+        countries = bl.countries
+        fails.append(("blacklist", _lookup(table.host_ids, table.host_code, lambda h: h in bl.hosts)
+                      | _lookup(table.machine_ids, table.machine_code, lambda m: m in bl.machines)
+                      | _lookup(table.locations, table.location_code, lambda loc: loc.country in countries)))
     if req.verified_only:
-        fails.append(("verification", {i for i, v in enumerate(table.verified) if not v}))
+        fails.append(("verification", ~table.verified))
     if req.min_cpu_cores > 0:
-        fails.append(("cpu", _below(table.cpu, req.min_cpu_cores)))
+        fails.append(("cpu", table.cpu < req.min_cpu_cores))
     if req.min_ram_gb > 0:
-        fails.append(("ram", _below(table.ram_gb, req.min_ram_gb)))
+        fails.append(("ram", table.ram_gb < req.min_ram_gb))
     if req.min_disk_gb > 0:
-        fails.append(("disk", _below(table.disk_gb, req.min_disk_gb)))
+        fails.append(("disk", table.disk_gb < req.min_disk_gb))
     if req.direct_ports > 0:
-        fails.append(("direct_ports", _below(table.ports, req.direct_ports)))
+        fails.append(("direct_ports", table.ports < req.direct_ports))
     return fails
 
 
+def _ranks(values: Sequence[Any], patterns: Sequence[Any], matches: Callable[[Any, Any], bool]) -> Ints:
+    """For each distinct value, the position of the first pattern it matches (-1: none)."""
+    out = []
+    for value in values:
+        found = _rank_in(patterns, lambda p, v=value: matches(p, v))
+        out.append(-1 if found is None else found)
+    return _ints(out)
+
+
 def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPolicy()) -> Ranking:
-    """Filter ``table`` by ``req`` and score the rest under ``policy``; best first."""
+    """Filter ``table`` by ``req`` and score the rest under ``policy``; best first.
+
+    Vectorised over the table's columns; every score is the same sequence of floating-point
+    operations as the one-offer-at-a-time definition in the module docstring (the property
+    tests compare both), so scores and order are exactly the reference's."""
     w = policy.weights.normalised()
     gpu_patterns = [gpu_key(g) for g in req.gpu_types]
-    gpu_rank: dict[str, int] | None = None
-    if gpu_patterns:
-        gpu_rank = {}
-        for key in set(table.gpu_key):
-            found = _rank_in(gpu_patterns, lambda p, k=key: gpu_matches(p, k))
-            if found is not None:
-                gpu_rank[key] = found
+    gpu_rank = _ranks(table.gpu_keys, gpu_patterns, gpu_matches) if gpu_patterns else None
     loc_patterns: list[LocationPattern] = [parse_location_pattern(x) for x in req.locations]
-    loc_rank: dict[Location, int] | None = None
-    if loc_patterns:
-        loc_rank = {}
-        for loc in set(table.location):
-            found = _rank_in(loc_patterns, lambda p, l=loc: p.matches(l))
-            if found is not None:
-                loc_rank[loc] = found
+    loc_rank = (_ranks(table.locations, loc_patterns, lambda p, loc: p.matches(loc))
+                if loc_patterns else None)
 
     failures = _failures(table, req, gpu_rank, loc_rank)
-    rejected: set[int] = set().union(*(s for _, s in failures)) if failures else set()
-    passing = [i for i in range(len(table)) if i not in rejected]
-    counts = sorted(((r, len(s)) for r, s in failures if s), key=lambda rc: (-rc[1], REASONS.index(rc[0])))
+    rejected = np.zeros(len(table), dtype=np.bool_)
+    counted: list[tuple[str, int]] = []
+    for reason, mask in failures:
+        rejected |= mask
+        count = int(np.count_nonzero(mask))
+        if count:
+            counted.append((reason, count))
+    counts = sorted(counted, key=lambda rc: (-rc[1], REASONS.index(rc[0])))
+    # The passing offers in the tie-break order (price, then id).
+    passing = table.by_price[~rejected[table.by_price]]
 
-    price, dlperf = table.price, table.dlperf
-    best_dlperf = max((dlperf[i] for i in passing), default=0.0)
+    dlperf = table.dlperf
+    best_dlperf = float(dlperf[passing].max()) if len(passing) else 0.0
     dl_scale = 1.0 / best_dlperf if best_dlperf > 0 else 0.0
     rel_floor = min(req.min_reliability, 0.99)
     rel_scale = 1.0 / (1.0 - rel_floor)
     inv_price = 1.0 / req.max_price
     n_gpu, n_loc = len(gpu_patterns), len(loc_patterns)
-    gpu_terms = {k: _rank_term(r, n_gpu) for k, r in gpu_rank.items()} if gpu_rank is not None else None
-    loc_terms = {k: _rank_term(r, n_loc) for k, r in loc_rank.items()} if loc_rank is not None else None
+    gpu_terms = None if gpu_rank is None else 1.0 - np.maximum(gpu_rank, 0) / n_gpu
+    loc_terms = None if loc_rank is None else 1.0 - np.maximum(loc_rank, 0) / n_loc
 
     def terms_of(i: int) -> dict[str, float]:
-        rel = table.reliability[i]
+        rel = float(table.reliability[i])
         rel_term = 0.0 if rel == -INF else min(1.0, max(0.0, (rel - rel_floor) * rel_scale))
         return {
-            "price": max(0.0, 1.0 - price[i] * inv_price),
-            "performance": 0.4 * rel_term + 0.3 * table.bandwidth_term[i] + 0.3 * dlperf[i] * dl_scale,
-            "gpu_match": gpu_terms[table.gpu_key[i]] if gpu_terms is not None else 1.0,
-            "location": loc_terms[table.location[i]] if loc_terms is not None else 1.0,
-            "availability": table.availability_term[i],
+            "price": max(0.0, 1.0 - float(table.price[i]) * inv_price),
+            "performance": (0.4 * rel_term + 0.3 * float(table.bandwidth_term[i])
+                            + 0.3 * float(dlperf[i]) * dl_scale),
+            "gpu_match": float(gpu_terms[table.gpu_code[i]]) if gpu_terms is not None else 1.0,
+            "location": float(loc_terms[table.location_code[i]]) if loc_terms is not None else 1.0,
+            "availability": float(table.availability_term[i]),
         }
 
     def modifiers_of(i: int) -> tuple[tuple[str, float], ...]:
         offer = table.offers[i]
         return tuple((m.label, m.add) for m in policy.modifiers if _modifier_applies(m, offer))
 
-    # The hot loop: only the total, with everything that does not vary hoisted out of it.
-    reliability, bw, avail = table.reliability, table.bandwidth_term, table.availability_term
-    gkey, locs = table.gpu_key, table.location
-    keyed: list[tuple[float, float, int, int]] = []
-    for i in passing:
-        rel = reliability[i]
-        rel_term = 0.0 if rel == -INF else min(1.0, max(0.0, (rel - rel_floor) * rel_scale))
-        total = (w.price * max(0.0, 1.0 - price[i] * inv_price)
-                 + w.performance * (0.4 * rel_term + 0.3 * bw[i] + 0.3 * dlperf[i] * dl_scale)
-                 + w.gpu_match * (gpu_terms[gkey[i]] if gpu_terms is not None else 1.0)
-                 + w.location * (loc_terms[locs[i]] if loc_terms is not None else 1.0)
-                 + w.availability * avail[i])
-        if policy.modifiers:
-            total += sum(add for _, add in modifiers_of(i))
-        total = min(1.0, max(0.0, total))
-        keyed.append((-total, price[i], table.ids[i], i))
-    keyed.sort()
-    order = [(-neg, i) for neg, _, _, i in keyed]
+    # The same operations, in the same order, as terms_of and the weighted sum, on columns.
+    rel = table.reliability[passing]
+    rel_term = np.minimum(1.0, np.maximum(0.0, (rel - rel_floor) * rel_scale))
+    rel_term[rel == -INF] = 0.0
+    total = (w.price * np.maximum(0.0, 1.0 - table.price[passing] * inv_price)
+             + w.performance * (0.4 * rel_term + 0.3 * table.bandwidth_term[passing]
+                                + 0.3 * dlperf[passing] * dl_scale)
+             + w.gpu_match * (gpu_terms[table.gpu_code[passing]] if gpu_terms is not None else 1.0)
+             + w.location * (loc_terms[table.location_code[passing]] if loc_terms is not None else 1.0)
+             + w.availability * table.availability_term[passing])
+    if policy.modifiers:
+        total = total + _modifier_sum(table, policy.modifiers)[passing]
+    total = np.minimum(1.0, np.maximum(0.0, total))
+    best_first = np.argsort(-total, kind="stable")  # stable: equal scores keep price, id order
 
     def explain(i: int, score: float) -> ScoredOffer:
         return ScoredOffer(table.offers[i], score, terms_of(i), modifiers_of(i) if policy.modifiers else ())
 
-    return Ranking(req, len(table), order, tuple(counts), reason_texts(req), explain, table.ids)
+    return Ranking(req, len(table), passing[best_first], total[best_first], tuple(counts),
+                   reason_texts(req), explain, table.ids)

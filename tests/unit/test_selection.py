@@ -151,3 +151,55 @@ def test_modifiers_are_visible_and_the_score_is_clamped():
     policy = ScoringPolicy(modifiers=(Modifier(when=(("datacenter", True),), add=1.0, name="dc"),))
     best = rank(OfferTable([make_offer(1, datacenter=True)]), Requirements(), policy).ranked[0]
     assert best.modifiers == (("dc", 1.0),) and best.score == 1.0
+
+
+def test_modifiers_that_all_apply_add_up():
+    policy = ScoringPolicy(weights=Weights(price=1, performance=0, gpu_match=0, location=0, availability=0),
+                           modifiers=(Modifier(when=(("datacenter", True),), add=0.25, name="dc"),
+                                      Modifier(when=(("verified", True),), add=-0.125, name="v")))
+    ranking = rank(OfferTable([make_offer(1, datacenter=True, dph_total=0.5)]), Requirements(max_price=1.0), policy)
+    assert ranking.ranked[0].score == 0.5 + 0.25 - 0.125
+
+
+def test_ids_beyond_64_bits_are_ranked_and_found():
+    offers = [make_offer(2**70, dph_total=0.1, host_id=2**65), make_offer(3, dph_total=0.2)]
+    ranking = rank(OfferTable(offers), Requirements(blacklist=Blacklist(hosts=frozenset({2**65 + 1}))))
+    assert ranking.offer_ids() == [2**70, 3]
+    assert ranking.find(2**70) is not None and ranking.find(4) is None
+
+
+SIM_POLICY = ScoringPolicy(modifiers=(
+    Modifier(when=(("datacenter", True),), add=0.05), Modifier(when=(("static_ip", True),), add=0.02),
+    Modifier(when=(("verified", False),), add=-0.1), Modifier(when=(("gpu", "RTX 4090"),), add=0.03),
+    Modifier(when=(("location", "EU"), ("verified", True)), add=0.04),
+    Modifier(when=(("host_id", 0),), add=-0.2), Modifier(when=(("machine_id", 1),), add=0.01),
+))
+
+
+@pytest.fixture(scope="module")
+def sim_market():
+    from vastmarket.offers import parse_offers
+    from vastsim.offerset import generate_offers
+
+    return list(parse_offers(generate_offers(seed=11, count=3000)).offers)
+
+
+@pytest.mark.parametrize("req", [
+    Requirements(max_price=1000.0),
+    Requirements(gpu_types=("RTX3060", "RTX4090", "A4000"), max_price=0.8, min_reliability=0.9,
+                 locations=("US-CA", "US-TX", "US-NY", "US", "EU")),
+    Requirements(gpu_types=("RTX4090",), max_price=0.7, min_download_mbps=200, min_reliability=0.98,
+                 direct_ports=2, min_disk_gb=50, verified_only=True,
+                 blacklist=Blacklist(hosts=frozenset(range(0, 400_000, 7)), machines=frozenset(range(28_000, 70_000, 5)),
+                                     countries=frozenset({"DE"}))),
+], ids=["everything", "fallback-ladder", "narrow-blacklist"])
+def test_the_vectorised_ranker_agrees_with_the_naive_reference_on_a_simulated_market(sim_market, req):
+    modified = {h.host_id for h in sim_market[:50]} | {h.machine_id for h in sim_market[:50]}
+    policy = dataclasses.replace(SIM_POLICY, modifiers=SIM_POLICY.modifiers + tuple(
+        Modifier(when=(("host_id", x),), add=0.07) for x in sorted(modified, key=str)[:10]))
+    ranking = rank(OfferTable(sim_market), req, policy)
+    expected, counts = naive_rank(sim_market, req, policy)
+    assert ranking.passed > 0
+    assert ranking.offer_ids() == [o.id for _, o in expected]
+    assert [s.score for s in ranking.ranked] == pytest.approx([s for s, _ in expected])
+    assert dict(ranking.rejections) == counts
