@@ -370,13 +370,17 @@ class VastClient:
         if status == 404:
             return None
         data = self._ok(what, status, data, response)
-        raw = data.get("instances") if isinstance(data, Mapping) else None
-        if raw is None:
+        if not isinstance(data, Mapping) or "instances" not in data:
+            raise InvalidResponse(f"vast {what}: no 'instances' in the answer")
+        raw = data["instances"]
+        if raw is None:  # the documented answer for an instance that is gone
             return None
         if isinstance(raw, list):  # some deployments answer a one-element list
             raw = raw[0] if raw else None
             if raw is None:
                 return None
+        if not isinstance(raw, Mapping):
+            raise InvalidResponse(f"vast {what}: 'instances' is a {type(raw).__name__}, not an instance")
         return parse_instance(raw)
 
     def list_instances(self, *, label: str | None = None,
@@ -467,6 +471,18 @@ class VastClient:
         what = f"relabel instance {instance_id}"
         status, data, response = self._request("PUT", f"/instances/{int(instance_id)}/",
                                                body={"label": label}, what=what)
+        self._ok(what, status, data, response)
+
+    def set_bid(self, instance_id: int, price: float) -> None:
+        """Change an interruptible instance's bid (``PUT /api/v0/instances/bid_price/{id}/``
+        ``{"client_id": "me", "price": X}``, $/h for its GPUs). An outbid (paused) instance runs
+        again once its bid is at least the market's ``min_bid``. Raises :class:`VastRejected`."""
+        if not (isinstance(price, (int, float)) and 0.001 <= price <= 128.0):
+            raise VastRejected(f"vast bid on instance {instance_id}: price must be from 0.001 to 128 $/h",
+                               status=0, error="invalid_price")
+        what = f"bid on instance {instance_id}"
+        status, data, response = self._request("PUT", f"/instances/bid_price/{int(instance_id)}/",
+                                               body={"client_id": "me", "price": round(float(price), 6)}, what=what)
         self._ok(what, status, data, response)
 
     def stop(self, instance_id: int) -> None:

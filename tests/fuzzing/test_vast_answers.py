@@ -209,3 +209,27 @@ def test_the_reconciler_meets_mutated_answers_with_a_retry_never_a_bug(vast, ans
         logger.removeHandler(bugs)
         client.close()
     assert not bugs.records, [r.getMessage() for r in bugs.records]
+
+
+@pytest.mark.parametrize("body,gone", [
+    ({"instances": None}, True),  # the documented answer for a destroyed instance
+    ({"instances": []}, True),
+    ({}, None),  # no "instances" at all: not an answer about this instance
+    ([], None),
+    ({"instances": "gone"}, None),
+    ({"instances": 20000001}, None),
+    ({"error": "server_error"}, None),
+])
+def test_only_the_documented_null_reads_as_gone_a_malformed_instance_answer_is_refused(vast, body, gone) -> None:
+    """Read as "gone", a malformed answer after a destroy would end the pod's accounting of a
+    live instance (money), and after a rent would make the controller rent again."""
+    vast.body = json.dumps(body).encode()
+    client = VastClient(vast.url, retry=RetryPolicy(attempts=1, base_delay=0.0, max_delay=0.0))
+    try:
+        if gone:
+            assert client.get_instance(20000001) is None
+        else:
+            with pytest.raises(InvalidResponse, match="get instance 20000001"):
+                client.get_instance(20000001)
+    finally:
+        client.close()
