@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from .bids import InterruptibleConfig, InterruptibleSchema, interruptible_config
 from .errors import ConfigError, RequirementError
 from .instances import MIN_DISK_GB
 from .names import LocationSyntaxError, is_plausible_gpu_name, parse_location_pattern
@@ -118,6 +119,7 @@ class SelectionConfig:
     modifiers: tuple[Modifier, ...] = ()
     blacklist: Blacklist = field(default_factory=Blacklist)
     budget: Budget = field(default_factory=Budget)
+    interruptible: InterruptibleConfig = field(default_factory=InterruptibleConfig)
 
 
 # --- value fields that report the accepted form ------------------------------------------------
@@ -238,6 +240,7 @@ class _ConfigSchema(Schema):
     modifiers = fields.List(fields.Nested(_ModifierSchema))
     blacklist = fields.Nested(_BlacklistSchema)
     budget = fields.Nested(_BudgetSchema)
+    interruptible = fields.Nested(InterruptibleSchema)
 
 
 def _flatten_errors(messages: Any, prefix: str = "") -> list[str]:
@@ -297,6 +300,7 @@ def config_from_mapping(data: Any, *, source: str = "config") -> SelectionConfig
         modifiers=modifiers,
         blacklist=blacklist,
         budget=replace(Budget(), **loaded.get("budget", {})),
+        interruptible=interruptible_config(loaded.get("interruptible")),
     )
 
 

@@ -35,6 +35,7 @@ MAX_LABEL = 256
 MAX_IMAGE = 1024
 MAX_ARGS = 4096  # args + args_str + onstart, in characters
 MIN_DISK_GB = 8.0
+MIN_BID, MAX_BID = 0.001, 128.0  # $/h, the create body's price (vast-api.md §4)
 MAX_ENV_VALUE = 256  # characters in one env value
 MAX_ENV_TOTAL = 32 * 1024  # bytes of every env key and value together (port flags included)
 
@@ -55,6 +56,12 @@ class Instance:
     num_gpus: int | None = None
     start_date: float | None = None
     image: str | None = None
+    is_bid: bool = False             # interruptible: rented with a bid (vastmarket.bids)
+    min_bid: float | None = None     # the market's minimum bid for its machine now, $/h
+    dph_base: float | None = None    # the machine's on-demand GPU price now, $/h
+    next_state: str | None = None
+    storage_cost: float | None = None  # $/GB/month: what a stopped instance still bills for its disk
+    disk_space: float | None = None    # GB
 
     @property
     def running(self) -> bool:
@@ -99,6 +106,14 @@ class Instance:
         """The exited container's code, when ``status_msg`` says it; else ``None``."""
         return exit_code_of(self.status_msg) if self.actual_status == "exited" else None
 
+    @property
+    def paused(self) -> bool:
+        """Stopped and meant to stay stopped: ``cur_state == intended_status == next_state ==
+        "stopped"``. For an interruptible instance that this controller did not stop, this is
+        an outbid (vast-api.md §7)."""
+        return (self.actual_status == "stopped" and self.cur_state == "stopped"
+                and self.intended_status == "stopped" and self.next_state in ("stopped", None))
+
     def host_port(self, container_port: int) -> int | None:
         return self.ports.get(container_port)
 
@@ -121,6 +136,12 @@ class _InstanceSchema(Schema):
     num_gpus = fields.Integer(allow_none=True)
     start_date = fields.Float(allow_none=True)
     image_uuid = fields.String(allow_none=True)
+    is_bid = fields.Boolean(allow_none=True)
+    min_bid = fields.Float(allow_none=True)
+    dph_base = fields.Float(allow_none=True)
+    next_state = fields.String(allow_none=True)
+    storage_cost = fields.Float(allow_none=True)
+    disk_space = fields.Float(allow_none=True)
 
 
 _SCHEMA = _InstanceSchema()
@@ -185,6 +206,12 @@ def parse_instance(raw: Any) -> Instance:
         num_gpus=data.get("num_gpus"),
         start_date=data.get("start_date"),
         image=data.get("image_uuid"),
+        is_bid=bool(data.get("is_bid")),
+        min_bid=data.get("min_bid"),
+        dph_base=data.get("dph_base"),
+        next_state=data.get("next_state"),
+        storage_cost=data.get("storage_cost"),
+        disk_space=data.get("disk_space"),
     )
 
 
@@ -206,6 +233,7 @@ class RentRequest:
     args: tuple[str, ...] | None = None
     onstart: str | None = None
     image_login: str | None = field(default=None, repr=False)
+    price: float | None = None  # a bid, $/h for the GPUs: an interruptible rental (vastmarket.bids)
 
     def validate(self) -> None:
         """Vast's documented create limits (vast-api.md §4, §9); ``ValueError`` naming the limit.
@@ -216,6 +244,8 @@ class RentRequest:
             raise ValueError(f"label must be at most {MAX_LABEL} characters")
         if self.disk_gb < MIN_DISK_GB:
             raise ValueError(f"disk must be at least {MIN_DISK_GB:g} GB (Vast's minimum), not {self.disk_gb:g}")
+        if self.price is not None and not (MIN_BID <= self.price <= MAX_BID):
+            raise ValueError(f"a bid (price) must be from {MIN_BID:g} to {MAX_BID:g} $/h, not {self.price:g}")
         size = script_size(self.args, self.onstart)
         if size > MAX_ARGS:
             raise ValueError(f"the command line (Vast's onstart and args together) is {size} characters; "
@@ -257,6 +287,8 @@ class RentRequest:
             body["onstart"] = self.onstart
         if self.image_login:
             body["image_login"] = self.image_login
+        if self.price is not None:  # a bid: interruptible (cancel_unavail stays true: no stopped leftover)
+            body["price"] = self.price
         return body
 
 

@@ -47,6 +47,8 @@ class Offer:
     host_id: int | None = None
     public_ip: str | None = None
     cuda_max_good: float | None = None
+    min_bid: float | None = None   # $/h for the GPUs rented as a bid (interruptible)
+    dph_base: float | None = None  # $/h for the GPUs on demand (dph_total less storage)
     gpu_key: str = field(init=False)
     location: Location = field(init=False)
 
@@ -113,6 +115,8 @@ class _OfferSchema(Schema):
     duration = fields.Float(allow_none=True)
     public_ipaddr = fields.String(allow_none=True)
     cuda_max_good = fields.Float(allow_none=True)
+    min_bid = fields.Float(allow_none=True)
+    dph_base = fields.Float(allow_none=True)
 
 
 _SCHEMA = _OfferSchema()
@@ -173,6 +177,8 @@ def offer_from_fields(raw: Mapping[str, Any]) -> Offer | None:
         host_id=raw.get("host_id"),
         public_ip=ip.strip() or None if isinstance(ip, str) else None,
         cuda_max_good=_finite(raw.get("cuda_max_good")),
+        min_bid=_finite(raw.get("min_bid")),
+        dph_base=_finite(raw.get("dph_base")),
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from .bids import POLICY_FORM, BidChoice, InterruptionPolicy
 from .config import Blacklist, SelectionConfig, parse_gpu_list, parse_location_list
 from .errors import RequirementError
 from .instances import MIN_DISK_GB
@@ -51,6 +52,8 @@ class Requirements:
     # Where gpu_types / min_gpu_memory_gb came from when the pod's node selectors set them
     # ("node selector cloud.google.com/gke-accelerator=nvidia-l4"); reasons and explain name it.
     gpu_origin: str = ""
+    # Rented as a bid (vastmarket.bids): offers are priced at their min_bid, max_price is bid-max.
+    interruptible: bool = False
 
     def describe(self) -> str:
         """One line in the seed's style: ``RTX3060, 12GB+, <$0.50/hr``."""
@@ -59,7 +62,7 @@ class Requirements:
             parts.append(f"{self.num_gpus}x")
         if self.min_gpu_memory_gb:
             parts.append(f"{self.min_gpu_memory_gb:g}GB+")
-        parts.append(f"<${self.max_price:.2f}/hr")
+        parts.append(f"<${self.max_price:.2f}/hr" + (" interruptible" if self.interruptible else ""))
         if self.min_reliability:
             parts.append(f"{self.min_reliability:.0%}+ reliability")
         if self.min_download_mbps:
@@ -79,6 +82,7 @@ class Requirements:
             "locations": list(self.locations), "min_cpu_cores": self.min_cpu_cores,
             "min_ram_gb": round(self.min_ram_gb, 3), "min_disk_gb": self.min_disk_gb,
             "direct_ports": self.direct_ports, "verified_only": self.verified_only, **origin,
+            **({"interruptible": True} if self.interruptible else {}),
         }
 
 
@@ -233,6 +237,9 @@ OVERRIDES: dict[str, _Override] = {o.key: o for o in (
     _override("disk", lambda t: _disk(t), DISK_FORM),
     _override("image", _image, IMAGE_FORM),
     _override("verified-only", parse_bool, BOOL_FORM),
+    _override("interruptible", parse_bool, BOOL_FORM),
+    _override("bid-max", parse_price, PRICE_FORM),
+    _override("interruption-policy", InterruptionPolicy.parse, POLICY_FORM),
 )}
 
 # Annotations kube-vast itself writes on pods; they are outputs, not overrides.
@@ -243,6 +250,7 @@ OUTPUT_ANNOTATIONS = frozenset({
     "vast.ai/ports", "vast.ai/launch", "vast.ai/enabled", "vast.ai/failed-hosts",
     "vast.ai/rented-offer-id", "vast.ai/rented-offer-score", "vast.ai/rented-offer-price",
     "vast.ai/rented-offer-gpu", "vast.ai/rented-offer-location", "vast.ai/rented-offer-reason",
+    "vast.ai/offer-price-type", "vast.ai/bid", "vast.ai/interruption",
 })
 
 
@@ -260,6 +268,9 @@ class Overrides:
     disk_gb: float | None = None
     image: str | None = None
     verified_only: bool | None = None
+    interruptible: bool | None = None
+    bid_max: float | None = None
+    interruption_policy: InterruptionPolicy | None = None
 
 
 _OVERRIDE_ATTRS = {
@@ -268,6 +279,8 @@ _OVERRIDE_ATTRS = {
     "vast.ai/min-reliability": "min_reliability", "vast.ai/min-download-mbps": "min_download_mbps",
     "vast.ai/region": "locations", "vast.ai/locations": "locations", "vast.ai/disk": "disk_gb",
     "vast.ai/image": "image", "vast.ai/verified-only": "verified_only",
+    "vast.ai/interruptible": "interruptible", "vast.ai/bid-max": "bid_max",
+    "vast.ai/interruption-policy": "interruption_policy",
 }
 
 
@@ -304,6 +317,7 @@ def requirements_for(
 ) -> Requirements:
     """The requirements of ``pod`` (its annotations unless ``annotations`` is given)."""
     req = base_requirements(config)
+    namespace = None
     if pod is not None:
         needs = pod_needs(pod)
         req = replace(req, num_gpus=needs.num_gpus, min_cpu_cores=needs.cpu_cores,
@@ -317,7 +331,29 @@ def requirements_for(
             meta = pod.get("metadata")
             found = meta.get("annotations") if isinstance(meta, Mapping) else None
             annotations = found if isinstance(found, Mapping) else None
-    return apply_overrides(req, parse_overrides(annotations))
+        namespace = _namespace(pod)
+    overrides = parse_overrides(annotations)
+    req = replace(req, interruptible=config.interruptible.default_for(namespace))
+    return apply_overrides(req, overrides)
+
+
+def _namespace(pod: Mapping[str, Any]) -> str | None:
+    meta = pod.get("metadata")
+    ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+    return ns if isinstance(ns, str) and ns else None
+
+
+def bid_choice(config: SelectionConfig, pod: Mapping[str, Any]) -> BidChoice:
+    """Whether ``pod`` rents interruptibly, its ceiling and its outbid policy (config section
+    ``interruptible``, then ``vast.ai/interruptible``, ``vast.ai/bid-max``,
+    ``vast.ai/interruption-policy``). Raises :class:`RequirementError` like :func:`requirements_for`."""
+    req = requirements_for(config, pod)
+    meta = pod.get("metadata")
+    found = meta.get("annotations") if isinstance(meta, Mapping) else None
+    ov = parse_overrides(found if isinstance(found, Mapping) else None)
+    policy = ov.interruption_policy or config.interruptible.policy
+    return BidChoice(interruptible=req.interruptible, bid_max=req.max_price if req.interruptible else None,
+                     policy=policy)
 
 
 def apply_overrides(req: Requirements, ov: Overrides) -> Requirements:
@@ -332,6 +368,13 @@ def apply_overrides(req: Requirements, ov: Overrides) -> Requirements:
             updates[attr] = value
     if ov.disk_gb is not None:
         updates["min_disk_gb"] = ov.disk_gb
+    if ov.interruptible is not None:
+        updates["interruptible"] = ov.interruptible
+    if ov.bid_max is not None:
+        if not updates.get("interruptible", req.interruptible):
+            raise RequirementError("vast.ai/bid-max", ov.bid_max,
+                                   'an interruptible pod (vast.ai/interruptible: "true")')
+        updates["max_price"] = ov.bid_max  # an interruptible pod's ceiling is its bid-max
     result = replace(req, **updates) if updates else req
     if not math.isfinite(result.max_price) or result.max_price <= 0:
         raise RequirementError("max price", result.max_price, PRICE_FORM)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bids import bid_priced
 from .errors import ConfigError, KubeVastError, VastError
 from .offers import Offer
 from .requirements import Requirements
@@ -83,6 +84,7 @@ class OfferSnapshot:
     def __init__(self, offers: Sequence[Offer], *, taken_at: float, source: str = "",
                  cache_size: int = 512, pause: SearchPause | None = None) -> None:
         self.table = OfferTable(offers)
+        self._bids: OfferTable | None = None  # the offers at their bid price, built on first use
         self.taken_at = taken_at
         self.source = source
         self.pause = pause
@@ -136,12 +138,20 @@ class OfferSnapshot:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        result = rank(self.table, requirements, policy)
+        result = rank(self._bid_table() if requirements.interruptible else self.table, requirements, policy)
         with self._lock:
             self._cache[key] = result
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return result
+
+    def _bid_table(self) -> OfferTable:
+        """The offers priced at their ``min_bid`` (vastmarket.bids), built on first use."""
+        with self._lock:
+            table = self._bids
+            if table is None:
+                table = self._bids = OfferTable(bid_priced(self.table.offers))
+            return table
 
     def to_json(self) -> dict[str, Any]:
         data = {

@@ -61,6 +61,7 @@ class SimAdmin:
             ("POST", "faults/fate"): self._aimed(self._market.set_fate, self._faults.fate_next),
             ("POST", "faults/health"): self._aimed(self._market.set_health, self._faults.health_next),
             ("POST", "market/prices"): self._move_prices,
+            ("POST", "faults/outbid"): self._outbid,
             ("POST", "faults/partition"): self._partition_route,
             ("POST", "faults/heal"): self._heal_route,
             ("POST", "logs"): self._append_log,
@@ -131,6 +132,16 @@ class SimAdmin:
     def _move_prices(self, body: dict[str, Any]) -> Response:
         """`{"fraction": 0.1, "spread": 0.2, "seed": 1}`: move some offers' prices."""
         return json_response(200, {"success": True, "moved": self._market.move_prices(**body)})
+
+    def _outbid(self, body: dict[str, Any]) -> Response:
+        """`{"instance_id": N, "price": X}` (price optional): other renters outbid that
+        interruptible instance; its machine's min_bid becomes X and it is paused."""
+        args = dict(body)
+        instance_id = _int(args.pop("instance_id", None), "instance_id")
+        price = args.pop("price", None)
+        if args:
+            raise ValueError(f"unexpected arguments: {', '.join(args)}; give instance_id and optionally price")
+        return json_response(200, {"success": True, "min_bid": self._market.outbid(instance_id, price=price)})
 
     def _partition_route(self, body: dict[str, Any]) -> Response:
         """`{"instance_id": N}`: cut that instance's host off from this machine."""

@@ -155,6 +155,7 @@ class VastApi:
             Route("PUT", re.compile(r"/api/v0/search/asks/"), "search", self._search_asks),
             Route("PUT", re.compile(r"/api/v0/asks/(\d+)/"), "create", self._create),
             Route("PUT", re.compile(r"/api/v0/instances/request_logs/(\d+)/"), "request_logs", self._request_logs),
+            Route("PUT", re.compile(r"/api/v0/instances/bid_price/(\d+)/"), "update", self._bid_price),
             Route("GET", re.compile(r"/api/v0/instances/(\d+)/"), "get_instance", self._get_instance),
             Route("PUT", re.compile(r"/api/v0/instances/(\d+)/"), "update", self._update),
             Route("DELETE", re.compile(r"/api/v0/instances/(\d+)/"), "destroy", self._destroy),
@@ -315,6 +316,12 @@ class VastApi:
             self._market.relabel(instance_id, label)
         if isinstance(state, str):
             self._market.set_state(instance_id, state)
+        return json_response(200, {"success": True})
+
+    def _bid_price(self, request: Request, match: re.Match[str]) -> Response:
+        """`{"client_id": "me", "price": X}`: the interruptible instance's new bid (vastsim.bids)."""
+        body = decode_json_object(request.body)
+        self._market.set_bid(int(match.group(1)), body.get("price"))
         return json_response(200, {"success": True})
 
     def _destroy(self, request: Request, match: re.Match[str]) -> Response:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from vastsim.container import ContainerScript
 from vastsim.faults import Health
 from vastsim.lifecycle import Timeline, exited_message, status_message
-from vastsim.offerset import Offer
+from vastsim.offerset import Offer, storage_dph
 from vastsim.ports import Binding
 from vastsim.rental import RentRequest
 
@@ -46,6 +46,8 @@ class InstanceRecord:
     running_at: float | None = None  # first time seen running
     destroyed_at: float | None = None
     last_status: str | None = None
+    bid: float | None = None  # interruptible: the bid, $/h for the GPUs (vastsim.bids); None on-demand
+    paused: bool = False  # stopped because outbid (not by its owner)
 
     @property
     def offer_id(self) -> int:
@@ -210,6 +212,14 @@ def audit_record(record: InstanceRecord, now: float) -> dict[str, Any]:
         "dph_total": record.dph_total,
         "offer_dph_total": record.offer_dph_total,
         "is_bid": record.request.price is not None,
+        # Interruptible (vastsim.bids): the bid, the machine's min_bid now, paused when outbid;
+        # what it bills per hour now (storage only while stopped).
+        "bid": record.bid,
+        "min_bid": record.offer["min_bid"],
+        "paused": record.paused,
+        "storage_dph": round(storage_dph(float(record.offer["storage_cost"]), record.request.disk), 6),
+        "billed_dph": record.dph_total if status == "running" else (
+            0.0 if not record.live else round(storage_dph(float(record.offer["storage_cost"]), record.request.disk), 6)),
         "gpu_name": record.offer["gpu_name"],
         # What the container was asked to run; env by key only (values may be secrets, the API
         # object's extra_env has them for the account's owner), the login as its registry only.

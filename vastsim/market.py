@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from vastsim import bids
 from vastsim.container import container_script
 from vastsim.faults import Faults, Health, check_fate, check_health
 from vastsim.instance import InstanceRecord, audit_record, direct_port_range, port_map, render_instance
@@ -120,6 +121,7 @@ class Market:
             offered = price_fields(offer, allocated_storage=request.disk, bid=bid)["dph_total"]
             if bid and request.price is not None and request.price < offer["min_bid"]:
                 record = self._create(offer, request, now, offered=offered, billed=offered, holds_offer=False)
+                record.bid = request.price
                 self._stop(record, now)
                 msg = f"Your bid price ${request.price}/hr is below the minimum ${offer['min_bid']}/hr for this offer."
                 error = ApiError(400, "invalid_price", msg, new_contract=record.id, ask_id=offer_id)
@@ -130,6 +132,7 @@ class Market:
             if faults.price is not None:
                 billed = faults.price.apply(billed)
             record = self._create(offer, request, now, offered=offered, billed=billed, holds_offer=True)
+            record.bid = request.price
             record.script = script
             record.timeline = record.timeline.running_script(script.exit_code(0), script.exit_after)
             if faults.fate is not None:
@@ -221,15 +224,78 @@ class Market:
                 return
             if state == "stopped":
                 self._stop(record, now)
-            elif record.status(now) == "stopped":
-                record.stopped = False
-                record.run += 1
-                record.timeline = Timeline(boot_started=now, provisioning=0.0, loading=self._boot[1]).running_script(
-                    record.script.exit_code(record.run), record.script.exit_after)
-            elif record.stopped:
-                record.stopped = False
-                record.timeline = replace(record.timeline, stop_at=None)
+            elif record.paused and record.bid is not None:
+                raise bids.paused_start(instance_id, record.bid, float(record.offer["min_bid"]))
+            else:
+                self._start(record, now)
             self._sync(record, now)
+
+    # --- interruptible instances (vastsim.bids) -------------------------------------------------
+    def set_bid(self, instance_id: int, price: Any) -> None:
+        """`PUT bid_price`: the instance's new bid; a paused one runs again if it now reaches
+        its machine's `min_bid`. ApiError 404 for an unknown instance, 400 for an on-demand one."""
+        bid = bids.parse_bid(price)
+        with self._lock:
+            now = self._clock()
+            record = self._live(instance_id)
+            if record.bid is None:
+                raise bids.not_interruptible(instance_id)
+            record.bid = bid
+            record.dph_total = round(bid + storage_dph(float(record.offer["storage_cost"]), record.request.disk), 6)
+            self._sync(record, now)
+            self._apply_bids(record.offer_id, now)
+
+    def outbid(self, instance_id: int, *, price: float | None = None) -> float:
+        """Other renters bid `price` (default: a quarter over the instance's bid) on the live
+        interruptible instance's machine: its `min_bid` rises to that, and the instance is
+        paused. Returns the new `min_bid`. KeyError if not live, ValueError if on-demand."""
+        with self._lock:
+            now = self._clock()
+            record = self._live_or_key_error(instance_id)
+            if record.bid is None:
+                raise ValueError(f"instance {instance_id} is on-demand: it cannot be outbid")
+            competing = bids.competing_bid(record.bid, price)
+            self._set_min_bid(record.offer_id, competing)
+            self._apply_bids(record.offer_id, now)
+            return competing
+
+    def _set_min_bid(self, offer_id: int, min_bid: float) -> None:
+        moved = dict(self._offers[offer_id], min_bid=round(min_bid, 4))
+        self._offers[offer_id] = moved
+        if offer_id in self._available:
+            self._available[offer_id] = moved
+
+    def _apply_bids(self, offer_id: int, now: float) -> None:
+        """Pause the live instances on `offer_id` that its `min_bid` outbids; run again the
+        paused ones that it no longer does."""
+        offer = self._offers.get(offer_id)
+        if offer is None:
+            return
+        for record in self._instances.values():
+            if not record.live or record.offer_id != offer_id or record.bid is None or not record.holds_offer:
+                continue
+            record.offer = offer
+            if bids.outbid(record.bid, float(offer["min_bid"])):
+                if not record.paused:
+                    record.paused = True
+                    self._counters["outbids"] += 1
+                    self._stop(record, now)
+            elif record.paused:
+                record.paused = False
+                self._start(record, now)
+            self._sync(record, now)
+
+    def _start(self, record: InstanceRecord, now: float) -> None:
+        """Run a stopped instance again (a new run, through loading, on new host ports), or
+        cancel a stop still under way; a running one is left alone."""
+        if record.status(now) == "stopped":
+            record.stopped = False
+            record.run += 1
+            record.timeline = Timeline(boot_started=now, provisioning=0.0, loading=self._boot[1]).running_script(
+                record.script.exit_code(record.run), record.script.exit_after)
+        elif record.stopped:
+            record.stopped = False
+            record.timeline = replace(record.timeline, stop_at=None)
 
     # --- faults aimed at one offer or instance ---------------------------------------------------
     def vanish_offer(self, offer_id: int) -> bool:
@@ -258,6 +324,7 @@ class Market:
                 self._offers[offer_id] = moved
                 if offer_id in self._available:
                     self._available[offer_id] = moved
+                self._apply_bids(offer_id, self._clock())  # a min_bid moving may pause or resume bids
             return len(chosen)
 
     def set_fate(self, instance_id: int, status: str, *, after_seconds: float = 0.0, status_msg: str | None = None,
@@ -304,6 +371,7 @@ class Market:
                 "counters": {
                     "rentals": self._counters["rentals"],
                     "destroys": self._counters["destroys"],
+                    "outbids": self._counters["outbids"],
                     "live_instances": len(live),
                     "open_ports": sum(1 for r in live for b in r.bindings if b.listening),
                 },
