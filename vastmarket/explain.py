@@ -37,12 +37,12 @@ def selection_log(ranking: Ranking, *, top: int = 3, selected_suffix: str = "",
         f"[VAST] Found {ranking.seen} candidates, filtering...",
         f"[VAST] After filtering: {ranking.passed} instances remain",
     ]
-    if not ranking.ranked:
+    best = ranking.best  # only the offers named are worked out, never every passing one
+    if best is None:
         lines.append(f"[VAST] {ranking.summary()}")
         return lines
     lines.append("[VAST] Scoring instances:")
     lines.extend(f"  - {offer_line(s)}" for s in ranking.top(top))
-    best = ranking.ranked[0]
     chosen = selected or best
     if chosen.offer.id not in {s.offer.id for s in ranking.top(top)}:
         lines.append(f"  - {offer_line(chosen)}")

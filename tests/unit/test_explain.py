@@ -62,3 +62,14 @@ def test_the_selection_log_names_the_offer_actually_taken_and_why():
                          f"{best.offer.id}: the webhook's offer was taken by another pod's launch)")
     assert lines[-2].startswith(f"  - Instance {second.offer.id}: "), "the taken offer is shown with its score"
     assert selection_log(ranking, selected=best, why="ignored")[-1] == f"[VAST] Selected instance {best.offer.id}"
+
+
+def test_the_selection_log_works_out_only_the_offers_it_names():
+    offers = [make_offer(i, dph_total=0.1 + i / 1000) for i in range(1, 200)]
+    ranking = rank(OfferTable(offers), REQ)
+    explained = []
+    work_out = ranking._explain
+    ranking._explain = lambda i, score: explained.append(i) or work_out(i, score)
+    lines = selection_log(ranking, top=3)
+    assert len(lines) == 8 and ranking.passed == 199
+    assert len(explained) == 3, "every passing offer was worked out for a log of three"
