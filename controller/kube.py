@@ -20,6 +20,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from vastmarket.budgets import GROUP as BUDGET_GROUP, PLURAL as BUDGET_PLURAL, VERSION as BUDGET_VERSION
 from vastmarket.errors import KubeVastError
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,26 @@ class KubeGateway:
     def patch_node_status(self, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         return self._call(f"update status of node {name}", self.core.patch_node_status, name,  # type: ignore[no-any-return]
                           {"status": dict(status)})
+
+    # --- team budgets (VastBudget, controller/budgets.py) --------------------------------------
+
+    def list_vast_budgets(self) -> list[dict[str, Any]] | None:
+        """Every VastBudget in every namespace; None when the CRD is not installed."""
+        try:
+            data = self._call("list vastbudgets", client.CustomObjectsApi(self.api).list_cluster_custom_object,
+                              BUDGET_GROUP, BUDGET_VERSION, BUDGET_PLURAL)
+        except NotFound:
+            return None
+        return list(data.get("items") or [])
+
+    def patch_vast_budget_status(self, namespace: str, name: str, status: Mapping[str, Any], *,
+                                 resource_version: str) -> dict[str, Any]:
+        """Merge-patch a VastBudget's status, conditional on ``resource_version`` (:class:`Conflict`
+        when another writer got there first)."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+        return self._call(f"update status of vastbudget {namespace}/{name}",  # type: ignore[no-any-return]
+                          client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status,
+                          BUDGET_GROUP, BUDGET_VERSION, namespace, BUDGET_PLURAL, name, body)
 
     # --- authorization ------------------------------------------------------------------------
 

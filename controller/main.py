@@ -15,12 +15,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from vastmarket.budgets import BudgetStateFile
 from vastmarket.client import Timeouts, VastClient
 from vastmarket.config import SelectionConfig
 from vastmarket.errors import ConfigError
 from vastmarket.market_watch import MarketWatcher
 from vastmarket.snapshot import OfferSnapshot, SnapshotFile
 
+from .budgets import BudgetCollector, BudgetKeeper
 from .checkpoints import Checkpoints
 from .demand import ClusterDemand
 from .fleet import Fleet, OfferSource
@@ -88,6 +90,12 @@ class Controller:
         self.reaper = Reaper(self.kube, self.fleet, self.settings.virtual_nodes, grace=self.settings.reaper_grace,
                              dry_run=self.settings.reaper_dry_run, checkpoint=checkpoint)
         self.queue = WorkQueue()
+        self.budgets = BudgetKeeper(self.kube, self.fleet, self.settings.virtual_nodes,
+                                    BudgetStateFile.beside(self.settings.snapshot_path),
+                                    interval=self.settings.budget_interval,
+                                    hold=max(10.0, 3 * self.settings.fleet_interval))
+        self.budgets.wake = self.queue.add
+        self.reconciler.budgets = self.budgets
         self.fleet.listeners.append(self._wake_booting)
         self.registry = CollectorRegistry()
         self._metrics(metrics_port)
@@ -109,6 +117,7 @@ class Controller:
         server = self.kubelet.server
         streams.set_function(lambda: float(server.api.active_streams) if server is not None else 0.0)
         self.registry.register(MarketCollector(self.poller, self.demand))
+        self.registry.register(BudgetCollector(self.budgets))
         if port:
             start_http_server(port, registry=self.registry)
 
@@ -199,6 +208,7 @@ class Controller:
             threading.Thread(target=self.keeper.run, args=(self.stop, self.elector.leading), name="node", daemon=True),
             threading.Thread(target=self.reaper.run, args=(self.stop, self.elector.leading, self.settings.reaper_interval),
                              name="reaper", daemon=True),
+            threading.Thread(target=self.budgets.run, args=(self.stop, self.elector.leading), name="budgets", daemon=True),
         ]
         threads += [threading.Thread(target=self._watch_node, args=(n,), name=f"watch-{n}", daemon=True)
                     for n in self.settings.virtual_nodes]

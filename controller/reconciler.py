@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vastmarket.budgets import rental_price
 from vastmarket.config import SelectionConfig
 from vastmarket.errors import OfferGone, RequirementError, VastError, VastRejected
 from vastmarket.explain import endpoint_lines, selection_log
@@ -43,6 +44,7 @@ from vastmarket.client import VastClient
 
 from . import completion, endpoints, health, status, termination, translate, uncertain
 from . import intake
+from .budgets import NO_BUDGETS, BudgetGate, held_status
 from .checkpoints import INERT, Checkpoints
 from . import replacement
 from .fleet import Fleet, OfferSource, instance_label
@@ -120,6 +122,7 @@ class Reconciler:
         self._holding = False  # replacements of unreachable hosts held: too many at once
         self._unserved_warned: dict[tuple[str, str, int], None] = {}  # (pod uid, Service, port), oldest first
         self.on_event: Callable[[str], None] = lambda reason: None
+        self.budgets: BudgetGate = NO_BUDGETS  # team budgets (controller/budgets.py): the launch check
         self.booting: set[str] = set()  # pods waiting for their instance to run ("ns/name")
         budget = config.budget
         self.max_spend = settings.max_total_price_per_hour or budget.max_total_price_per_hour
@@ -318,8 +321,19 @@ class Reconciler:
                          else _why_not((ranking.best or chosen).offer.id, chosen, skipped, ranking, record))
         offer = chosen.offer
         price = offer.dph_total or 0.0
+        held = self.budgets.reserve(meta["namespace"], uid, rental_price(price, offer.dph_base, spec.disk_gb),
+                                    key=pod_ref(pod))
+        if held is not None:
+            with self._lock:
+                self._claimed.pop(offer.id, None)  # free for a pod whose budget has room
+            if not held.budget:
+                return 2.0  # the budgets are not read yet
+            self._event(pod, "BudgetExceeded", held.message, warning=True)
+            self._write_status(pod, held_status(pod, held.message, now_rfc3339()))
+            return RETRY_LATER  # or sooner: the budget keeper wakes the pod when room frees
         refusal = self._reserve(uid, price)
         if refusal:
+            self.budgets.release(uid)
             self._pending(pod, "BudgetExceeded", f"renting offer {offer.id} at ${price:.3f}/h would exceed the "
                                                  f"budget ({refusal})", warning=True)
             return RETRY_LATER
@@ -328,6 +342,7 @@ class Reconciler:
         finally:
             with self._lock:
                 self._reserved.pop(uid, None)
+            self.budgets.release(uid)
 
     def _await_uncertain_rent(self, pod: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
         """While a rent of this pod's may have gone through unseen (:mod:`controller.uncertain`),
@@ -422,6 +437,7 @@ class Reconciler:
             return self._rent_failed(pod, record, offer.machine_id, "OfferGone", str(exc))
         except VastError as exc:
             if _outcome_unknown(exc):  # the marker stays: the next looks search before any rent
+                self.budgets.rented(pod)  # it may have been made: counted against the budget
                 self._event(pod, "RentUncertain", f"{exc}; looking for an instance labelled {label} for up to "
                                                   f"{self.settings.uncertain_rent_wait:.0f}s before renting again",
                             warning=True)
@@ -432,6 +448,7 @@ class Reconciler:
             self._event(pod, "VastUnavailable", str(exc), warning=True)
             return RETRY_LATER
         self.checkpoint("rent-answered", pod=pod_ref(pod), offer=offer.id, instance=instance_id)
+        self.budgets.rented(pod)
         pod = self._patch_annotations(pod, {A_INSTANCE: str(instance_id), **choice.annotations(),
                                             A_LAUNCH: _encode(uncertain.without_marker(record))})
         self._event(pod, "Rented", f"instance {instance_id} rented on offer {offer.id}")

@@ -32,6 +32,7 @@ class ControllerSettings:
     max_market_queries: int = 3        # searches per round of demand-driven market watching
     include_external_offers: bool = False  # Vast's external offers (the official client leaves them out)
     fleet_interval: float = 5.0        # instance listing
+    budget_interval: float = 5.0       # team budgets: accrual, status and the state the webhook reads
     resync: float = 5.0                # re-check of each running pod (health, endpoints)
     boot_timeout: float = 900.0        # rent → running deadline
     max_launch_attempts: int = 5
@@ -68,7 +69,7 @@ class ControllerSettings:
         if isinstance(self.max_market_queries, bool) or not isinstance(self.max_market_queries, int) \
                 or self.max_market_queries < 1:
             raise ConfigError(f"KUBE_VAST_MAX_MARKET_QUERIES={self.max_market_queries!r}: expected 1 or more searches")
-        for f in ("poll_interval", "refresh_interval", "demand_interval", "fleet_interval", "resync", "boot_timeout", "max_snapshot_age",
+        for f in ("poll_interval", "refresh_interval", "demand_interval", "fleet_interval", "budget_interval", "resync", "boot_timeout", "max_snapshot_age",
                   "reaper_interval", "unreachable_after", "lease_seconds", "renew_every", "log_follow_interval",
                   "uncertain_rent_wait", "vast_read_timeout"):
             value = getattr(self, f)
@@ -121,6 +122,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_DEMAND_INTERVAL": ("demand_interval", float),
     "KUBE_VAST_MAX_MARKET_QUERIES": ("max_market_queries", int),
     "KUBE_VAST_FLEET_INTERVAL": ("fleet_interval", float),
+    "KUBE_VAST_BUDGET_INTERVAL": ("budget_interval", float),
     "KUBE_VAST_RESYNC": ("resync", float),
     "KUBE_VAST_BOOT_TIMEOUT": ("boot_timeout", float),
     "KUBE_VAST_REAPER_GRACE": ("reaper_grace", float),

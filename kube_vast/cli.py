@@ -343,7 +343,11 @@ def cmd_controller(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_webhook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from vastmarket.snapshot import SnapshotFile, SnapshotFollower
+    import time
+
+    from vastmarket.budgets import BudgetStateFile
     from webhooks.app import create_app
+    from webhooks.budgets import BudgetTracker
     from webhooks.settings import settings_from
     from webhooks.tls import ReloadingCertificate
 
@@ -361,7 +365,8 @@ def cmd_webhook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     def factory() -> Any:
         follower = SnapshotFollower(SnapshotFile(settings.snapshot_path))
         follower.start()
-        return create_app(settings, config=config, snapshots=lambda: follower.current)
+        budgets = BudgetTracker(BudgetStateFile.beside(settings.snapshot_path), clock=time.time)
+        return create_app(settings, config=config, snapshots=lambda: follower.current, budgets=budgets)
 
     logging.getLogger("kube_vast").info("webhook listening on https://%s:%d (snapshot %s, cert %s)",
                                         args.host, args.port, settings.snapshot_path, cert)

@@ -25,6 +25,7 @@ from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
 
 from .admission import AdmissionRequest, BadReview, Verdict, build_response
+from .budgets import BudgetTracker
 from .decisions import DENIED, Context, Decision, decide
 from .settings import WebhookSettings
 
@@ -78,6 +79,7 @@ def create_app(
     snapshots: SnapshotSource,
     clock: Callable[[], float] = time.time,
     registry: CollectorRegistry | None = None,
+    budgets: BudgetTracker | None = None,
 ) -> Flask:
     app = Flask("kube_vast.webhook")
     app.url_map.strict_slashes = False  # answer /mutate/ too, never with a redirect
@@ -88,7 +90,9 @@ def create_app(
 
     def judge(review: AdmissionRequest) -> Verdict:
         decision = decide(review, Context(snapshot=snapshots(), now=clock(), config=config, policy=policy,
-                                          settings=settings))
+                                          settings=settings, budgets=budgets.view() if budgets else None))
+        if budgets is not None and decision.budget_charge and not review.dry_run and decision.outcome != DENIED:
+            budgets.charge(*decision.budget_charge)
         metrics.observe(review, decision)
         _log_decision(review, decision)
         return decision.verdict

@@ -38,6 +38,7 @@ from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
 
 from .admission import AdmissionRequest, Verdict, template_at
+from .budgets import QUEUED_ANNOTATION, BudgetView, judge as judge_budget
 from .mutation import (
     OFFER_ANNOTATIONS, OFFER_ID, SELECTION_ERROR, Mutation, offer_annotations, patch_for, replaces_scheduler,
 )
@@ -60,6 +61,7 @@ class Context:
     config: SelectionConfig
     policy: ScoringPolicy
     settings: WebhookSettings
+    budgets: BudgetView | None = None  # the team budgets the controller published (webhooks/budgets.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class Decision:
     note: str
     placement: Placement | None = None
     selection_error: str | None = None
+    budget_charge: tuple[str, float] | None = None  # (namespace, $/h) an admitted pod adds to its budgets
 
     @property
     def selected(self) -> bool:
@@ -269,6 +272,15 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
                             f"selected offer {chosen.offer.id} instead")
         note = f"offer {chosen.offer.id} (score {chosen.score:.3f})" + (" kept" if already else "")
         audit = {"offer-id": str(chosen.offer.id)}
+        price = chosen.offer.dph_total or 0.0
+        over = judge_budget(ctx.budgets, str(namespace), price, now=ctx.now)
+        if over is not None and over.action == "deny":
+            return _denied(pod_name, 403, over.message, placement, warnings=tuple(warnings), error_kind="budget")
+        if over is not None:
+            warnings.append(over.message)
+            if QUEUED_ANNOTATION not in annotations:
+                mutation_set = {**mutation_set, QUEUED_ANNOTATION: over.message}
+        charge: tuple[str, float] | None = (str(namespace), price)
     else:
         error_kind = _error_kind(placement, ctx.snapshot)
         gpu_warning = _gpu_name_warning(placement)
@@ -281,6 +293,7 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
         remove = frozenset(OFFER_ANNOTATIONS)
         note = f"no offer: {placement.reason}"
         audit = {"selection-error": placement.reason}
+        charge = None
 
     scheduler = ctx.settings.scheduler_name
     spec = pod.get("spec")
@@ -290,4 +303,4 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
                         "scheduler extender, so this pod may never reach the virtual node")
     patch = patch_for(pod, Mutation(mutation_set, remove, ctx.settings.taint, scheduler, route_selectors=True))
     verdict = Verdict.allow(patch, warnings=tuple(warnings), audit=audit)
-    return Decision(verdict, MUTATED if patch else UNTOUCHED, pod_name, note, placement, error_kind)
+    return Decision(verdict, MUTATED if patch else UNTOUCHED, pod_name, note, placement, error_kind, charge)

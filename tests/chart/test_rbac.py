@@ -109,6 +109,9 @@ GATEWAY_CALLS: dict[str, tuple[Access, ...]] = {
     "replace_lease": (_lease("update", RELEASE, LEADER_LEASE), _lease("update", NODE_LEASES, NODE)),
     # the kubelet API's authorizer (kubelet_auth.py), kubeletApi.authorization=webhook (the default)
     "review_access": (Access("create", "subjectaccessreviews", "authorization.k8s.io"),),
+    # team budgets (budgets.py): every namespace's VastBudgets, and their status
+    "list_vast_budgets": (Access("list", "vastbudgets", "vast.ai", ALL_NAMESPACES),),
+    "patch_vast_budget_status": (Access("patch", "vastbudgets/status", "vast.ai", POD_NAMESPACE),),
 }
 # Gateway methods only the command line calls, with the user's own credentials, never the
 # controller: they need no RBAC in the chart (the controller is denied "list nodes" below).
@@ -139,6 +142,8 @@ CONTROLLER_DENIED = (
     Access("escalate", "clusterroles", "rbac.authorization.k8s.io"),
     Access("create", "mutatingwebhookconfigurations", "admissionregistration.k8s.io"),
     Access("impersonate", "serviceaccounts", namespace=POD_NAMESPACE),
+    Access("create", "vastbudgets", "vast.ai", POD_NAMESPACE), Access("update", "vastbudgets", "vast.ai", POD_NAMESPACE),
+    Access("delete", "vastbudgets", "vast.ai", POD_NAMESPACE),  # a controller that could raise a team's budget
 )
 
 SCHEDULER_LEASE = "<the scheduler's lease>"

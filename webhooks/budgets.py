@@ -1,0 +1,103 @@
+"""Team budgets at admission: the budget state the controller publishes beside the offer snapshot
+(:class:`vastmarket.budgets.BudgetStateFile`), read from the file only — never from the
+Kubernetes API on a request.
+
+:class:`BudgetTracker` (the shell's part) reloads the file when it changes and tallies the pods
+this process admitted since the state it holds was published, so that pods admitted one after
+another within one publish interval count against the budget too; a new state (which counts
+them itself, as pods waiting for an instance) starts a new tally. :func:`judge` (pure) says
+whether a pod whose chosen offer costs ``price`` fits its namespace's budgets: room, ``deny``
+or ``queue`` (admitted, held Pending by the controller until room frees), with the message
+naming the budget, the limit, what is committed and what the pod would add.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from vastmarket.budgets import DENY, QUEUE, BudgetState, BudgetStateFile, InvalidBudget, Usage, refusals, verdict
+
+log = logging.getLogger("kube_vast.webhook")
+
+QUEUED_ANNOTATION = "vast.ai/budget-queued"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    """The published state and what this process admitted since (namespace → ($/h, pods))."""
+
+    state: BudgetState | None
+    admitted: Mapping[str, tuple[float, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetOutcome:
+    action: str  # DENY or QUEUE
+    message: str
+
+
+def judge(view: BudgetView | None, namespace: str, price: float, *, now: float) -> BudgetOutcome | None:
+    """None when the pod fits every budget of its namespace (or none is known)."""
+    if view is None or view.state is None:
+        return None
+    ns = view.state.of(namespace)
+    if not ns.budgets:
+        return None
+    extra, pods = view.admitted.get(namespace, (0.0, 0))
+    usage = replace(ns.usage, waiting=ns.usage.waiting + extra, waiting_pods=ns.usage.waiting_pods + pods)
+    found = refusals(ns.budgets, usage, price, now=now, counting_waiting=True)
+    action = verdict(found)
+    if action is None:
+        return None
+    lead = "denied" if action == DENY else "queued: admitted and held Pending until room frees"
+    return BudgetOutcome(action, f"over budget ({lead}): " + "; ".join(r.message for r in found))
+
+
+class BudgetTracker:
+    """Follows the state file (checked at most every ``interval`` seconds, on the request path:
+    a ``stat``) and keeps this process's tally."""
+
+    def __init__(self, source: BudgetStateFile, *, clock: Callable[[], float], interval: float = 0.5) -> None:
+        self.source = source
+        self.clock = clock
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._state: BudgetState | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._checked = float("-inf")
+        self._admitted: dict[str, tuple[float, int]] = {}
+
+    def view(self) -> BudgetView:
+        now = self.clock()
+        with self._lock:
+            if now - self._checked >= self.interval:
+                self._checked = now
+                self._reload()
+            return BudgetView(self._state, dict(self._admitted))
+
+    def _reload(self) -> None:
+        stamp = self.source.stamp()
+        if stamp is None or stamp == self._stamp:
+            return
+        try:
+            state = self.source.load()
+        except InvalidBudget as exc:
+            log.warning("budget state not reloaded: %s", exc)
+            return
+        self._stamp = stamp
+        if state is not None and (self._state is None or state.published_at != self._state.published_at):
+            self._state = state
+            self._admitted = {}
+
+    def charge(self, namespace: str, price: float) -> None:
+        """A pod was admitted (not a dry run) with an offer at ``price``: it counts until the next
+        state is published."""
+        with self._lock:
+            usd, pods = self._admitted.get(namespace, (0.0, 0))
+            self._admitted[namespace] = (usd + price, pods + 1)
+
+
+__all__ = ["DENY", "QUEUE", "QUEUED_ANNOTATION", "BudgetOutcome", "BudgetTracker", "BudgetView", "Usage", "judge"]
