@@ -125,9 +125,11 @@ def interruptible_price(*, min_bid: float | None, dph_base: float | None, dph_to
 def bid_priced(offers: Sequence[Offer]) -> tuple[Offer, ...]:
     """The offers as an interruptible pod sees them: ``dph_total`` is the hourly price at
     ``min_bid`` (:func:`interruptible_price`; ``None``, so never matching, without one). Ranking
-    these ranks on the bid price; every reason, score and ``vast.ai/offer-price`` follows."""
+    these ranks on the bid price; every reason, score and ``vast.ai/offer-price`` follows.
+    ``dph_base`` becomes ``min_bid``: the GPU part of that price (the rest is storage)."""
     return tuple(replace(o, dph_total=interruptible_price(min_bid=o.min_bid, dph_base=o.dph_base,
-                                                          dph_total=o.dph_total)) for o in offers)
+                                                          dph_total=o.dph_total), dph_base=o.min_bid)
+                 for o in offers)
 
 
 def savings(*, billed: float | None, on_demand: float | None) -> float | None:
