@@ -12,7 +12,10 @@ Contract
   listed as *waiting*. Each row names the offer the instance was rented from (the pod's
   ``vast.ai/rented-offer-id``, else the last offer of its ``vast.ai/launch``) and, when that is
   not the webhook's pick (``vast.ai/offer-id``), which one the webhook chose and why they differ
-  (``vast.ai/rented-offer-reason``).
+  (``vast.ai/rented-offer-reason``). An interruptible instance shows its bid (the pod's
+  ``vast.ai/bid``, else its billed price less its storage), the machine's ``min_bid`` now, and the
+  $/hour it saves against the same machine on demand (``dph_base`` plus storage, less what it
+  is billed).
 - :func:`market_notes` is pure too: the ``OfferSearchPaused`` condition of each virtual node, that
   is whether the offers the cluster places pods on are fresh or searches are paused (Vast's
   search quota) and until when.
@@ -30,12 +33,14 @@ from typing import Any
 
 from controller.fleet import label_prefix, pod_uid_of
 from controller.node import MARKET_CONDITION, VIRTUAL_NODE_LABEL
+from vastmarket.bids import savings
 from vastmarket.instances import Instance
 
 LAUNCH = "vast.ai/launch"
 OFFER_ID = "vast.ai/offer-id"
 RENTED_OFFER = "vast.ai/rented-offer-id"
 RENTED_REASON = "vast.ai/rented-offer-reason"
+BID = "vast.ai/bid"  # the controller's bid on the pod's instance (controller.interruptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,10 @@ class InstanceRow:
     offer: int | None = None   # the offer it was rented from, as the pod records it
     webhook_offer: int | None = None  # the webhook's pick, when the rented offer is another
     offer_reason: str | None = None   # why they differ
+    interruptible: bool = False       # rented as a bid (vastmarket.bids)
+    bid: float | None = None          # $/hour for its GPUs
+    min_bid: float | None = None      # the machine's minimum bid now
+    saved: float | None = None        # $/hour against on-demand
 
     @property
     def orphan(self) -> bool:
@@ -83,6 +92,10 @@ class FleetStatus:
     @property
     def total_per_hour(self) -> float:
         return sum(r.price or 0.0 for r in self.rows)
+
+    @property
+    def saved_per_hour(self) -> float:
+        return sum(r.saved or 0.0 for r in self.rows if r.interruptible)
 
     @property
     def orphans(self) -> tuple[InstanceRow, ...]:
@@ -141,6 +154,26 @@ def _offers(pod: Mapping[str, Any] | None) -> tuple[int | None, int | None, str 
     return rented, webhook, reason if isinstance(reason, str) and reason else None
 
 
+HOURS_PER_MONTH = 720.0  # Vast's storage_cost is $/GB/month
+
+
+def _bid_columns(inst: Instance, pod: Mapping[str, Any] | None) -> dict[str, Any]:
+    """interruptible, bid, min_bid and saved of one instance."""
+    if not inst.is_bid:
+        return {}
+    storage = (inst.storage_cost or 0.0) * (inst.disk_space or 0.0) / HOURS_PER_MONTH
+    raw = _mapping(_mapping((pod or {}).get("metadata")).get("annotations")).get(BID)
+    try:
+        bid: float | None = float(raw) if isinstance(raw, str) and raw else None
+    except ValueError:
+        bid = None
+    if bid is None and inst.dph_total is not None:
+        bid = round(inst.dph_total - storage, 6)
+    on_demand = None if inst.dph_base is None else inst.dph_base + storage
+    return {"interruptible": True, "bid": bid, "min_bid": inst.min_bid,
+            "saved": savings(billed=inst.dph_total, on_demand=on_demand)}
+
+
 def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]], cluster_id: str) -> FleetStatus:
     by_uid = {str(_mapping(p.get("metadata")).get("uid")): p for p in pods}
     rows = []
@@ -158,7 +191,7 @@ def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]
             address=inst.public_ip or "-",
             pod=f"{meta.get('namespace')}/{meta.get('name')}" if pod is not None else None,
             pod_uid=uid, health=_health(pod) if pod is not None else "no pod (orphan)",
-            offer=offer, webhook_offer=webhook_offer, offer_reason=reason))
+            offer=offer, webhook_offer=webhook_offer, offer_reason=reason, **_bid_columns(inst, pod)))
         served.add(uid)
     prefix = label_prefix(cluster_id)
     waiting = []
@@ -182,10 +215,15 @@ def market_notes(nodes: Sequence[Mapping[str, Any]]) -> tuple[MarketNote, ...]:
 
 
 def render_text(status: FleetStatus, *, source: str) -> list[str]:
-    header = ("INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "OFFER", "HEALTH")
+    header = ("INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "OFFER", "INTERRUPTIBLE", "BID", "MIN_BID",
+              "SAVED", "HEALTH")
+
+    def money(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
     table = [header] + [
-        (str(r.instance_id), r.state, "-" if r.price is None else f"{r.price:.3f}", r.gpu, r.address,
-         r.pod or "-", r.offer_cell, r.health)
+        (str(r.instance_id), r.state, money(r.price), r.gpu, r.address, r.pod or "-", r.offer_cell,
+         "yes" if r.interruptible else "no", money(r.bid), money(r.min_bid), money(r.saved), r.health)
         for r in status.rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
@@ -196,6 +234,10 @@ def render_text(status: FleetStatus, *, source: str) -> list[str]:
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
                   for row in table]
     lines.append(f"Total: {len(status.rows)} instance(s), ${status.total_per_hour:.3f}/hour")
+    bids = [r for r in status.rows if r.interruptible]
+    if bids:
+        lines.append(f"Interruptible: {len(bids)} instance(s) on bids, saving ${status.saved_per_hour:.3f}/hour "
+                     "against on-demand")
     for r in status.rows:
         if r.webhook_offer is not None:
             lines.append(f"instance {r.instance_id} was rented from offer {r.offer}, not the webhook's offer "
@@ -217,6 +259,7 @@ def as_json(status: FleetStatus, *, source: str) -> dict[str, Any]:
         "source": source,
         "instances": [{**asdict(r), "orphan": r.orphan} for r in status.rows],
         "total_per_hour": round(status.total_per_hour, 6),
+        "saved_per_hour": round(status.saved_per_hour, 6),
         "orphans": [r.instance_id for r in status.orphans],
         "waiting": list(status.waiting),
         "market": [asdict(n) for n in status.market],

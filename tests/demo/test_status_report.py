@@ -34,7 +34,8 @@ def test_each_instance_of_this_cluster_is_shown_with_its_pod_price_state_and_hea
     ]
     lines = render_text(fleet, source="http://sim")
     assert lines[0] == f"Cluster {CLUSTER}: Vast instances labelled kv:{CLUSTER}:* at http://sim"
-    assert lines[1].split() == ["INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "OFFER", "HEALTH"]
+    assert lines[1].split() == ["INSTANCE", "STATE", "$/HOUR", "GPU", "ADDRESS", "POD", "OFFER", "INTERRUPTIBLE",
+                                "BID", "MIN_BID", "SAVED", "HEALTH"]
     assert lines[2].split()[:6] == ["5", "running", "0.200", "RTX", "3060", "203.0.113.45"]
     assert lines[3].endswith("not Ready: probe failed") and " - " in lines[3]
     assert "Total: 2 instance(s), $0.500/hour" in lines
@@ -119,3 +120,26 @@ def test_the_offer_market_shows_whether_searches_are_paused_and_until_when():
     assert as_json(fleet, source="http://vast")["market"] == [
         {"node": "vast-gpu-node-1", "paused": True, "reason": "SearchQuotaExceeded",
          "message": "Vast's search quota is used up; no search before 2026-12-02T00:00:00Z (in 3600s)"}]
+
+
+def test_an_interruptible_instance_shows_its_bid_the_min_bid_now_and_what_it_saves():
+    spot = other_pod("uid-2", "june-spot", phase="Running", conditions=[{"type": "Ready", "status": "True"}])
+    spot["metadata"]["annotations"]["vast.ai/bid"] = "0.11"
+    # Storage: 0.036 $/GB/month × 20 GB / 720 h = 0.001 $/h; on demand 0.3 + 0.001; billed 0.111.
+    bid = instance(7, "uid-2", dph_total=0.111, is_bid=True, min_bid=0.1, dph_base=0.3, storage_cost=0.036,
+                   disk_space=20.0)
+    fleet = fleet_status([instance(5, UID), bid], [served_pod(), spot], CLUSTER)
+    assert [(r.interruptible, r.bid, r.min_bid) for r in fleet.rows] == [(False, None, None), (True, 0.11, 0.1)]
+    assert fleet.rows[1].saved is not None and abs(fleet.rows[1].saved - 0.19) < 1e-9
+    lines = render_text(fleet, source="s")
+    header = lines[1].split()
+    on_demand = dict(zip(header, lines[2].split()[:4] + lines[2].split()[5:]))  # "RTX 3060" is two words
+    spot_row = dict(zip(header, lines[3].split()[:4] + lines[3].split()[5:]))
+    assert (on_demand["INTERRUPTIBLE"], on_demand["BID"], on_demand["MIN_BID"], on_demand["SAVED"]) == ("no", "-", "-", "-")
+    assert (spot_row["INTERRUPTIBLE"], spot_row["BID"], spot_row["MIN_BID"], spot_row["SAVED"]) == \
+        ("yes", "0.110", "0.100", "0.190")
+    assert "Interruptible: 1 instance(s) on bids, saving $0.190/hour against on-demand" in lines
+    out = as_json(fleet, source="s")
+    assert out["saved_per_hour"] == 0.19 and out["instances"][1]["bid"] == 0.11
+    # Without the pod's record, the bid is the billed price less the storage.
+    assert fleet_status([bid], [], CLUSTER).rows[0].bid == 0.11
