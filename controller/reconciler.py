@@ -41,8 +41,9 @@ from vastmarket.placement import annotated_offer_id
 from vastmarket.requirements import GPU_RESOURCE, requests_gpu, requirements_for
 from vastmarket.selection import ScoredOffer, ScoringPolicy
 from vastmarket.client import VastClient
+from vastmarket.pacing import CreateQueue, create_slot_message
 
-from . import completion, endpoints, health, status, termination, translate, uncertain
+from . import completion, endpoints, health, interruptions, status, termination, translate, uncertain
 from . import intake
 from .budgets import NO_BUDGETS, BudgetGate, held_status
 from .checkpoints import INERT, Checkpoints
@@ -122,8 +123,10 @@ class Reconciler:
         self._holding = False  # replacements of unreachable hosts held: too many at once
         self._unserved_warned: dict[tuple[str, str, int], None] = {}  # (pod uid, Service, port), oldest first
         self.on_event: Callable[[str], None] = lambda reason: None
+        self.interruptions = interruptions.Interruptions(self)  # outbid interruptible instances
         self.budgets: BudgetGate = NO_BUDGETS  # team budgets (controller/budgets.py): the launch check
         self.booting: set[str] = set()  # pods waiting for their instance to run ("ns/name")
+        self.create_slots = CreateQueue(0.0)  # Vast's create rate limit, oldest pod first (main sets it)
         budget = config.budget
         self.max_spend = settings.max_total_price_per_hour or budget.max_total_price_per_hour
         self.max_instances = settings.max_instances if settings.max_instances is not None else budget.max_instances
@@ -217,6 +220,11 @@ class Reconciler:
         if replacing is not None:  # first: the old instance goes before anything else is decided
             return self._replace(pod, replacing, instances)
         restart = completion.Restart.read(_annotations(pod))
+        outbid = interruptions.paused_bid(instances, self._launch_record(pod))
+        if outbid is not None and not (restart is not None and restart.active_for(outbid.id)):
+            wait, pod = self.interruptions.step(pod, outbid)
+            if wait is not None:
+                return wait
         dead = [i for i in instances if _dead_for_good(i, restart)]
         alive = [i for i in instances if not _dead_for_good(i, restart)]
         for inst in dead:
@@ -246,6 +254,7 @@ class Reconciler:
             return self._container_ended(pod, inst, restart)
         if not inst.running:
             return self._wait_for_boot(pod, inst)
+        pod = self.interruptions.settled(pod, inst)  # VastInterrupted False once a replacement runs
         return self._serve(pod, inst)
 
     def _dedupe(self, pod: Mapping[str, Any], instances: list[Instance]) -> list[Instance]:
@@ -270,6 +279,12 @@ class Reconciler:
         meta = _meta(pod)
         uid = meta["uid"]
         label = self.label(uid)
+        if uncertain.PendingRent.read(self._launch_record(pod)) is None:  # first the turn to rent, then any call
+            turn = self.create_slots.ask(uid, str(meta.get("creationTimestamp") or ""), self.clock())
+            if not turn.granted:
+                if turn.joined:
+                    self._pending(pod, "WaitingForCreateSlot", create_slot_message(turn, self.create_slots.interval))
+                return turn.wait
         # After a crash between renting and annotating, Vast knows the instance by its label.
         adopted = [i for i in self.vast.list_instances(label=label) if not i.gone]
         if adopted:
@@ -321,6 +336,15 @@ class Reconciler:
                          else _why_not((ranking.best or chosen).offer.id, chosen, skipped, ranking, record))
         offer = chosen.offer
         price = offer.dph_total or 0.0
+        bid = interruptions.launch_bid(offer, req, margin=self.config.interruptible.bid_margin)
+        if req.interruptible:  # rented as a bid, a margin over min_bid (controller.interruptions)
+            if bid is None:
+                with self._lock:
+                    self._claimed.pop(offer.id, None)
+                self._pending(pod, "NoMatchingOffer", f"offer {offer.id} has no min_bid under the bid-max of "
+                                                      f"${req.max_price:.2f}/h", warning=True)
+                return RETRY_LATER
+            price = bid.total
         held = self.budgets.reserve(meta["namespace"], uid, rental_price(price, offer.dph_base, spec.disk_gb),
                                     key=pod_ref(pod))
         if held is not None:
@@ -338,7 +362,7 @@ class Reconciler:
                                                  f"budget ({refusal})", warning=True)
             return RETRY_LATER
         try:
-            return self._rent(pod, record, choice, ranking, spec, req, label)
+            return self._rent(pod, record, choice, ranking, spec, req, label, bid=bid if req.interruptible else None)
         finally:
             with self._lock:
                 self._reserved.pop(uid, None)
@@ -411,15 +435,17 @@ class Reconciler:
             return None
 
     def _rent(self, pod: dict[str, Any], record: dict[str, Any], choice: _Choice, ranking: Any,
-              spec: translate.LaunchSpec, req: Any, label: str) -> float:
+              spec: translate.LaunchSpec, req: Any, label: str, *, bid: interruptions.Bid | None = None) -> float:
         chosen = choice.scored
         offer = chosen.offer
-        price = offer.dph_total or 0.0
+        price = (offer.dph_total or 0.0) if bid is None else bid.total
         try:
             request = spec.rent_request(label)
         except translate.LaunchError as exc:
             self._pending(pod, exc.reason, str(exc), warning=True)
             return RETRY_LATER
+        if bid is not None:
+            request = replace(request, price=bid.price)
         record.update(attempts=int(record.get("attempts", 0)) + 1, offerId=offer.id, machineId=offer.machine_id,
                       rentAt=now_rfc3339())
         record[uncertain.RENTING] = uncertain.PendingRent(offer.id, self.clock()).encode()  # before it goes out
@@ -428,7 +454,8 @@ class Reconciler:
             log.info("pod=%s %s", pod_ref(pod), line)
         differs = f"; not the webhook's offer {choice.webhook_offer}: {choice.why_not_webhook}" \
             if choice.why_not_webhook and choice.webhook_offer is not None else ""
-        self._event(pod, "Renting", f"renting offer {offer.id}: {offer.gpu_display}, ${price:.3f}/h, "
+        bidding = "" if bid is None else f" (interruptible: bid ${bid.price:.4f}/h over min_bid ${offer.min_bid}/h)"
+        self._event(pod, "Renting", f"renting offer {offer.id}: {offer.gpu_display}, ${price:.3f}/h{bidding}, "
                                     f"{offer.location.label}, score {chosen.score:.2f}{differs}")
         self.checkpoint("rent-sending", pod=pod_ref(pod), offer=offer.id)
         try:
@@ -450,17 +477,19 @@ class Reconciler:
         self.checkpoint("rent-answered", pod=pod_ref(pod), offer=offer.id, instance=instance_id)
         self.budgets.rented(pod)
         pod = self._patch_annotations(pod, {A_INSTANCE: str(instance_id), **choice.annotations(),
-                                            A_LAUNCH: _encode(uncertain.without_marker(record))})
+                                            A_LAUNCH: _encode(uncertain.without_marker(record)),
+                                            interruptions.A_BID: None if bid is None else f"{bid.price:g}"})
         self._event(pod, "Rented", f"instance {instance_id} rented on offer {offer.id}")
         inst = self.vast.get_instance(instance_id)
         if inst is not None:
             self.fleet.remember(inst)
             billed = inst.dph_total
-            if billed is not None and billed > req.max_price * (1 + self.settings.price_tolerance):
+            cap = req.max_price if bid is None else min(req.max_price, bid.total)  # a bid: billed at the bid
+            if billed is not None and billed > cap * (1 + self.settings.price_tolerance):
                 self._destroy(instance_id)
                 return self._rent_failed(pod, record, offer.machine_id, "PriceMismatch",
                                          f"instance {instance_id} is billed ${billed:.3f}/h, over the "
-                                         f"${req.max_price:.2f}/h cap (offer said ${price:.3f}/h); destroyed")
+                                         f"${cap:.3f}/h cap (offer said ${price:.3f}/h); destroyed")
         return RETRY_SOON
 
     def _rent_failed(self, pod: Mapping[str, Any], record: dict[str, Any], machine: int | None,
@@ -655,7 +684,7 @@ class Reconciler:
         self._event(pod, "InstanceReplaced", f"instance {replacing.instance_id} destroyed; launching a replacement "
                                              f"(its machine {replacing.machine_id} is avoided)", warning=True)
         now = now_rfc3339()
-        last = {"exitCode": status.LOST_EXIT_CODE, "reason": "HostUnreachable", "message": replacing.reason,
+        last = {"exitCode": status.LOST_EXIT_CODE, "reason": replacing.cause, "message": replacing.reason,
                 "startedAt": status.started_at(pod), "finishedAt": now}
         self._write_status(pod, status.restarting_status(
             pod, reason="ContainerCreating", message=f"replacing instance {replacing.instance_id}",

@@ -51,6 +51,7 @@ class Replacing:
     instance_id: int
     machine_id: int | None
     reason: str
+    cause: str = "HostUnreachable"  # the container's lastState reason (VastInterrupted: an outbid move)
 
     @classmethod
     def read(cls, record: Mapping[str, Any]) -> Replacing | None:
@@ -62,10 +63,11 @@ class Replacing:
             return None
         machine = raw.get("machine")
         return cls(instance, machine if isinstance(machine, int) and not isinstance(machine, bool) else None,
-                   str(raw.get("reason") or ""))
+                   str(raw.get("reason") or ""), str(raw.get("cause") or "HostUnreachable"))
 
     def encode(self) -> dict[str, Any]:
-        return {"instance": self.instance_id, "machine": self.machine_id, "reason": self.reason}
+        return {"instance": self.instance_id, "machine": self.machine_id, "reason": self.reason,
+                "cause": self.cause}
 
 
 def unreachable_for(state: HealthState, now: float) -> float | None:
@@ -93,7 +95,7 @@ def begin(record: Mapping[str, Any], replacing: Replacing) -> dict[str, Any]:
         failed.append(replacing.machine_id)
     out["failedMachines"] = failed[-50:]
     out["attempts"] = 0
-    out["lastFailure"] = {"reason": "HostUnreachable", "instanceId": replacing.instance_id}
+    out["lastFailure"] = {"reason": replacing.cause, "instanceId": replacing.instance_id}
     out[REPLACING] = replacing.encode()
     return out
 
