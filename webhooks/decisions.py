@@ -244,15 +244,18 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
     namespace = request.namespace or meta.get("namespace") or ""
     if namespace in ctx.settings.excluded_namespaces:
         return _untouched(pod_name, f"namespace {namespace} is never touched")
+    # The config's defaults per namespace (interruptible) read the namespace, which a pod being
+    # created may not carry yet: ranked as the namespaced pod it will be; the patch is of the pod as sent.
+    view = {**pod, "metadata": {**meta, "namespace": namespace}} if namespace and not meta.get("namespace") else pod
     if _string_map(meta, "labels").get(ENABLED_LABEL) == "false":
         return _untouched(pod_name, f'opted out ({ENABLED_LABEL}: "false")')
 
-    denial, left = review_pod(pod, ctx.config)
+    denial, left = review_pod(view, ctx.config)
     if denial:
         return _denied(pod_name, 400, denial)
     if left:
         return _untouched(pod_name, left)
-    placement = place(pod, snapshot=ctx.snapshot, now=ctx.now, config=ctx.config, policy=ctx.policy,
+    placement = place(view, snapshot=ctx.snapshot, now=ctx.now, config=ctx.config, policy=ctx.policy,
                       max_age=ctx.settings.max_snapshot_age)
     if placement.invalid:
         return _denied(pod_name, 400, placement.reason, placement)

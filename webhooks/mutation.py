@@ -32,7 +32,7 @@ SELECTION_ERROR = "vast.ai/selection-error"
 # Everything that describes the chosen offer; written together, removed together.
 OFFER_ANNOTATIONS: tuple[str, ...] = (
     OFFER_ID, "vast.ai/offer-score", "vast.ai/offer-price", "vast.ai/offer-gpu",
-    "vast.ai/offer-location", "vast.ai/offer-reliability", SELECTED_AT, SELECTION,
+    "vast.ai/offer-location", "vast.ai/offer-reliability", SELECTED_AT, SELECTION, "vast.ai/offer-price-type",
 )
 DEFAULT_SCHEDULER = "default-scheduler"
 
@@ -93,6 +93,8 @@ def offer_annotations(chosen: ScoredOffer, ranking: Ranking, *, now: float) -> d
         OFFER_ID: str(o.id),
         "vast.ai/offer-score": f"{chosen.score:.3f}",
         "vast.ai/offer-price": "" if o.dph_total is None else f"{o.dph_total:.4f}",
+        # Which price the choice was made on: min_bid plus storage for an interruptible pod (vastmarket.bids).
+        "vast.ai/offer-price-type": "bid" if ranking.requirements.interruptible else "on-demand",
         "vast.ai/offer-gpu": gpu,
         "vast.ai/offer-location": o.location.label,
         "vast.ai/offer-reliability": "" if o.reliability is None else f"{o.reliability:.4f}",
