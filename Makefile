@@ -31,7 +31,14 @@ unit: $(STAMP)
 	$(BIN)/pytest -m 'not cluster'
 
 test: $(STAMP) control-plane lint typecheck
+	tools/build-image.sh --if-possible
 	$(BIN)/pytest
+
+# The kube-vast image without a registry or a daemon (mmdebstrap base cached in ~/.cache/kube-vast,
+# buildah): dist/kube-vast-<version>.tar, a docker archive for docker/podman load or ctr images import.
+.PHONY: image
+image: $(STAMP)
+	tools/build-image.sh
 
 # The demo needs no helm: build only the control plane (seconds when cached). DEMO_FLAGS=--keep
 # leaves the demo cluster up for kubectl until Ctrl-C.
