@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from vastmarket.budgets import BudgetStateFile
 from vastmarket.client import Timeouts, VastClient
+from vastmarket.pacing import CreateQueue, Pacer
 from vastmarket.config import SelectionConfig
 from vastmarket.errors import ConfigError
 from vastmarket.market_watch import MarketWatcher
@@ -58,7 +59,9 @@ class Controller:
         if not url:
             raise ConfigError("VAST_API_URL is not set: point it at https://console.vast.ai (with VAST_API_KEY) "
                               "or at the simulator")
-        self.vast = VastClient.from_environment(environ, timeouts=Timeouts(read=self.settings.vast_read_timeout))
+        pacer = Pacer(self.settings.pacing_intervals(url))  # Vast's per-endpoint rate limits
+        self.vast = VastClient.from_environment(environ, timeouts=Timeouts(read=self.settings.vast_read_timeout),
+                                                pacer=pacer)
         checkpoint = Checkpoints.from_environment(environ)  # a crash-test hook: inert unless set
         if "vast.ai" in url and not (environ.get("VAST_API_KEY") or environ.get("VAST_API_KEY_FILE")):
             raise ConfigError("the real Vast API needs a key: set VAST_API_KEY or VAST_API_KEY_FILE")
@@ -76,6 +79,7 @@ class Controller:
         self.offers = OfferSource(self.poller)
         self.reconciler = Reconciler(self.kube, self.vast, self.fleet, self.offers, self.settings, config,
                                      checkpoint=checkpoint)
+        self.reconciler.create_slots = CreateQueue(pacer.interval("create"))  # oldest pod first
         self.elector = LeaderElector(self.kube, namespace=self.settings.namespace, name=LEASE_NAME,
                                      identity=self.settings.identity, lease_seconds=self.settings.lease_seconds,
                                      renew_every=self.settings.renew_every)
@@ -110,6 +114,10 @@ class Controller:
         instances.set_function(lambda: self.fleet.hourly_spend()[1])
         burn = Gauge("kube_vast_spend_dollars_per_hour", "$/hour of this cluster's live instances", registry=self.registry)
         burn.set_function(lambda: self.fleet.hourly_spend()[0])
+        waiting = Gauge("kube_vast_pods_waiting_for_create_slot", "Pods waiting for their turn to rent: Vast "
+                        "allows one create per interval (KUBE_VAST_VAST_PACING); oldest pod first",
+                        registry=self.registry)
+        waiting.set_function(lambda: self.reconciler.create_slots.waiting(time.time()))
         leader = Gauge("kube_vast_controller_leader", "1 while this replica leads", registry=self.registry)
         leader.set_function(lambda: 1.0 if self.elector.leading.is_set() else 0.0)
         streams = Gauge("kube_vast_kubelet_log_streams", "kubectl logs -f streams being served by the virtual "

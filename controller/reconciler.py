@@ -282,7 +282,7 @@ class Reconciler:
         if uncertain.PendingRent.read(self._launch_record(pod)) is None:  # first the turn to rent, then any call
             turn = self.create_slots.ask(uid, str(meta.get("creationTimestamp") or ""), self.clock())
             if not turn.granted:
-                if turn.joined:
+                if turn.announce:  # once, when the wait is longer than gathering a first slot
                     self._pending(pod, "WaitingForCreateSlot", create_slot_message(turn, self.create_slots.interval))
                 return turn.wait
         # After a crash between renting and annotating, Vast knows the instance by its label.

@@ -6,12 +6,14 @@ import ipaddress
 import math
 import os
 import socket
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from vastmarket.errors import ConfigError
+from vastmarket.pacing import parse_pacing
 
 DEFAULT_SNAPSHOT = "/var/run/kube-vast/offers.json"
 
@@ -64,6 +66,10 @@ class ControllerSettings:
     kubelet_tls_key: Path | None = None
     kubelet_authorization: str = "webhook"  # or "certificate"
     log_follow_interval: float = 2.0   # kubectl logs -f: seconds between two reads of the Vast log
+    # Calls to Vast paced under its per-endpoint rate limits (vastmarket.pacing): auto (Vast's
+    # published intervals when talking to vast.ai, none to anything else, e.g. the simulator),
+    # published, off, or endpoint=seconds pairs ("create=6,search=10").
+    vast_pacing: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.max_market_queries, bool) or not isinstance(self.max_market_queries, int) \
@@ -92,6 +98,18 @@ class ControllerSettings:
         if self.cluster_id and (len(self.cluster_id) > 16 or not self.cluster_id.replace("-", "").isalnum()):
             raise ConfigError(f"cluster id {self.cluster_id!r}: expected up to 16 letters, digits or dashes")
         self._check_kubelet_api()
+        if self.vast_pacing.strip().lower() != "auto":
+            try:
+                parse_pacing(self.vast_pacing)
+            except ConfigError as exc:
+                raise ConfigError(f"KUBE_VAST_VAST_PACING: {exc} (or auto)") from None
+
+    def pacing_intervals(self, url: str) -> dict[str, float]:
+        """The minimum seconds between two calls per Vast endpoint, for the Vast API at ``url``."""
+        if self.vast_pacing.strip().lower() == "auto":
+            host = urllib.parse.urlsplit(url).hostname or ""
+            return parse_pacing("published" if host == "vast.ai" or host.endswith(".vast.ai") else "off")
+        return parse_pacing(self.vast_pacing)
 
     def _check_kubelet_api(self) -> None:
         if not 0 <= self.kubelet_port <= 65535:
@@ -123,6 +141,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_MAX_MARKET_QUERIES": ("max_market_queries", int),
     "KUBE_VAST_FLEET_INTERVAL": ("fleet_interval", float),
     "KUBE_VAST_BUDGET_INTERVAL": ("budget_interval", float),
+    "KUBE_VAST_NODE_GPUS": ("node_gpus", int),  # nvidia.com/gpu the virtual node advertises
     "KUBE_VAST_RESYNC": ("resync", float),
     "KUBE_VAST_BOOT_TIMEOUT": ("boot_timeout", float),
     "KUBE_VAST_REAPER_GRACE": ("reaper_grace", float),
@@ -144,6 +163,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "KUBE_VAST_KUBELET_TLS_KEY": ("kubelet_tls_key", Path),
     "KUBE_VAST_KUBELET_AUTHORIZATION": ("kubelet_authorization", str),
     "KUBE_VAST_LOG_FOLLOW_INTERVAL": ("log_follow_interval", float),
+    "KUBE_VAST_VAST_PACING": ("vast_pacing", str),
 }
 
 

@@ -37,6 +37,7 @@ from .errors import (
 )
 from .instances import Instance, RentRequest, parse_instance
 from .offers import Offer, ParsedOffers, parse_search_response
+from .pacing import Pacer, endpoint_of
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class VastClient:
         rng: Callable[[], float] = random.random,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
+        pacer: Pacer | None = None,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -207,6 +209,7 @@ class VastClient:
         self._clock = clock
         self._session = session or requests.Session()
         self.calls = 0
+        self.pacer = pacer  # waits for each endpoint's turn under Vast's rate limits (vastmarket.pacing)
 
     def __repr__(self) -> str:
         return f"VastClient({self.base_url!r}, api_key={'set' if self._key else 'unset'})"
@@ -242,6 +245,8 @@ class VastClient:
                 log.info("vast %s: retrying in %.2fs after %s (attempt %d/%d)", what, delay,
                          last_problem, attempt + 1, self._retry.attempts)
                 self._sleep(delay)
+            if self.pacer is not None:
+                self.pacer.wait_turn(endpoint_of(method, path))
             self.calls += 1
             try:
                 response = self._session.request(
