@@ -78,6 +78,9 @@ class Market:
             raise ValueError(f"boot_seconds must be (to_loading, to_running) with 0 <= to_loading <= to_running, got {boot_seconds!r}")
         self._clock = clock
         self._boot = (float(to_loading), float(to_running) - float(to_loading))  # phase durations
+        # Each rental's (to_loading, to_running) drawn from this instead, when set (a benchmark's
+        # realistic spread of boot times); a drawn pair is used as boot_seconds would be.
+        self.boot_draw: Callable[[], tuple[float, float]] | None = None
         self._faults = faults
         self._hub = hub
         self._public_ip = public_ip
@@ -402,6 +405,9 @@ class Market:
         holds_offer: bool,
     ) -> InstanceRecord:
         provisioning, loading = self._boot
+        if self.boot_draw is not None:
+            to_loading, to_running = self.boot_draw()
+            provisioning, loading = max(0.0, to_loading), max(0.0, to_running - to_loading)
         record = InstanceRecord(
             id=self._next_id,
             offer=offer,

@@ -341,3 +341,16 @@ def test_parallel_clients_are_all_served(vast: Vast) -> None:
     assert [r.status for r in replies] == [200] * 20
     assert {r.status for r in searches} == {200}
     assert vast.state()["counters"]["live_instances"] == 20
+
+
+def test_each_rental_boots_in_the_time_boot_draw_gives_it(clocked: SimulatorServer, clock: FakeClock) -> None:
+    draws = iter([(1.0, 4.0), (2.0, 40.0)])
+    clocked.market.boot_draw = lambda: next(draws)
+    vast = Vast(clocked.url)
+    quick = vast.rent(port_offer(vast)["id"], rent_body()).json()["new_contract"]
+    slow = vast.rent(port_offer(vast)["id"], rent_body()).json()["new_contract"]
+    clock.advance(5)
+    assert vast.instance(quick)["actual_status"] == "running"  # type: ignore[index]
+    assert vast.instance(slow)["actual_status"] == "loading"  # type: ignore[index]
+    clock.advance(36)
+    assert vast.instance(slow)["actual_status"] == "running"  # type: ignore[index]
