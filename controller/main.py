@@ -23,6 +23,7 @@ from vastmarket.errors import ConfigError
 from vastmarket.market_watch import MarketWatcher
 from vastmarket.snapshot import OfferSnapshot, SnapshotFile
 
+from .bid_metrics import BidCollector
 from .budgets import BudgetCollector, BudgetKeeper
 from .checkpoints import Checkpoints
 from .demand import ClusterDemand
@@ -125,6 +126,7 @@ class Controller:
         server = self.kubelet.server
         streams.set_function(lambda: float(server.api.active_streams) if server is not None else 0.0)
         self.registry.register(MarketCollector(self.poller, self.demand))
+        self.registry.register(BidCollector(self.fleet))
         self.registry.register(BudgetCollector(self.budgets))
         if port:
             start_http_server(port, registry=self.registry)

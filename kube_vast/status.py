@@ -33,7 +33,7 @@ from typing import Any
 
 from controller.fleet import label_prefix, pod_uid_of
 from controller.node import MARKET_CONDITION, VIRTUAL_NODE_LABEL
-from vastmarket.bids import savings
+from vastmarket.bids import instance_bid
 from vastmarket.instances import Instance
 
 LAUNCH = "vast.ai/launch"
@@ -154,24 +154,17 @@ def _offers(pod: Mapping[str, Any] | None) -> tuple[int | None, int | None, str 
     return rented, webhook, reason if isinstance(reason, str) and reason else None
 
 
-HOURS_PER_MONTH = 720.0  # Vast's storage_cost is $/GB/month
-
-
 def _bid_columns(inst: Instance, pod: Mapping[str, Any] | None) -> dict[str, Any]:
     """interruptible, bid, min_bid and saved of one instance."""
-    if not inst.is_bid:
-        return {}
-    storage = (inst.storage_cost or 0.0) * (inst.disk_space or 0.0) / HOURS_PER_MONTH
     raw = _mapping(_mapping((pod or {}).get("metadata")).get("annotations")).get(BID)
     try:
-        bid: float | None = float(raw) if isinstance(raw, str) and raw else None
+        placed: float | None = float(raw) if isinstance(raw, str) and raw else None
     except ValueError:
-        bid = None
-    if bid is None and inst.dph_total is not None:
-        bid = round(inst.dph_total - storage, 6)
-    on_demand = None if inst.dph_base is None else inst.dph_base + storage
-    return {"interruptible": True, "bid": bid, "min_bid": inst.min_bid,
-            "saved": savings(billed=inst.dph_total, on_demand=on_demand)}
+        placed = None
+    found = instance_bid(inst, placed=placed)
+    if found is None:
+        return {}
+    return {"interruptible": True, "bid": found.bid, "min_bid": found.min_bid, "saved": found.saved}
 
 
 def fleet_status(instances: Sequence[Instance], pods: Sequence[Mapping[str, Any]], cluster_id: str) -> FleetStatus:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from .instances import Instance
 from .offers import Offer
 
 BID_MARGIN = 0.10  # bid this much above min_bid by default: a small rise of the market does not pause us
@@ -130,6 +131,31 @@ def bid_priced(offers: Sequence[Offer]) -> tuple[Offer, ...]:
     return tuple(replace(o, dph_total=interruptible_price(min_bid=o.min_bid, dph_base=o.dph_base,
                                                           dph_total=o.dph_total), dph_base=o.min_bid)
                  for o in offers)
+
+
+HOURS_PER_MONTH = 720.0  # Vast's storage_cost is $/GB/month
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceBid:
+    """An interruptible instance's bid ($/h for its GPUs), the machine's ``min_bid`` now, and the
+    $/h it saves against the same machine on demand (``dph_base`` plus its storage)."""
+
+    bid: float | None
+    min_bid: float | None
+    saved: float | None
+
+
+def instance_bid(inst: Instance, *, placed: float | None = None) -> InstanceBid | None:
+    """``None`` for an on-demand instance. ``placed``: the bid as recorded when it was placed;
+    else its billed price less its storage."""
+    if not inst.is_bid:
+        return None
+    storage = (inst.storage_cost or 0.0) * (inst.disk_space or 0.0) / HOURS_PER_MONTH
+    bid = placed if placed is not None else (
+        None if inst.dph_total is None else round(inst.dph_total - storage, 6))
+    on_demand = None if inst.dph_base is None else inst.dph_base + storage
+    return InstanceBid(bid, inst.min_bid, savings(billed=inst.dph_total, on_demand=on_demand))
 
 
 def savings(*, billed: float | None, on_demand: float | None) -> float | None:
