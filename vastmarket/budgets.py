@@ -269,7 +269,8 @@ class Refusal:
 
 
 def _money(x: float) -> str:
-    return f"${x:.2f}" if abs(x) >= 1 or x == 0 else f"${x:.3f}"
+    """Cents, or tenths of a cent where they matter (a $0.065/h GPU)."""
+    return f"${x:.2f}" if abs(x) >= 1 or abs(x * 100 - round(x * 100)) < 1e-6 else f"${x:.3f}"
 
 
 def refusals(budgets: Iterable[Budget], usage: Usage, price: float, *, now: float,

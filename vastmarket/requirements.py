@@ -251,6 +251,7 @@ OUTPUT_ANNOTATIONS = frozenset({
     "vast.ai/rented-offer-id", "vast.ai/rented-offer-score", "vast.ai/rented-offer-price",
     "vast.ai/rented-offer-gpu", "vast.ai/rented-offer-location", "vast.ai/rented-offer-reason",
     "vast.ai/offer-price-type", "vast.ai/bid", "vast.ai/interruption",
+    "vast.ai/budget-queued",  # the webhook: admitted over a VastBudget that queues (webhooks/budgets.py)
 })
 
 

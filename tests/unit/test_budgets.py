@@ -95,7 +95,7 @@ def test_a_pod_over_max_price_is_refused_naming_the_budget_the_limit_the_committ
     found = refusals([budget(maxPricePerHour=1.0)], Usage(0.8, 2), 0.35, now=T0)
     assert len(found) == 1
     assert found[0].message == ("VastBudget team-a/gpus: maxPricePerHour $1.00/h would be exceeded: "
-                                "committed $0.800/h (2 instances), this pod would add $0.350/h")
+                                "committed $0.80/h (2 instances), this pod would add $0.35/h")
     assert verdict(found) == DENY
     assert refusals([budget(maxPricePerHour=1.0)], Usage(0.65, 2), 0.35, now=T0) == []
 
@@ -103,7 +103,7 @@ def test_a_pod_over_max_price_is_refused_naming_the_budget_the_limit_the_committ
 def test_admission_counts_the_pods_admitted_and_waiting():
     found = refusals([budget(maxPricePerHour=1.0, onExceed="queue")], Usage(0.3, 1, 0.5, 2), 0.35, now=T0,
                      counting_waiting=True)
-    assert verdict(found) == QUEUE and "+ $0.500/h admitted and waiting (2 pods)" in found[0].message
+    assert verdict(found) == QUEUE and "+ $0.50/h admitted and waiting (2 pods)" in found[0].message
 
 
 def test_instance_and_monthly_limits_and_several_budgets_all_apply():

@@ -50,7 +50,7 @@ def test_a_pod_whose_offer_would_exceed_a_deny_budget_is_denied_with_the_budget_
     assert response["allowed"] is False and response["status"]["code"] == 403
     assert response["status"]["message"] == (
         "over budget (denied): VastBudget ml-inference/team: maxPricePerHour $1.00/h would be exceeded: "
-        "committed $0.850/h (3 instances), this pod would add $0.190/h")
+        "committed $0.85/h (3 instances), this pod would add $0.19/h")
 
 
 def test_a_pod_that_fits_is_admitted_and_the_next_ones_count_it_until_the_next_publish(tmp_path):
@@ -61,7 +61,7 @@ def test_a_pod_that_fits_is_admitted_and_the_next_ones_count_it_until_the_next_p
     assert hook.review()[1]["response"]["allowed"] is True   # 0.69 + 0.19
     denied = hook.review()[1]["response"]  # 0.88 + 0.19 > 1.0
     assert denied["allowed"] is False
-    assert "+ $0.380/h admitted and waiting (2 pods)" in denied["status"]["message"]
+    assert "+ $0.38/h admitted and waiting (2 pods)" in denied["status"]["message"]
     hook.publish(Usage(0.5, 1), maxPricePerHour=1.0)  # the new state counts them itself (or they went)
     assert hook.review()[1]["response"]["allowed"] is True
 
