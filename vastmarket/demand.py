@@ -75,7 +75,9 @@ def want_of(req: Requirements, gpu_names: Collection[str]) -> Want:
         countries: frozenset[str] = frozenset().union(*(parse_location_pattern(x).countries for x in req.locations))
         tails = geolocation_tails(countries)
     return Want(
-        gpu_names=names, geolocations=tails, max_price=req.max_price,
+        # An interruptible pod's ceiling is on the bid price (min_bid + storage), not the on-demand
+        # dph_total the search filters on: no price filter for it (vastmarket.bids).
+        gpu_names=names, geolocations=tails, max_price=math.inf if req.interruptible else req.max_price,
         min_reliability=req.min_reliability, min_gpu_ram_mb=req.min_gpu_memory_gb * 1000.0,
         min_gpus=max(1, req.num_gpus), min_direct_ports=req.direct_ports,
         min_download_mbps=req.min_download_mbps, min_disk_gb=req.min_disk_gb,

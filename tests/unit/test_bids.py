@@ -91,3 +91,22 @@ def test_the_bid_is_a_margin_over_min_bid_cut_to_the_ceiling_and_none_when_there
     assert bid_for(0.0, margin=0.1, ceiling=1.0) is None
     assert interruptible_price(min_bid=0.1, dph_base=0.3, dph_total=0.32) == pytest.approx(0.12)
     assert interruptible_price(min_bid=None, dph_base=0.3, dph_total=0.32) is None
+
+
+def test_the_market_watch_search_for_an_interruptible_pod_keeps_offers_cheap_only_as_bids() -> None:
+    from vastmarket.demand import MarketQuery, want_of
+    from vastmarket.offers import parse_offers
+    from vastsim.offerset import generate_offers
+    from vastsim.search import parse_offer_query, search_offers
+
+    market = generate_offers(3, 2000)
+    req = requirements_for(config_from_mapping({}), pod({"vast.ai/interruptible": "true", "vast.ai/bid-max": "0.1"}))
+    filters = MarketQuery(want_of(req, [])).filters()
+    assert "dph_total" not in filters, "the search filters on-demand prices; a bid-max is not one"
+    found = search_offers(market, parse_offer_query({**filters, "limit": 10_000}, fields=frozenset(market[0])),
+                          now=1.75e9).offers
+    ranked = OfferSnapshot(parse_offers(found).offers, taken_at=0.0).rank(req)
+    assert ranked.best is not None and ranked.best.offer.dph_total is not None
+    cheap_as_bids = [o for o in ranked.top(1000) if o.offer.min_bid and o.offer.dph_total and
+                     next(m for m in market if m["id"] == o.offer.id)["dph_base"] > 0.1]
+    assert cheap_as_bids, "offers over bid-max on demand but under it as bids are found"
