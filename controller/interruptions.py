@@ -11,8 +11,9 @@ interruption is on record):
 =================  ==========================================  =============================
 seen               written first                               then
 =================  ==========================================  =============================
-paused, no record  ``interrupted`` in ``vast.ai/launch``        endpoints not ready,
-                   (instance, since)                           ``VastInterrupted`` True + Event
+paused, no record  endpoints not ready, ``VastInterrupted``    ``interrupted`` in
+                   True + Event                                ``vast.ai/launch`` (instance,
+                                                               since)
 paused, policy     ``raisedTo``/``raisedAt`` in the record,    ``PUT bid_price`` (a margin over
 raise-then-move    ``vast.ai/bid``                             the new ``min_bid``, within
 and room                                                       ``bid-max``); wait for it to run
@@ -232,9 +233,10 @@ class Interruptions:
         if interruption is None:
             if not inst.paused:
                 return None, pod  # not (or no longer) outbid: the usual path judges it
+            # Out of service first, then the record: a controller killed in between marks it again.
+            self._mark(pod, inst)
             interruption = Interruption(inst.id, now)
             pod = r._patch_annotations(pod, {"vast.ai/launch": _encode(with_interruption(record, interruption))})
-            self._mark(pod, inst)
         try:
             choice = bid_choice(r.config, pod)
         except RequirementError:

@@ -178,3 +178,16 @@ def test_under_the_wait_policy_a_paused_instance_is_kept_and_nothing_is_raised_o
     [still] = live(world)
     assert still["id"] == inst["id"] and still["paused"] and still["bid"] == inst["bid"]
     assert "BidRaised" not in world.kube.reasons() and len(world.ledger()) == 1
+
+
+def test_a_controller_restarted_after_the_raise_waits_for_the_same_instance_and_rents_nothing(world: World) -> None:
+    world.kube.add_pod(spot_pod("web-0", "0.9"))
+    _, inst = serving_bid(world, "web-0")
+    world.sim.market.outbid(inst["id"], price=round(inst["bid"] * 1.2, 4))
+    world.drive("web-0", lambda p: "BidRaised" in world.kube.reasons(), what="bid raised")
+    config = world.rec.config
+    world.controller()  # nothing in memory: the launch record says what was done
+    world.rec = Reconciler(world.kube, world.vast, world.fleet, world.offers, world.settings, config)
+    pod = world.drive("web-0", lambda p: is_ready(p) and interrupted(p) == "False", what="resumed")
+    assert pod is not None and pod["metadata"]["annotations"][A_INSTANCE] == str(inst["id"])
+    assert world.kube.reasons().count("BidRaised") == 1 and len(world.ledger()) == 1
