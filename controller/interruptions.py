@@ -244,6 +244,9 @@ class Interruptions:
         decision = plan(interruption, inst, choice=choice, bid=placed_bid(pod), settings=r.config.interruptible,
                         now=now)
         if decision.action is Action.RAISE and decision.price is not None:
+            over = self._over_budget(pod, inst, decision.price)
+            if over is not None:
+                return self._move(pod, inst, f"{decision.why}, but {over}"), pod
             raised = replace(interruption, raised_to=decision.price, raised_at=now)
             pod = r._patch_annotations(pod, {"vast.ai/launch": _encode(with_interruption(r._launch_record(pod), raised)),
                                              A_BID: f"{decision.price:g}"})
@@ -256,6 +259,18 @@ class Interruptions:
         if decision.action is Action.MOVE:
             return self._move(pod, inst, decision.why), pod
         return decision.seconds, pod
+
+    def _over_budget(self, pod: Mapping[str, Any], inst: Instance, price: float) -> str | None:
+        """Why raising ``inst``'s bid to ``price`` would break the global budget (its $/hour
+        counts at its bid), or None."""
+        r = self.r
+        spend, _ = r.fleet.hourly_spend()
+        placed = placed_bid(pod)
+        extra = price - placed if placed is not None else price
+        if extra > 0 and spend + extra > r.max_spend + 1e-9:
+            return (f"that would take this cluster to ${spend + extra:.3f}/h, over the budget's "
+                    f"${r.max_spend:.2f}/h")
+        return None
 
     def _mark(self, pod: dict[str, Any], inst: Instance) -> None:
         r = self.r
