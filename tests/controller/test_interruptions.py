@@ -197,10 +197,10 @@ def test_a_raise_that_would_break_the_budget_moves_instead(world: World) -> None
     world.kube.add_pod(spot_pod("web-0", "0.9"))
     _, inst = serving_bid(world, "web-0")
     world.rec.max_spend = inst["dph_total"] + 0.001  # room for this instance at its bid, not for a raise
-    world.sim.market.outbid(inst["id"], price=round(inst["bid"] * 1.5, 4))
     with Sampler(world) as sampler:
+        world.sim.market.outbid(inst["id"], price=round(inst["bid"] * 1.5, 4))
         world.drive("web-0", lambda p: next(i for i in world.ledger() if i["id"] == inst["id"])["destroyed"],
                     timeout=40, what="the paused instance destroyed")
     assert "BidRaised" not in world.kube.reasons()
     assert any(r == "InterruptedMove" and "over the budget" in m for _, r, m in world.kube.events)
-    assert set(sampler.max_live.values()) == {1}
+    assert sampler.samples > 0 and all(n <= 1 for n in sampler.max_live.values())
