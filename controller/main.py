@@ -80,7 +80,8 @@ class Controller:
         self.offers = OfferSource(self.poller)
         self.reconciler = Reconciler(self.kube, self.vast, self.fleet, self.offers, self.settings, config,
                                      checkpoint=checkpoint)
-        self.reconciler.create_slots = CreateQueue(pacer.interval("create"))  # oldest pod first
+        self.reconciler.create_slots = CreateQueue(pacer.interval("create"),  # oldest pod first
+                                                   free_in=lambda: pacer.free_in("create"))
         self.elector = LeaderElector(self.kube, namespace=self.settings.namespace, name=LEASE_NAME,
                                      identity=self.settings.identity, lease_seconds=self.settings.lease_seconds,
                                      renew_every=self.settings.renew_every)

@@ -12,7 +12,8 @@ firing and retrying, kube-vast waits its turn:
   each one is a pod waiting: the controller asks the queue before anything else of a launch, and
   the queue grants the create slots oldest pod first, at most one per interval; a pod that is not
   granted is told how long to wait (its place in the line × the interval) instead of blocking a
-  worker. Pods that stop asking (deleted, or launched another way) leave the line after a grace.
+  worker. A pod back after its turn without renting (no offer, no budget) goes after the pods
+  that have not had one, so that pods which cannot rent never hold up those which can. Pods that stop asking (deleted, or launched another way) leave the line after a grace.
 
 Both take the time from an injected clock (and the :class:`Pacer` sleeps with an injected
 function), so tests drive them with a fake clock. :func:`endpoint_of` names the endpoint of a
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ PUBLISHED_INTERVALS: Mapping[str, float] = {
     "request_logs": 1.0,
 }
 ENDPOINTS = tuple(PUBLISHED_INTERVALS)
+_REMEMBERED_TURNS = 10_000  # pods whose turns the create queue remembers
 DEFAULT_MARGIN = 0.2  # seconds added to every interval: the request's own travel time varies
 
 
@@ -155,10 +158,10 @@ class Pacer:
             self._next[endpoint] = max(self._next.get(endpoint, -math.inf), now + spacing)
             return 0.0
 
-    def free_at(self, endpoint: str) -> float:
-        """When the next booking of ``endpoint`` would go out (clock time)."""
+    def free_in(self, endpoint: str) -> float:
+        """Seconds until a booking of ``endpoint`` made now would go out."""
         with self._lock:
-            return max(self._clock(), self._next.get(endpoint, -math.inf))
+            return max(0.0, self._next.get(endpoint, -math.inf) - self._clock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,17 +183,28 @@ class Turn:
 
 @dataclass(slots=True)
 class _Waiter:
-    age: tuple[str, int]  # (creationTimestamp, order first seen): oldest first, then first come
+    # (earlier turns it let go by, creationTimestamp, order first seen): a pod that had a turn and
+    # is back without an instance (no offer, no budget) goes after the pods that had none; then
+    # oldest first, then first come
+    age: tuple[int, str, int]
     expected: float  # when it was told to come back
     joined: float
     announced: bool = False
 
 
 class CreateQueue:
-    """Create slots granted oldest pod first, one per ``interval`` seconds."""
+    """Create slots granted oldest pod first, one per ``interval`` seconds.
 
-    def __init__(self, interval: float, *, gather: float = 1.0, grace: float = 30.0, max_wait: float = 30.0) -> None:
+    With ``free_in`` (the client's :meth:`Pacer.free_in` for ``create``), a slot is used up only
+    by a create that really goes out: after a grant the next one waits ``hold`` seconds (time for
+    the granted pod to reach its rent) and then for the create endpoint to be free. A granted pod
+    that does not rent (no offer, a budget) so costs the line ``hold`` seconds, not an interval."""
+
+    def __init__(self, interval: float, *, gather: float = 1.0, grace: float = 30.0, max_wait: float = 30.0,
+                 hold: float = 2.0, free_in: Callable[[], float] | None = None) -> None:
         self.interval = interval
+        self.hold = min(hold, interval)
+        self._free_in = free_in
         # A first slot waits until the line is this old, so that pods created together (a
         # Deployment scaled up) are all in it and the oldest goes first, not the first looked at.
         self.gather = gather
@@ -199,6 +213,7 @@ class CreateQueue:
         self._lock = threading.Lock()
         self._waiting: dict[Hashable, _Waiter] = {}
         self._seq = 0
+        self._had_turns: OrderedDict[Hashable, int] = OrderedDict()  # pods granted a turn, most recent last
         self._next_grant = -math.inf
         self.granted = 0
 
@@ -211,12 +226,16 @@ class CreateQueue:
             waiter = self._waiting.get(key)
             if waiter is None:
                 self._seq += 1
-                waiter = self._waiting[key] = _Waiter((created, self._seq), now, now)
+                waiter = self._waiting[key] = _Waiter((self._had_turns.get(key, 0), created, self._seq), now, now)
             ahead = sum(1 for w in self._waiting.values() if w.age < waiter.age)
-            opens = max(self._next_grant, min(w.joined for w in self._waiting.values()) + self.gather)
+            opens = max(self._next_grant, min(w.joined for w in self._waiting.values()) + self.gather,
+                        now + self._free_in() if self._free_in is not None else -math.inf)
             if ahead == 0 and now >= opens:
                 del self._waiting[key]
-                self._next_grant = now + self.interval
+                self._next_grant = now + (self.hold if self._free_in is not None else self.interval)
+                self._had_turns[key] = self._had_turns.pop(key, 0) + 1
+                while len(self._had_turns) > _REMEMBERED_TURNS:
+                    self._had_turns.popitem(last=False)
                 self.granted += 1
                 return Turn(0.0, 0, False)
             eta = max(opens - now, 0.0) + ahead * self.interval

@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from controller.reconciler import safe_reconcile
-from vastmarket.pacing import CreateQueue
+from vastmarket.pacing import CreateQueue, Pacer
 
 from .test_reconciler_launch import NS, World, gpu_pod, make_world, serving
 
@@ -21,9 +21,11 @@ def created_at(k: int) -> str:
     return f"2026-12-01T10:{k // 60:02d}:{k % 60:02d}Z"
 
 
-def play(world: World, names: list[str], *, steps: int = 2000) -> list[tuple[float, str]]:
-    """The work queue: each pod reconciled when its requeue delay is up (ties in a random order);
-    returns (clock, pod) of every rent, in the order they went out."""
+def play(world: World, names: list[str], *, until: list[str] | None = None,
+         steps: int = 2000) -> list[tuple[float, str]]:
+    """The work queue: each pod reconciled when its requeue delay is up (ties in a random order),
+    until the pods ``until`` (all by default) are served; returns (clock, pod) of every rent, in
+    the order they went out."""
     rents: list[tuple[float, str]] = []
     rent = world.vast.rent
 
@@ -36,7 +38,7 @@ def play(world: World, names: list[str], *, steps: int = 2000) -> list[tuple[flo
     rng = random.Random(5)
     due = {name: world.clock.now + rng.random() for name in names}
     for _ in range(steps):
-        if not due:
+        if not set(until or names) & set(due):
             return rents
         at = min(due.values())
         name = rng.choice([n for n, t in due.items() if t == at])
@@ -104,3 +106,26 @@ def test_without_a_create_interval_every_pod_rents_at_once() -> None:
         safe_reconcile(world.rec, NS, f"gpu-{k}")
     assert len(world.vast.rent_calls) == 3
     assert "WaitingForCreateSlot" not in world.reasons()
+
+
+def test_pods_that_cannot_rent_do_not_use_up_the_turns_of_the_others() -> None:
+    world = make_world()
+    pacer = Pacer({"create": 4.5}, margin=0.1, clock=world.clock, sleep=world.clock.advance)
+    world.rec.create_slots = CreateQueue(INTERVAL, free_in=lambda: pacer.free_in("create"))
+    rent = world.vast.rent
+
+    def paced(offer_id: int, request: Any) -> int:  # what VastClient does with its pacer
+        pacer.wait_turn("create")
+        return rent(offer_id, request)
+
+    world.vast.rent = paced  # type: ignore[method-assign]
+    names = [f"stuck-{k}" for k in range(4)] + [f"gpu-{k}" for k in range(4)]
+    for k, name in enumerate(names):  # the pods no offer fits are the oldest
+        pod = gpu_pod(name, annotations={"vast.ai/gpu-type": "H100"} if name.startswith("stuck") else None)
+        pod["metadata"]["creationTimestamp"] = created_at(k)
+        world.kube.add_pod(pod)
+    good = names[4:]
+    rents = play(world, good + names[:4], until=good)
+    assert [name for _, name in rents] == good
+    assert rents[-1][0] - rents[0][0] <= 3 * INTERVAL + 4 * 2.0 + 2.0, rents
+    assert "NoMatchingOffer" in world.reasons()

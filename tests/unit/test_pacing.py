@@ -196,3 +196,36 @@ def test_the_waiting_event_says_how_many_go_first_and_how_long(turn: Turn, text:
     message = create_slot_message(turn, 4.5)
     assert message.startswith("waiting for a turn to rent: Vast allows one create every 4.5s; ")
     assert message.endswith(text)
+
+
+def test_a_granted_pod_that_does_not_rent_costs_the_line_only_the_hold() -> None:
+    t = FakeTime()
+    pacer = Pacer({"create": 4.5}, margin=0.0, clock=t.clock, sleep=t.sleep)
+    q = CreateQueue(4.5, gather=0.0, hold=2.0, free_in=lambda: pacer.free_in("create"))
+    assert q.ask("gives-up", "2026-12-01T10:00:00Z", t.now).granted  # then finds no offer: no create
+    assert not q.ask("next", "2026-12-01T10:00:01Z", t.now + 1.0).granted
+    assert q.ask("next", "2026-12-01T10:00:01Z", t.now + 2.0).granted, "an unused slot must not cost an interval"
+
+
+def test_after_a_real_create_the_next_grant_waits_for_the_create_endpoint() -> None:
+    t = FakeTime()
+    pacer = Pacer({"create": 4.5}, margin=0.0, clock=t.clock, sleep=t.sleep)
+    q = CreateQueue(4.5, gather=0.0, hold=2.0, free_in=lambda: pacer.free_in("create"))
+    assert q.ask("a", "2026-12-01T10:00:00Z", t.now).granted
+    t.now += 0.5
+    pacer.wait_turn("create")  # a's rent goes out
+    t.now += 1.5
+    turn = q.ask("b", "2026-12-01T10:00:01Z", t.now)
+    assert not turn.granted and turn.wait == pytest.approx(3.0)
+    t.now += 3.0
+    assert q.ask("b", "2026-12-01T10:00:01Z", t.now).granted
+    assert pacer.wait_turn("create") == 0.0, "the granted create needs no wait in the pacer"
+
+
+def test_a_pod_back_after_its_turn_goes_after_the_pods_that_had_none() -> None:
+    q = CreateQueue(1.0, gather=0.0)
+    assert q.ask("old", "2026-12-01T10:00:00Z", 0.0).granted  # and it did not rent: it is back
+    assert not q.ask("young", "2026-12-01T10:00:09Z", 0.5).granted
+    assert not q.ask("old", "2026-12-01T10:00:00Z", 1.0).granted, "it had its turn"
+    assert q.ask("young", "2026-12-01T10:00:09Z", 1.0).granted
+    assert q.ask("old", "2026-12-01T10:00:00Z", 2.0).granted
