@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit lint typecheck control-plane demo chaos bench bench-ranking bench-extender bench-mutate bench-controller bench-market chart clean
+.PHONY: dev test unit lint typecheck control-plane demo chaos bench bench-ranking bench-extender bench-mutate bench-controller bench-market bench-scheduling chart clean
 
 dev: $(STAMP)
 
@@ -70,7 +70,7 @@ SOAK_MINUTES ?= 10
 soak: $(STAMP) control-plane
 	$(BIN)/python -m devcluster.soak --minutes $(SOAK_MINUTES)
 
-bench: bench-ranking bench-extender bench-mutate bench-controller bench-market
+bench: bench-ranking bench-extender bench-mutate bench-controller bench-market bench-scheduling
 
 bench-ranking: $(STAMP)
 	$(BIN)/python bench/ranking.py
@@ -81,8 +81,15 @@ bench-extender: $(STAMP)
 bench-mutate: $(STAMP)
 	$(BIN)/python bench/mutate.py
 
+# 1 and 20 pods bound → endpoints, then 100 pods at once under Vast's published rate limits
+# (bench/launch_scale.py, about 12 minutes).
 bench-controller: $(STAMP) control-plane
 	$(BIN)/python bench/controller.py
+	$(BIN)/python bench/launch_scale.py
+
+# kube-scheduler throughput with and without the extender: 5,000 nodes, 1,000 pods per run.
+bench-scheduling: $(STAMP) control-plane
+	$(BIN)/python bench/scheduling.py
 
 # Offer rows per day of demand-driven market watching (the standard demand profile) against the
 # broad search, and placements equal to a whole-market search (docs/benchmarks.md).
