@@ -23,7 +23,7 @@ from vastmarket.snapshot import OfferSnapshot
 
 from .decisions import Context, filter_nodes, priorities
 from .logbook import SelectionLogbook
-from .protocol import BadRequest, decode_args, encode_filter_result, encode_priorities
+from .protocol import BadRequest, decode_args, encode_filter_result, priorities_body
 from .settings import ExtenderSettings
 
 log = logging.getLogger("kube_vast.extender")
@@ -53,10 +53,13 @@ class _ReplyCache:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, build: Callable[[], Any]) -> bytes:
+        return self.get_encoded(key, lambda: json.dumps(build(), separators=(",", ":")).encode())
+
+    def get_encoded(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
         hit = self._data.get(key)
         if hit is not None:
             return hit
-        data = json.dumps(build(), separators=(",", ":")).encode()
+        data = build()
         with self._lock:
             self._data[key] = data
             while len(self._data) > self._size:
@@ -123,7 +126,8 @@ def create_app(
         start = time.perf_counter()
         args = decode_args(body())
         result = priorities(args, context())
-        reply = priority_replies.get(result, lambda: encode_priorities(result.scores()))
+        reply = priority_replies.get_encoded(result, lambda: priorities_body(
+            result.names, result.virtual, result.virtual_score, result.real_score))
         metrics.requests.labels("prioritize", "ok").inc()
         metrics.latency.labels("prioritize").observe(time.perf_counter() - start)
         return Response(reply, status=200, mimetype="application/json")

@@ -11,6 +11,7 @@ its path, ``Pod.spec.containers[0].ports``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _quote  # what json.dumps quotes strings with
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +97,17 @@ def encode_filter_result(args: ExtenderArgs, passed: Sequence[str], failed: Mapp
 def encode_priorities(scores: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
     """HostPriorityList."""
     return [{"Host": host, "Score": score} for host, score in scores]
+
+
+def priorities_body(names: Sequence[str], virtual: frozenset[str], virtual_score: int, real_score: int) -> bytes:
+    """The HostPriorityList of :func:`encode_priorities` as compact JSON (the bytes ``json.dumps``
+    gives), built from each name quoted once: at thousands of nodes this is most of prioritize."""
+    real = f',"Score":{int(real_score)}}}'
+    if not names:
+        return b"[]"
+    if not virtual.intersection(names):
+        between = real + ',{"Host":'
+        return ('[{"Host":' + between.join(map(_quote, names)) + real + "]").encode()
+    other = f',"Score":{int(virtual_score)}}}'
+    return ("[" + ",".join(['{"Host":' + _quote(n) + (other if n in virtual else real) for n in names])
+            + "]").encode()

@@ -62,7 +62,7 @@ class OfferTable:
     ``by_price`` is every offer's position ordered by price, then id: the ranking's tie-break,
     sorted once here so that ranking a pod needs one stable sort by score only."""
 
-    __slots__ = ("offers", "ids", "gpu_keys", "gpu_code", "locations", "location_code", "num_gpus",
+    __slots__ = ("offers", "ids", "id_array", "gpu_keys", "gpu_code", "locations", "location_code", "num_gpus",
                  "gpu_ram_gb", "price", "reliability", "inet_down", "available", "verified",
                  "datacenter", "static_ip", "host_ids", "host_code", "machine_ids", "machine_code",
                  "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term", "availability_term",
@@ -72,6 +72,8 @@ class OfferTable:
         self.offers: tuple[Offer, ...] = tuple(offers)
         o = self.offers
         self.ids = [x.id for x in o]
+        # The same ids as an array when they all fit in 64 bits (Vast's do), for finding one fast.
+        self.id_array = _ints(self.ids) if all(_INT64_MIN <= i <= _INT64_MAX for i in self.ids) else None
         self.gpu_keys, self.gpu_code = _codes([x.gpu_key for x in o])
         self.locations, self.location_code = _codes([x.location for x in o])
         self.num_gpus = _floats([x.num_gpus for x in o])
@@ -100,6 +102,7 @@ class OfferTable:
         return len(self.offers)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -164,7 +167,8 @@ class Ranking:
 
     def __init__(self, requirements: Requirements, seen: int, order: Ints, scores: Floats,
                  rejections: tuple[tuple[str, int], ...], reason_texts: Mapping[str, str],
-                 explain: Callable[[int, float], ScoredOffer], ids: Sequence[int]) -> None:
+                 explain: Callable[[int, float], ScoredOffer], ids: Sequence[int],
+                 id_array: Ints | None = None) -> None:
         self.requirements = requirements
         self.seen = seen
         self.rejections = rejections
@@ -173,6 +177,7 @@ class Ranking:
         self._scores = scores
         self._explain = explain
         self._ids = ids
+        self._id_array = id_array
         self._materialised: dict[int, ScoredOffer] = {}
 
     def _scored(self, position: int) -> ScoredOffer:
@@ -200,6 +205,11 @@ class Ranking:
 
     def find(self, offer_id: int) -> ScoredOffer | None:
         """The passing offer with this id, or ``None`` when it did not pass (or is gone)."""
+        if self._id_array is not None:
+            if type(offer_id) is not int or not _INT64_MIN <= offer_id <= _INT64_MAX:
+                return None
+            hits = np.flatnonzero(self._id_array[self._order] == offer_id)
+            return self._scored(int(hits[0])) if len(hits) else None
         ids = self._ids
         for position, index in enumerate(self._order.tolist()):
             if ids[index] == offer_id:
@@ -429,4 +439,4 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
         return ScoredOffer(table.offers[i], score, terms_of(i), modifiers_of(i) if policy.modifiers else ())
 
     return Ranking(req, len(table), passing[best_first], total[best_first], tuple(counts),
-                   reason_texts(req), explain, table.ids)
+                   reason_texts(req), explain, table.ids, table.id_array)

@@ -203,3 +203,10 @@ def test_the_vectorised_ranker_agrees_with_the_naive_reference_on_a_simulated_ma
     assert ranking.offer_ids() == [o.id for _, o in expected]
     assert [s.score for s in ranking.ranked] == pytest.approx([s for s, _ in expected])
     assert dict(ranking.rejections) == counts
+
+
+def test_find_gives_a_passing_offer_with_its_score_and_nothing_for_the_others():
+    offers = [make_offer(i, dph_total=0.1 * i) for i in range(1, 8)]
+    ranking = rank(OfferTable(offers), Requirements(max_price=0.45))
+    assert ranking.find(3).offer.id == 3 and ranking.find(3) is ranking.ranked[ranking.offer_ids().index(3)]
+    assert ranking.find(6) is None and ranking.find(99) is None and ranking.find(2**70) is None
