@@ -32,6 +32,7 @@ unit: $(STAMP)
 
 test: $(STAMP) control-plane lint typecheck
 	tools/build-image.sh --if-possible
+	tools/build-node.sh --if-possible
 	$(BIN)/pytest
 
 # The kube-vast image without a registry or a daemon (mmdebstrap base cached in ~/.cache/kube-vast,
@@ -39,6 +40,11 @@ test: $(STAMP) control-plane lint typecheck
 .PHONY: image
 image: $(STAMP)
 	tools/build-image.sh
+
+# What the test bed's real node runs (devcluster/node.py): kubelet, kube-proxy, the pause image.
+.PHONY: node
+node:
+	tools/build-node.sh
 
 # The demo needs no helm: build only the control plane (seconds when cached). DEMO_FLAGS=--keep
 # leaves the demo cluster up for kubectl until Ctrl-C.
