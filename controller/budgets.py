@@ -207,6 +207,7 @@ class BudgetKeeper(BudgetGate):
     def mirror(self) -> bool:
         """A standby replica: publish, for the webhook beside it, the state the leader last wrote
         into the budgets' status (committed $/h, live instances, spend); it accrues nothing."""
+        listed_at = self.clock()
         try:
             listed = self.kube.list_vast_budgets()
             pods = self._pods()
@@ -231,7 +232,7 @@ class BudgetKeeper(BudgetGate):
         state = BudgetState(now, {ns: NamespaceState(replace(u, waiting=waiting.get(ns, Usage()).waiting,
                                                              waiting_pods=waiting.get(ns, Usage()).waiting_pods),
                                                      tuple(found))
-                                  for ns, (u, found) in sorted(per_ns.items())})
+                                  for ns, (u, found) in sorted(per_ns.items())}, listed_at)
         self.state_file.publish(state)
         self.last_state = state
         return True
@@ -241,6 +242,7 @@ class BudgetKeeper(BudgetGate):
         state, wake held pods that now fit. False when the budgets could not be read."""
         if self.fleet.refreshed_at is None:
             return False  # the instances are not known yet: accruing now would skip their time
+        listed_at = self.clock()
         try:
             listed = self.kube.list_vast_budgets()
             pods = self._pods()
@@ -268,7 +270,7 @@ class BudgetKeeper(BudgetGate):
             namespaces = {b.namespace for b in written} | set(billed) | set(self._waiting)
             state = BudgetState(now, {ns: NamespaceState(self._usage(ns, now),
                                                          tuple(b for b in written if b.namespace == ns))
-                                      for ns in sorted(namespaces)})
+                                      for ns in sorted(namespaces)}, listed_at)
             for ns in namespaces:
                 if not any(b.namespace == ns for b in written):
                     prev = self._prev.get(ns)

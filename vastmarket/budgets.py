@@ -324,16 +324,23 @@ class NamespaceState:
 
 @dataclass(frozen=True, slots=True)
 class BudgetState:
-    """What the controller last knew, per namespace, at ``published_at``."""
+    """What the controller last knew, per namespace, at ``published_at``; the pods it counts as
+    admitted and waiting are those it listed from ``pods_listed_at`` on (None: the same instant)."""
 
     published_at: float
     namespaces: Mapping[str, NamespaceState]
+    pods_listed_at: float | None = None
+
+    @property
+    def counts_pods_until(self) -> float:
+        return self.published_at if self.pods_listed_at is None else self.pods_listed_at
 
     def of(self, namespace: str) -> NamespaceState:
         return self.namespaces.get(namespace) or NamespaceState(Usage())
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": STATE_FORMAT, "publishedAt": self.published_at, "namespaces": {
+        return {"version": STATE_FORMAT, "publishedAt": self.published_at, "podsListedAt": self.pods_listed_at,
+                "namespaces": {
             ns: {"committed": s.usage.committed, "instances": s.usage.instances, "waiting": s.usage.waiting,
                  "waitingPods": s.usage.waiting_pods,
                  "budgets": [{"name": b.name, "spec": b.spec.to_json(), "spend": b.accrual.spend,
@@ -352,7 +359,8 @@ class BudgetState:
                                 for b in s["budgets"])
                 namespaces[str(ns)] = NamespaceState(Usage(float(s["committed"]), int(s["instances"]),
                                                            float(s["waiting"]), int(s["waitingPods"])), budgets)
-            return cls(float(data["publishedAt"]), namespaces)
+            listed = data.get("podsListedAt")
+            return cls(float(data["publishedAt"]), namespaces, None if listed is None else float(listed))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidBudget(f"budget state file is damaged: {exc!r}") from None
 

@@ -3,9 +3,9 @@
 Kubernetes API on a request.
 
 :class:`BudgetTracker` (the shell's part) reloads the file when it changes and tallies the pods
-this process admitted since the state it holds was published, so that pods admitted one after
-another within one publish interval count against the budget too; a new state (which counts
-them itself, as pods waiting for an instance) starts a new tally. :func:`judge` (pure) says
+this process admitted, so that pods admitted one after another within one publish interval count
+against the budget too: a pod counts until a state whose pods were listed after it was admitted
+(plus :data:`PERSIST_MARGIN`) counts it itself, as a pod waiting for an instance. :func:`judge` (pure) says
 whether a pod whose chosen offer costs ``price`` fits its namespace's budgets: room, ``deny``
 or ``queue`` (admitted, held Pending by the controller until room frees), with the message
 naming the budget, the limit, what is committed and what the pod would add.
@@ -23,6 +23,9 @@ from vastmarket.budgets import DENY, QUEUE, BudgetState, BudgetStateFile, Invali
 log = logging.getLogger("kube_vast.webhook")
 
 QUEUED_ANNOTATION = "vast.ai/budget-queued"
+# A pod admitted this long before the controller listed the pods may not have been stored yet then:
+# it keeps counting here (counted twice for one publish interval rather than not at all).
+PERSIST_MARGIN = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class BudgetTracker:
         self._state: BudgetState | None = None
         self._stamp: tuple[int, int] | None = None
         self._checked = float("-inf")
-        self._admitted: dict[str, tuple[float, int]] = {}
+        self._admitted: list[tuple[float, str, float]] = []  # (when, namespace, $/h)
 
     def view(self) -> BudgetView:
         now = self.clock()
@@ -76,7 +79,11 @@ class BudgetTracker:
             if now - self._checked >= self.interval:
                 self._checked = now
                 self._reload()
-            return BudgetView(self._state, dict(self._admitted))
+            tally: dict[str, tuple[float, int]] = {}
+            for _, ns, price in self._admitted:
+                usd, pods = tally.get(ns, (0.0, 0))
+                tally[ns] = (usd + price, pods + 1)
+            return BudgetView(self._state, tally)
 
     def _reload(self) -> None:
         stamp = self.source.stamp()
@@ -90,14 +97,14 @@ class BudgetTracker:
         self._stamp = stamp
         if state is not None and (self._state is None or state.published_at != self._state.published_at):
             self._state = state
-            self._admitted = {}
+            counted = state.counts_pods_until - PERSIST_MARGIN
+            self._admitted = [entry for entry in self._admitted if entry[0] > counted]
 
     def charge(self, namespace: str, price: float) -> None:
         """A pod was admitted (not a dry run) with an offer at ``price``: it counts until the next
         state is published."""
         with self._lock:
-            usd, pods = self._admitted.get(namespace, (0.0, 0))
-            self._admitted[namespace] = (usd + price, pods + 1)
+            self._admitted.append((self.clock(), namespace, price))
 
 
 __all__ = ["DENY", "QUEUE", "QUEUED_ANNOTATION", "BudgetOutcome", "BudgetTracker", "BudgetView", "Usage", "judge"]

@@ -29,10 +29,11 @@ class BudgetHook:
                          clock=lambda: self.now, registry=CollectorRegistry(), budgets=self.tracker)
         self.http = app.test_client()
 
-    def publish(self, usage: Usage, **spec: Any) -> None:
+    def publish(self, usage: Usage, *, listed_ago: float | None = None, **spec: Any) -> None:
         self.now += 1
         budgets = (Budget(NS, "team", BudgetSpec.from_json(spec)),) if spec else ()
-        self.file.publish(BudgetState(self.now, {NS: NamespaceState(usage, budgets)}))
+        self.file.publish(BudgetState(self.now, {NS: NamespaceState(usage, budgets)},
+                                      None if listed_ago is None else self.now - listed_ago))
 
     def review(self, *, dry_run: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         body = copy.deepcopy(captured("pod-create-generatename"))
@@ -64,6 +65,15 @@ def test_a_pod_that_fits_is_admitted_and_the_next_ones_count_it_until_the_next_p
     assert "+ $0.38/h admitted and waiting (2 pods)" in denied["status"]["message"]
     hook.publish(Usage(0.5, 1), maxPricePerHour=1.0)  # the new state counts them itself (or they went)
     assert hook.review()[1]["response"]["allowed"] is True
+
+
+def test_a_state_whose_pods_were_listed_before_a_pod_was_admitted_does_not_forget_that_pod(tmp_path):
+    hook = BudgetHook(tmp_path)
+    hook.publish(Usage(0.5, 1), maxPricePerHour=1.0)
+    assert hook.review()[1]["response"]["allowed"] is True   # 0.5 + 0.19
+    assert hook.review()[1]["response"]["allowed"] is True   # 0.69 + 0.19
+    hook.publish(Usage(0.5, 1), listed_ago=2.0, maxPricePerHour=1.0)  # listed before both were admitted
+    assert hook.review()[1]["response"]["allowed"] is False  # 0.88 + 0.19
 
 
 def test_a_queue_budget_admits_the_pod_marked_queued_with_a_warning(tmp_path):
