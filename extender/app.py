@@ -101,7 +101,7 @@ def create_app(
     @app.post("/filter")
     def filter_route() -> Response:
         start = time.perf_counter()
-        args = decode_args(body())
+        args = decode_args(body(), validate=False)  # validated where the pod is read
         decision = filter_nodes(args, context())
         if decision.placement is not None:
             logbook.record(args.pod, decision.virtual[0], decision.placement)
@@ -124,7 +124,7 @@ def create_app(
     @app.post("/prioritize")
     def prioritize_route() -> Response:
         start = time.perf_counter()
-        args = decode_args(body())
+        args = decode_args(body(), validate=False)  # validated where the pod is read
         result = priorities(args, context())
         reply = priority_replies.get_encoded(result, lambda: priorities_body(
             result.names, result.virtual, result.virtual_score, result.real_score))

@@ -24,7 +24,7 @@ from vastmarket.placement import Placement, place
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
 
-from .protocol import ExtenderArgs
+from .protocol import ExtenderArgs, validate_pod
 
 BurstPolicy = Literal["local-first", "cost-first"]
 BURST_POLICIES: tuple[str, ...] = ("local-first", "cost-first")
@@ -80,6 +80,7 @@ def _virtual_names(args: ExtenderArgs, ctx: Context) -> frozenset[str]:
 
 
 def placement_for(args: ExtenderArgs, ctx: Context) -> Placement:
+    validate_pod(args.pod)  # the pod's fields are read from here on (BadRequest: a 400)
     return place(args.pod, snapshot=ctx.snapshot, now=ctx.now, config=ctx.config, policy=ctx.policy,
                  max_age=ctx.max_snapshot_age)
 

@@ -44,16 +44,17 @@ def _field(body: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def decode_args(body: Any) -> ExtenderArgs:
+def decode_args(body: Any, *, validate: bool = True) -> ExtenderArgs:
+    """The ExtenderArgs of ``body``. ``validate=False`` leaves the Pod's fields to
+    :func:`validate_pod`, for when they are read: a request naming no virtual node only passes
+    names through, and most of kube-scheduler's requests name none of them."""
     if not isinstance(body, Mapping):
         raise BadRequest("the body must be a JSON object (ExtenderArgs)")
     pod = _field(body, "Pod")
     if not isinstance(pod, Mapping):
         raise BadRequest("ExtenderArgs.Pod must be a Pod object")
-    try:
-        check_pod(pod, where="Pod")
-    except InvalidPod as exc:
-        raise BadRequest(f"invalid pod: {exc}") from None
+    if validate:
+        validate_pod(pod)
     names = _field(body, "NodeNames")
     nodes = _field(body, "Nodes")
     if names is not None:
@@ -74,6 +75,14 @@ def decode_args(body: Any) -> ExtenderArgs:
             found.append(name)
         return ExtenderArgs(pod, tuple(found), tuple(items))
     raise BadRequest("ExtenderArgs carries neither NodeNames nor Nodes")
+
+
+def validate_pod(pod: Mapping[str, Any]) -> None:
+    """:class:`BadRequest` naming the path of a field kube-vast reads in the wrong shape."""
+    try:
+        check_pod(pod, where="Pod")
+    except InvalidPod as exc:
+        raise BadRequest(f"invalid pod: {exc}") from None
 
 
 def encode_filter_result(args: ExtenderArgs, passed: Sequence[str], failed: Mapping[str, str],
