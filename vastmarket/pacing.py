@@ -197,13 +197,16 @@ class CreateQueue:
 
     With ``free_in`` (the client's :meth:`Pacer.free_in` for ``create``), a slot is used up only
     by a create that really goes out: after a grant the next one waits ``hold`` seconds (time for
-    the granted pod to reach its rent) and then for the create endpoint to be free. A granted pod
-    that does not rent (no offer, a budget) so costs the line ``hold`` seconds, not an interval."""
+    the granted pod to reach its rent) and then until the create endpoint is free in ``lead``
+    seconds (the next pod's own calls before its rent overlap the wait; the client's pacer holds
+    its rent the rest). A granted pod that does not rent (no offer, a budget) so costs the line
+    ``hold`` seconds, not an interval."""
 
     def __init__(self, interval: float, *, gather: float = 1.0, grace: float = 30.0, max_wait: float = 30.0,
-                 hold: float = 2.0, free_in: Callable[[], float] | None = None) -> None:
+                 hold: float = 2.0, lead: float = 2.0, free_in: Callable[[], float] | None = None) -> None:
         self.interval = interval
         self.hold = min(hold, interval)
+        self.lead = lead
         self._free_in = free_in
         # A first slot waits until the line is this old, so that pods created together (a
         # Deployment scaled up) are all in it and the oldest goes first, not the first looked at.
@@ -229,7 +232,7 @@ class CreateQueue:
                 waiter = self._waiting[key] = _Waiter((self._had_turns.get(key, 0), created, self._seq), now, now)
             ahead = sum(1 for w in self._waiting.values() if w.age < waiter.age)
             opens = max(self._next_grant, min(w.joined for w in self._waiting.values()) + self.gather,
-                        now + self._free_in() if self._free_in is not None else -math.inf)
+                        now + self._free_in() - self.lead if self._free_in is not None else -math.inf)
             if ahead == 0 and now >= opens:
                 del self._waiting[key]
                 self._next_grant = now + (self.hold if self._free_in is not None else self.interval)

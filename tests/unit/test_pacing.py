@@ -210,7 +210,7 @@ def test_a_granted_pod_that_does_not_rent_costs_the_line_only_the_hold() -> None
 def test_after_a_real_create_the_next_grant_waits_for_the_create_endpoint() -> None:
     t = FakeTime()
     pacer = Pacer({"create": 4.5}, margin=0.0, clock=t.clock, sleep=t.sleep)
-    q = CreateQueue(4.5, gather=0.0, hold=2.0, free_in=lambda: pacer.free_in("create"))
+    q = CreateQueue(4.5, gather=0.0, hold=2.0, lead=0.0, free_in=lambda: pacer.free_in("create"))
     assert q.ask("a", "2026-12-01T10:00:00Z", t.now).granted
     t.now += 0.5
     pacer.wait_turn("create")  # a's rent goes out
@@ -229,3 +229,18 @@ def test_a_pod_back_after_its_turn_goes_after_the_pods_that_had_none() -> None:
     assert not q.ask("old", "2026-12-01T10:00:00Z", 1.0).granted, "it had its turn"
     assert q.ask("young", "2026-12-01T10:00:09Z", 1.0).granted
     assert q.ask("old", "2026-12-01T10:00:00Z", 2.0).granted
+
+
+def test_the_next_pod_is_granted_its_lead_before_the_create_endpoint_frees_and_its_rent_waits_the_rest() -> None:
+    t = FakeTime()
+    pacer = Pacer({"create": 4.5}, margin=0.0, clock=t.clock, sleep=t.sleep)
+    q = CreateQueue(4.5, gather=0.0, hold=2.0, lead=2.0, free_in=lambda: pacer.free_in("create"))
+    assert q.ask("a", "2026-12-01T10:00:00Z", t.now).granted
+    pacer.wait_turn("create")  # a's rent goes out at once: the endpoint is free again in 4.5 s
+    t.now += 2.0
+    turn = q.ask("b", "2026-12-01T10:00:01Z", t.now)
+    assert not turn.granted and turn.wait == pytest.approx(0.5)
+    t.now += 0.5
+    assert q.ask("b", "2026-12-01T10:00:01Z", t.now).granted
+    t.now += 1.0  # b's calls before its rent
+    assert pacer.wait_turn("create") == pytest.approx(1.0), "its rent waits for the endpoint, not longer"
