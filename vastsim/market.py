@@ -246,7 +246,7 @@ class Market:
             record.bid = bid
             record.dph_total = round(bid + storage_dph(float(record.offer["storage_cost"]), record.request.disk), 6)
             self._sync(record, now)
-            self._apply_bids(record.offer_id, now)
+            self._apply_bids({record.offer_id}, now)
 
     def outbid(self, instance_id: int, *, price: float | None = None) -> float:
         """Other renters bid `price` (default: a quarter over the instance's bid) on the live
@@ -259,7 +259,7 @@ class Market:
                 raise ValueError(f"instance {instance_id} is on-demand: it cannot be outbid")
             competing = bids.competing_bid(record.bid, price)
             self._set_min_bid(record.offer_id, competing)
-            self._apply_bids(record.offer_id, now)
+            self._apply_bids({record.offer_id}, now)
             return competing
 
     def _set_min_bid(self, offer_id: int, min_bid: float) -> None:
@@ -268,14 +268,14 @@ class Market:
         if offer_id in self._available:
             self._available[offer_id] = moved
 
-    def _apply_bids(self, offer_id: int, now: float) -> None:
-        """Pause the live instances on `offer_id` that its `min_bid` outbids; run again the
-        paused ones that it no longer does."""
-        offer = self._offers.get(offer_id)
-        if offer is None:
-            return
+    def _apply_bids(self, offer_ids: set[int], now: float) -> None:
+        """Pause the live instances on `offer_ids` that their offer's `min_bid` outbids; run
+        again the paused ones that it no longer does."""
         for record in self._instances.values():
-            if not record.live or record.offer_id != offer_id or record.bid is None or not record.holds_offer:
+            if not record.live or record.bid is None or not record.holds_offer or record.offer_id not in offer_ids:
+                continue
+            offer = self._offers.get(record.offer_id)
+            if offer is None:
                 continue
             record.offer = offer
             if bids.outbid(record.bid, float(offer["min_bid"])):
@@ -327,7 +327,7 @@ class Market:
                 self._offers[offer_id] = moved
                 if offer_id in self._available:
                     self._available[offer_id] = moved
-                self._apply_bids(offer_id, self._clock())  # a min_bid moving may pause or resume bids
+            self._apply_bids(set(chosen), self._clock())  # a min_bid moving may pause or resume bids
             return len(chosen)
 
     def set_fate(self, instance_id: int, status: str, *, after_seconds: float = 0.0, status_msg: str | None = None,
