@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--api-url", metavar="URL", help="the Vast API (or simulator); default VAST_API_URL")
     st.add_argument("--cluster-id", help="as the controller's (KUBE_VAST_CLUSTER_ID; default: from kube-system's UID)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--by-namespace", action="store_true",
+                    help="per namespace: instances, $/hour, pods waiting or held, its VastBudgets and spend")
 
     sim = sub.add_parser("simulator", help="run the local Vast.ai marketplace simulator")
     from vastsim import cli as simulator_cli
@@ -449,6 +451,18 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         client.close()
     fleet = replace(status.fleet_status(instances, pods, cluster_id),
                     market=status.market_notes(status.virtual_nodes(kube)))
+    if args.by_namespace:
+        import time
+
+        from . import budget_status
+
+        budgets = kube.list_vast_budgets()
+        rows = budget_status.by_namespace(fleet, pods, budgets, now=time.time())
+        if args.json:
+            print(json.dumps(budget_status.as_json(rows, budgets_installed=budgets is not None), indent=2))
+        else:
+            print("\n".join(budget_status.render_text(rows, budgets_installed=budgets is not None)))
+        return 0
     if args.json:
         print(json.dumps(status.as_json(fleet, source=client.base_url), indent=2))
     else:

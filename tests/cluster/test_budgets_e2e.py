@@ -313,3 +313,29 @@ def test_the_dashboards_queries_name_only_metrics_the_controller_and_webhook_exp
     wanted = _dashboard_metrics()
     assert len(wanted) >= 8
     assert wanted <= exported, sorted(wanted - exported)
+
+
+def test_kube_vast_status_by_namespace_shows_each_namespaces_instances_held_pods_budgets_and_spend(budgets):
+    import sys
+
+    b = budgets
+    base = [sys.executable, "-m", "kube_vast.cli", "status", "--by-namespace", "--kubeconfig", str(b.kubeconfig),
+            "--api-url", b.sim.url, "--cluster-id", CLUSTER]
+    done = subprocess.run([*base, "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = {r["namespace"]: r for r in json.loads(done.stdout)["namespaces"]}
+    core = client.CoreV1Api(b.api)
+    for ns, limit in ((b.team_a, LIMIT_A), (b.team_b, LIMIT_B)):
+        row = report[ns]
+        running = sum(p.status.phase == "Running" for p in core.list_namespaced_pod(ns).items)
+        assert row["instances"] >= running >= 1 and 0 < row["per_hour"] <= limit + 1e-9, row
+        assert all(bu["spend_this_month"] > 0 for bu in row["budgets"]), row
+    assert [bu["name"] for bu in report[b.team_b]["budgets"]] == ["count", "gpus"]
+    assert report[b.team_b]["budgets"][0]["max_instances"] == 8
+    assert report[b.team_a]["budgets"][0]["on_exceed"] == "deny"
+    assert report[b.team_a]["held"] == sum(held(p) for p in core.list_namespaced_pod(b.team_a).items)
+    text = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert re.search(rf"^  {b.team_b}\s+\d+\s+[\d.]+\s+\d+\s+\d+\s+count\s+8 instances\s+queue\s+\$[\d.]+$",
+                     text.stdout, re.M), text.stdout
+    assert re.search(rf"^\s+gpus\s+\$0\.30/h\s+queue\s+\$[\d.]+$", text.stdout, re.M), text.stdout
