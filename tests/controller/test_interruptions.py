@@ -205,3 +205,15 @@ def test_a_raise_that_would_break_the_budget_moves_instead(world: World) -> None
     assert "BidRaised" not in world.kube.reasons()
     assert any(r == "InterruptedMove" and "over the budget" in m for _, r, m in world.kube.events)
     assert sampler.samples >= 2 and sampler.worst == 1 and not sampler.violations
+
+
+def test_a_bid_billed_over_its_bid_is_destroyed_and_the_pod_fails_over(world: World) -> None:
+    # Billed 30 % over the bid but well under bid-max: the check is against the bid, not the cap.
+    world.sim.faults.drift_next_price(factor=1.3)
+    world.kube.add_pod(spot_pod("web-0", "5"))
+    pod, inst = serving_bid(world, "web-0")
+    mismatch = [m for _, r, m in world.kube.events if r == "PriceMismatch"]
+    assert len(mismatch) == 1 and "destroyed" in mismatch[0]
+    [first, second] = sorted(world.ledger(), key=lambda i: i["id"])
+    assert first["destroyed"] and first["dph_total"] > first["bid"] + first["storage_dph"]
+    assert second["id"] == inst["id"] and not second["destroyed"]
