@@ -294,6 +294,11 @@ def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     w = config.weights.normalised()
     print("  weights: " + ", ".join(f"{k} {v:.2f}" for k, v in w.as_dict().items()))
     print(f"  budget: ${config.budget.max_total_price_per_hour:.2f}/h, {config.budget.max_instances} instances")
+    i = config.interruptible
+    who = "every pod" if i.default else ("namespaces " + ", ".join(sorted(i.namespaces)) if i.namespaces
+                                         else "pods that ask (vast.ai/interruptible)")
+    print(f"  interruptible: {who}; bid {i.bid_margin:.0%} over min_bid; when outbid {i.policy.value}, "
+          f"moving after {i.move_after_seconds:g}s")
     return 0
 
 

@@ -127,3 +127,14 @@ def test_config_check_accepts_the_example_and_names_a_broken_key(capsys, tmp_pat
 def test_config_check_also_validates_the_environment(capsys):
     code, _, err = run(capsys, "config", "check", "examples/kube-vast.yaml", environ={"VAST_RELIABILITY_SCORE": "high"})
     assert code == 2 and "VAST_RELIABILITY_SCORE" in err
+
+
+def test_config_check_says_who_rents_interruptibly_and_names_a_bad_policy(capsys, tmp_path):
+    spot = tmp_path / "spot.yaml"
+    spot.write_text("interruptible:\n  namespaces: [batch]\n  policy: move\n  move_after_seconds: 30\n")
+    code, out, _ = run(capsys, "config", "check", str(spot))
+    assert code == 0
+    assert "  interruptible: namespaces batch; bid 10% over min_bid; when outbid move, moving after 30s" in out
+    spot.write_text("interruptible:\n  policy: pray\n")
+    code, _, err = run(capsys, "config", "check", str(spot))
+    assert code == 2 and "interruptible.policy" in err and "raise-then-move" in err
