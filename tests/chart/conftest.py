@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                        "extraEnv": [{"name": "VAST_MAX_INSTANCES", "value": "2"}]},
         "scheduler": {"name": "gpu-burst-scheduler", "replicaCount": 1, "leaderElection": {"enabled": False},
                       "podDisruptionBudget": {"enabled": False}},
+        "dashboards": {"enabled": True, "labels": {"grafana_dashboard": "1", "team": "ml-platform"}},
     },
 }
 
