@@ -123,7 +123,10 @@ def test_an_interruptible_deployment_rides_out_outbids_and_leaves_nothing_behind
                    render_text(status, source=sim.url))
 
         # 1. An outbid with room under bid-max: out of service, then the same instance back on a raised bid.
+        order = sorted(range(3), key=lambda n: instances[n]["bid"])  # the cheapest bid has the most room
+        serving, instances = [serving[n] for n in order], [instances[n] for n in order]
         first_pod, first = serving[0], instances[0]
+        assert round(first["bid"] * 1.15, 4) * 1.1 + first["storage_dph"] < BID_MAX, "room for the raise"
         address = (first["host"] or host_ip(), host_port(first))
         sim.market.outbid(first["id"], price=round(first["bid"] * 1.15, 4))
         outbid_at = time.monotonic()
