@@ -128,6 +128,7 @@ class BudgetKeeper(BudgetGate):
         self._waiting: dict[str, Usage] = {}  # namespace → admitted pods waiting for an instance
         self._prev: dict[str, tuple[float, dict[int, Billed]]] = {}  # namespace → (last sync, its instances)
         self._free: dict[str, Accrual] = {}  # namespaces without a budget: accrued since this controller started
+        self._unread: set[str] = set()  # pods turned away before the first round: woken after it
         self.last_state: BudgetState | None = None
 
     # --- the launch check (reconciler threads) ---------------------------------------------------
@@ -137,6 +138,8 @@ class BudgetKeeper(BudgetGate):
         with self._lock:
             self._ns_of[uid] = namespace
             if not self._read:
+                if key:
+                    self._unread.add(key)
                 return Refusal("", DENY, NOT_READ_YET)
             budgets = [b for b in self._budgets if b.namespace == namespace]
             if budgets:
@@ -202,7 +205,8 @@ class BudgetKeeper(BudgetGate):
                 self.sync() if leading.is_set() else self.mirror()
             except Exception:  # a bug: logged, and the next round tries again
                 log.exception("budget accounting failed")
-            stop.wait(self.interval)
+            # Until the first round (launches wait for it), look again soon.
+            stop.wait(self.interval if self._read else min(self.interval, 0.2))
 
     def mirror(self) -> bool:
         """A standby replica: publish, for the webhook beside it, the state the leader last wrote
@@ -267,6 +271,7 @@ class BudgetKeeper(BudgetGate):
         with self._lock:
             self._budgets = written
             self._read = True
+            unread, self._unread = self._unread, set()
             namespaces = {b.namespace for b in written} | set(billed) | set(self._waiting)
             state = BudgetState(now, {ns: NamespaceState(self._usage(ns, now),
                                                          tuple(b for b in written if b.namespace == ns))
@@ -281,6 +286,8 @@ class BudgetKeeper(BudgetGate):
             held = list(self._held.items())
         self.state_file.publish(state)
         self.last_state = state
+        for key in sorted(unread):
+            self.wake(key)
         self._wake_fitting(held, now)
         return True
 

@@ -99,13 +99,17 @@ def world(tmp_path):
     return clock, kube, vast, fleet, keeper
 
 
-def test_nothing_is_launched_before_the_budgets_and_instances_are_read(world):
+def test_nothing_is_launched_before_the_budgets_and_instances_are_read_then_the_pods_are_woken(world):
     clock, kube, vast, fleet, keeper = world
     k = keeper()
-    assert k.reserve(NS, "u1", 0.1).budget == ""  # not read yet: the reconciler looks again soon
+    woken: list[str] = []
+    k.wake = woken.append
+    assert k.reserve(NS, "u1", 0.1, key=f"{NS}/p-u1").budget == ""  # not read yet
     assert k.sync() is False  # the fleet has not listed the instances yet
+    assert woken == []
     fleet.refresh()
-    assert k.sync() is True and k.reserve(NS, "u1", 0.1) is None
+    assert k.sync() is True and woken == [f"{NS}/p-u1"]
+    assert k.reserve(NS, "u1", 0.1) is None
 
 
 def test_concurrent_launches_never_commit_past_the_budget(world):
