@@ -51,6 +51,7 @@ import yaml
 
 from .binaries import cache_root, read_versions
 from .cluster import ControlPlane
+from .clusterdns import CLUSTER_DOMAIN, ClusterDNS
 from .processes import ManagedProcess
 
 PAUSE_IMAGE = "kube-vast.local/pause:3.10"
@@ -226,6 +227,10 @@ class NodeNetwork:
             _run("ip", "route", "add", self.pod_cidr, "via", self.node_ip)
             # The node routes between its pods' bridge and its link (a per-namespace setting).
             _run("nsenter", f"--net={self.netns_path}", "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+            # A pod reaching a Service whose endpoint is on the same bridge goes through kube-proxy's
+            # rules only if bridged traffic passes iptables.
+            _run("nsenter", f"--net={self.netns_path}", "sysctl", "-q", "-w",
+                 "net.bridge.bridge-nf-call-iptables=1", check=False)
         except BaseException:
             self.delete()
             raise
@@ -268,7 +273,7 @@ class Node:
     """One real node: ``Node(control_plane, workdir).start()`` … ``stop()``."""
 
     def __init__(self, control_plane: ControlPlane, workdir: Path, *, name: str = "kube-vast-node-1",
-                 images: tuple[Path, ...] = ()) -> None:
+                 images: tuple[Path, ...] = (), services: bool = False) -> None:
         reason = unavailable()
         if reason is not None:
             raise NodeError(f"no node can run here: {reason}")
@@ -281,6 +286,11 @@ class Node:
         self.containerd: ManagedProcess | None = None
         self.kubelet: ManagedProcess | None = None
         self.forwarder: Forwarder | None = None
+        # Services for the pods (services=True): kube-proxy in the node's namespaces, the cluster
+        # DNS on the node's link, and the 'kubernetes' Service's endpoint (the forwarder).
+        self.services = services
+        self.kube_proxy: ManagedProcess | None = None
+        self.dns: ClusterDNS | None = None
         self._mnt_ns: int | None = None
 
     # paths
@@ -297,6 +307,9 @@ class Node:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.network.create()
             self.forwarder = Forwarder((self.network.host_ip, 0), ("127.0.0.1", self._apiserver_port()))
+            if self.services:
+                self.dns = ClusterDNS(self.network.host_ip, self.cp.api_client())
+                self._publish_apiserver_endpoint()
             for h in _cgroup_hierarchies():
                 (h / self.cgroup_root.lstrip("/")).mkdir(exist_ok=True)
             self._write_configs()
@@ -304,6 +317,8 @@ class Node:
             for image in (node_dir() / "pause.tar", *self.images):
                 self.ctr("images", "import", "--snapshotter", "native", str(image), timeout=300)
             self._start_kubelet(timeout)
+            if self.services:
+                self._start_kube_proxy(timeout)
         except BaseException:
             self.stop()
             raise
@@ -337,9 +352,62 @@ class Node:
         (w / "kubelet.kubeconfig").write_text(yaml.safe_dump(cfg))
         (w / "kubelet.yaml").write_text(yaml.safe_dump(self._kubelet_config()))
 
+    def _publish_apiserver_endpoint(self) -> None:
+        """The 'kubernetes' Service's EndpointSlice: the forwarder (the control plane runs with
+        no endpoint reconciler, its API server listening on 127.0.0.1 only)."""
+        from kubernetes import client
+
+        assert self.forwarder is not None
+        host, port = self.forwarder.address
+        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "kubernetes",
+                                        "endpointslice.kubernetes.io/managed-by": "kube-vast-node"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+        api = client.DiscoveryV1Api(self.cp.api_client())
+        try:
+            api.create_namespaced_endpoint_slice("default", body)
+        except client.ApiException as e:
+            if e.status != 409:
+                raise
+            api.replace_namespaced_endpoint_slice("kubernetes", "default", body)
+
+    def _start_kube_proxy(self, timeout: float) -> None:
+        assert self.containerd is not None and self.containerd.pid is not None
+        w = self.workdir
+        cfg = yaml.safe_load(self.cp.kubeconfig_for("system:kube-proxy").read_text())
+        assert self.forwarder is not None
+        host, port = self.forwarder.address
+        for c in cfg["clusters"]:
+            c["cluster"]["server"] = f"https://{host}:{port}"
+            c["cluster"]["tls-server-name"] = "localhost"
+        (w / "kube-proxy.kubeconfig").write_text(yaml.safe_dump(cfg))
+        (w / "kube-proxy.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(w / "kube-proxy.kubeconfig")},
+            "mode": "iptables", "clusterCIDR": self.network.pod_cidr, "hostnameOverride": self.name,
+            "bindAddress": self.network.node_ip,
+            "healthzBindAddress": "127.0.0.1:10256", "metricsBindAddress": "127.0.0.1:10249",
+            # No conntrack sysctls: this machine's kernel settings are not the node's to change.
+            "conntrack": {"maxPerCore": 0, "min": 0},
+        }))
+        argv = ["nsenter", f"--target={self.containerd.pid}", "--mount", "--net", "--",
+                str(node_dir() / "bin" / "kube-proxy"), f"--config={w / 'kube-proxy.yaml'}", "--v=1"]
+        self.kube_proxy = ManagedProcess("kube-proxy", argv, self.logs / "kube-proxy.log").start()
+
+        def healthy() -> bool:
+            out = _run("nsenter", f"--net={self.network.netns_path}", "iptables-save", "-t", "nat", check=False)
+            return "KUBE-SERVICES" in out.stdout and "default/kubernetes:https" in out.stdout
+
+        self.kube_proxy.wait_until(healthy, timeout=timeout, what="program the Services")
+
     def _kubelet_config(self) -> dict[str, Any]:
         w = self.workdir
-        return {
+        dns: dict[str, Any] = {}
+        if self.services:
+            dns = {"clusterDNS": [self.network.host_ip], "clusterDomain": CLUSTER_DOMAIN}
+        return dns | {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "failCgroupV1": False,
@@ -393,6 +461,20 @@ class Node:
                 f"--hostname-override={self.name}", f"--node-ip={self.network.node_ip}", "--v=1"]
         self.kubelet = ManagedProcess("kubelet", argv, self.logs / "kubelet.log").start()
         self.kubelet.wait_until(self.ready, timeout=timeout, what=f"register node {self.name} Ready")
+        self._untaint_not_ready()
+
+    def _untaint_not_ready(self) -> None:
+        """The test control plane runs no node lifecycle controller (the virtual nodes of other
+        tests have no kubelet): take off the not-ready taint the kubelet registered with, as that
+        controller does once the node is Ready."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.cp.api_client())
+        node = core.read_node(self.name)
+        taints = [t for t in node.spec.taints or [] if t.key != "node.kubernetes.io/not-ready"]
+        if len(taints) != len(node.spec.taints or []):
+            core.patch_node(self.name, {"spec": {"taints": [client.ApiClient().sanitize_for_serialization(t)
+                                                            for t in taints] or None}})
 
     def ready(self) -> bool:
         from kubernetes import client
@@ -424,6 +506,8 @@ class Node:
 
     def stop(self) -> None:
         """Stop everything of the node; idempotent. :meth:`leftovers` says what, if anything, stayed."""
+        if self.kube_proxy is not None:
+            self.kube_proxy.stop()
         if self.kubelet is not None:
             self.kubelet.stop()
         if self.containerd is not None:
@@ -441,6 +525,9 @@ class Node:
         if self.forwarder is not None:
             self.forwarder.close()
             self.forwarder = None
+        if self.dns is not None:
+            self.dns.close()
+            self.dns = None
         self._remove_cgroups()
         self.network.delete()
 

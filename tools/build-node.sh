@@ -7,6 +7,9 @@
 #   ${KUBE_VAST_CACHE:-$HOME/.cache/kube-vast}/node-<KUBERNETES_VERSION>/pause.tar
 #       the pod sandbox image kube-vast.local/pause:<version>, a docker archive: the module's own
 #       build/pause/linux/pause.c compiled statically, assembled with buildah (no registry)
+#   ${KUBE_VAST_CACHE:-$HOME/.cache/kube-vast}/node-<KUBERNETES_VERSION>/kube-scheduler.tar
+#       kube-vast.local/kube-scheduler:<KUBERNETES_VERSION>: the control plane's kube-scheduler
+#       alone in an image, for the chart's vast-scheduler (scheduler.image)
 #
 # Idempotent: what exists and reports the pinned version is kept (seconds). Needs Go (like
 # tools/build-control-plane.sh), a C compiler with a static libc, and, for the pause image, root and
@@ -23,7 +26,7 @@ TOOLS="$ROOT/tools"
 CACHE="${KUBE_VAST_CACHE:-$HOME/.cache/kube-vast}"
 IF_POSSIBLE=0
 case "${1:-}" in
-  -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --if-possible) IF_POSSIBLE=1; shift ;;
 esac
 [[ $# -eq 0 ]] || { echo "build-node: unknown argument: $1" >&2; exit 2; }
@@ -74,23 +77,49 @@ for c in kubelet kube-proxy; do
   built=1
 done
 
-if [[ ! -s "$DEST/pause.tar" ]]; then
-  [[ "$(id -u)" == 0 ]] || cannot "the pause image needs root (buildah)"
+# image_of BINARY PATH IMAGE ARCHIVE USER: a one-file image (the static binary at PATH in it, its
+# entry point, its directory on PATH), written as a docker archive.
+image_of() {
+  local binary="$1" path="$2" image="$3" archive="$4" user="$5" work ctr
+  work="$(mktemp -d "${TMPDIR:-/tmp}/kube-vast-node-image.XXXXXX")"
+  local S=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
+  ctr="$(buildah "${S[@]}" from --quiet scratch)"
+  buildah "${S[@]}" copy --quiet "$ctr" "$binary" "$path" >/dev/null
+  buildah "${S[@]}" config --entrypoint "[\"$path\"]" --user "$user" --env "PATH=$(dirname "$path"):/usr/bin:/bin" "$ctr"
+  buildah "${S[@]}" commit --quiet --format docker --timestamp 0 "$ctr" "$image" >/dev/null
+  buildah "${S[@]}" push --quiet "$image" "docker-archive:$archive.partial:$image"
+  buildah "${S[@]}" rm --all >/dev/null 2>&1 || true
+  buildah "${S[@]}" rmi --all --force >/dev/null 2>&1 || true
+  rm -rf "$work"
+  mv "$archive.partial" "$archive"
+  say "built $image -> $archive"
+}
+
+need_buildah() {
+  [[ "$(id -u)" == 0 ]] || cannot "the node's images need root (buildah)"
   command -v buildah >/dev/null || cannot "buildah is missing: apt-get install buildah"
+}
+
+if [[ ! -s "$DEST/pause.tar" ]]; then
+  need_buildah
   command -v gcc >/dev/null || cannot "gcc is missing: apt-get install gcc libc6-dev"
   src="$(cd "$TOOLS/node" && GOTOOLCHAIN=local go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
   [[ -f "$src" ]] || (cd "$TOOLS/node" && GOTOOLCHAIN=local go mod download k8s.io/kubernetes)
-  work="$(mktemp -d "${TMPDIR:-/tmp}/kube-vast-pause.XXXXXX")"
-  S=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
-  trap 'buildah "${S[@]}" rm --all >/dev/null 2>&1 || true; buildah "${S[@]}" rmi --all --force >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-  gcc -Os -static -DVERSION="$PAUSE_VERSION-kube-vast" -o "$work/pause" "$src"
-  ctr="$(buildah "${S[@]}" from --quiet scratch)"
-  buildah "${S[@]}" copy --quiet "$ctr" "$work/pause" /pause >/dev/null
-  buildah "${S[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
-  buildah "${S[@]}" commit --quiet --format docker --timestamp 0 "$ctr" "$PAUSE_IMAGE" >/dev/null
-  buildah "${S[@]}" push --quiet "$PAUSE_IMAGE" "docker-archive:$DEST/pause.tar.partial:$PAUSE_IMAGE"
-  mv "$DEST/pause.tar.partial" "$DEST/pause.tar"
-  say "built $PAUSE_IMAGE -> $DEST/pause.tar"
+  pause_dir="$(mktemp -d "${TMPDIR:-/tmp}/kube-vast-pause.XXXXXX")"
+  gcc -Os -static -DVERSION="$PAUSE_VERSION-kube-vast" -o "$pause_dir/pause" "$src"
+  image_of "$pause_dir/pause" /pause "$PAUSE_IMAGE" "$DEST/pause.tar" 65535:65535
+  rm -rf "$pause_dir"
   built=1
 fi
-[[ $built == 1 ]] || say "up to date: kubelet, kube-proxy $KUBERNETES_VERSION and $PAUSE_IMAGE in $DEST"
+
+# vast-scheduler's image for the chart (scheduler.image), from the control plane's kube-scheduler
+# (tools/build-control-plane.sh): the chart runs it as 65532 with a read-only root filesystem.
+SCHEDULER="$CACHE/k8s-$KUBERNETES_VERSION/bin/kube-scheduler"
+if [[ ! -s "$DEST/kube-scheduler.tar" ]] || ! tar -xOf "$DEST/kube-scheduler.tar" manifest.json >/dev/null 2>&1; then
+  k8s_ok "$SCHEDULER" || cannot "$SCHEDULER is missing: run tools/build-control-plane.sh first"
+  need_buildah
+  image_of "$SCHEDULER" /usr/local/bin/kube-scheduler "kube-vast.local/kube-scheduler:$KUBERNETES_VERSION" \
+    "$DEST/kube-scheduler.tar" 65532:65532
+  built=1
+fi
+[[ $built == 1 ]] || say "up to date: kubelet, kube-proxy $KUBERNETES_VERSION, $PAUSE_IMAGE and kube-scheduler image in $DEST"
