@@ -351,6 +351,7 @@ class Reconciler:
             with self._lock:
                 self._claimed.pop(offer.id, None)  # free for a pod whose budget has room
             if not held.budget:
+                self.create_slots.give_back(uid, self.clock())  # not the pod's doing: it keeps its place in line
                 return 2.0  # the budgets are not read yet
             self._event(pod, "BudgetExceeded", held.message, warning=True)
             self._write_status(pod, held_status(pod, held.message, now_rfc3339()))

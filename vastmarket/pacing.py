@@ -216,6 +216,7 @@ class CreateQueue:
         self._lock = threading.Lock()
         self._waiting: dict[Hashable, _Waiter] = {}
         self._seq = 0
+        self._granted: dict[Hashable, _Waiter] = {}
         self._had_turns: OrderedDict[Hashable, int] = OrderedDict()  # pods granted a turn, most recent last
         self._next_grant = -math.inf
         self.granted = 0
@@ -235,6 +236,7 @@ class CreateQueue:
                         now + self._free_in() - self.lead if self._free_in is not None else -math.inf)
             if ahead == 0 and now >= opens:
                 del self._waiting[key]
+                self._granted = {key: waiter}  # the last grant, which its pod may give back
                 self._next_grant = now + (self.hold if self._free_in is not None else self.interval)
                 self._had_turns[key] = self._had_turns.pop(key, 0) + 1
                 while len(self._had_turns) > _REMEMBERED_TURNS:
@@ -247,6 +249,20 @@ class CreateQueue:
             announce = not waiter.announced and eta > self.gather
             waiter.announced = waiter.announced or announce
             return Turn(wait, ahead, announce, eta)
+
+    def give_back(self, key: Hashable, now: float) -> None:
+        """Pod ``key`` did not use the turn it was just granted, for a reason not its own (the
+        controller was not ready): it is back in line in its old place, and may go again at once."""
+        with self._lock:
+            waiter = self._granted.pop(key, None)
+            if waiter is None:
+                return
+            turns = self._had_turns.pop(key, 0) - 1
+            if turns > 0:
+                self._had_turns[key] = turns
+            waiter.expected = now
+            self._waiting[key] = waiter
+            self._next_grant = -math.inf
 
     def forget(self, key: Hashable) -> None:
         """The pod no longer waits (deleted, or its instance found)."""

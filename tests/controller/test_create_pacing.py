@@ -9,7 +9,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from controller.budgets import BudgetGate
 from controller.reconciler import safe_reconcile
+from vastmarket.budgets import Refusal
 from vastmarket.pacing import CreateQueue, Pacer
 
 from .test_reconciler_launch import NS, World, gpu_pod, make_world, serving
@@ -129,3 +131,29 @@ def test_pods_that_cannot_rent_do_not_use_up_the_turns_of_the_others() -> None:
     assert [name for _, name in rents] == good
     assert rents[-1][0] - rents[0][0] <= 3 * INTERVAL + 4 * 2.0 + 2.0, rents
     assert "NoMatchingOffer" in world.reasons()
+
+
+class NotReadYet(BudgetGate):
+    """Budgets not read for the first ``times`` asks (a controller just started)."""
+
+    def __init__(self, times: int) -> None:
+        self.times = times
+
+    def reserve(self, namespace: str, uid: str, price: float, *, key: str = "") -> Refusal | None:
+        if self.times > 0:
+            self.times -= 1
+            return Refusal(budget="", on_exceed="", message="")
+        return None
+
+
+def test_a_pod_whose_turn_the_controller_could_not_use_keeps_its_place() -> None:
+    world = make_world()
+    world.rec.create_slots = CreateQueue(INTERVAL)
+    world.rec.budgets = NotReadYet(1)
+    names = [f"gpu-{k}" for k in range(4)]
+    for k, name in enumerate(names):
+        pod = gpu_pod(name)
+        pod["metadata"]["creationTimestamp"] = created_at(k)
+        world.kube.add_pod(pod)
+    rents = play(world, names)
+    assert [name for _, name in rents] == names

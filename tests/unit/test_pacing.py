@@ -244,3 +244,11 @@ def test_the_next_pod_is_granted_its_lead_before_the_create_endpoint_frees_and_i
     assert q.ask("b", "2026-12-01T10:00:01Z", t.now).granted
     t.now += 1.0  # b's calls before its rent
     assert pacer.wait_turn("create") == pytest.approx(1.0), "its rent waits for the endpoint, not longer"
+
+
+def test_a_turn_given_back_keeps_the_pod_first_in_line_and_frees_the_slot() -> None:
+    q = CreateQueue(4.5, gather=0.0)
+    assert q.ask("old", "2026-12-01T10:00:00Z", 0.0).granted
+    q.give_back("old", 0.1)  # the controller could not use it yet (its budgets not read)
+    assert not q.ask("young", "2026-12-01T10:00:09Z", 0.5).granted, "the old pod is still first"
+    assert q.ask("old", "2026-12-01T10:00:00Z", 1.0).granted, "and need not wait an interval"
