@@ -393,6 +393,9 @@ class BudgetCollector(Collector):
                                     labels=["namespace"])
         spend = CounterMetricFamily("kube_vast_namespace_spend_usd", "USD the namespace's instances billed this "
                                     "month (UTC), by GPU model", labels=["namespace", "gpu"])
+        accrued = GaugeMetricFamily("kube_vast_namespace_spend_accrued_up_to_seconds",
+                                    "The instant (epoch seconds) the namespace's spend is counted to",
+                                    labels=["namespace"])
         max_price = GaugeMetricFamily("kube_vast_budget_max_usd_per_hour", "A VastBudget's maxPricePerHour",
                                       labels=["namespace", "budget"])
         max_instances = GaugeMetricFamily("kube_vast_budget_max_instances", "A VastBudget's maxInstances",
@@ -407,6 +410,8 @@ class BudgetCollector(Collector):
             accrual = self.keeper.spend(ns)
             for gpu, usd in sorted(accrual.by_gpu.items()) or [("none", 0.0)]:
                 spend.add_metric([ns, gpu], usd)
+            if accrual.accrued_up_to is not None:
+                accrued.add_metric([ns], accrual.accrued_up_to)
             for b in s.budgets:
                 if b.spec.max_price_per_hour is not None:
                     max_price.add_metric([ns, b.name], b.spec.max_price_per_hour)
@@ -414,4 +419,4 @@ class BudgetCollector(Collector):
                     max_instances.add_metric([ns, b.name], float(b.spec.max_instances))
                 if b.spec.monthly_limit is not None:
                     monthly.add_metric([ns, b.name], b.spec.monthly_limit)
-        yield from (committed, instances, waiting, spend, max_price, max_instances, monthly)
+        yield from (committed, instances, waiting, spend, accrued, max_price, max_instances, monthly)

@@ -261,16 +261,21 @@ def test_twenty_pods_in_two_namespaces_stay_within_their_budgets_denied_or_queue
     assert 0 < worst[b.team_a] <= LIMIT_A + 1e-9 and 0 < worst[b.team_b] <= LIMIT_B + 1e-9, worst
 
 
-def _spend_agrees(b: Budgets, namespace: str) -> tuple[float, float, float]:
-    """(status spend, ledger spend, exported spend) at the status's accruedUpTo."""
+def _spend_agrees(b: Budgets, namespace: str) -> tuple[float, float, float, float]:
+    """(status spend, the ledger's at its accruedUpTo, exported spend, the ledger's at the instant
+    the exported spend is counted to)."""
     core = client.CoreV1Api(b.api)
     prefixes = {f"kv:{CLUSTER}:{p.metadata.uid}" for p in core.list_namespaced_pod(namespace).items}
     status = b.budget(namespace)["status"]
     until = parse_rfc3339(status["accruedUpTo"])
     assert until is not None
-    exported = sum(v for k, v in metrics(b.stack.ctl.metrics()).items()
+    scraped = metrics(b.stack.ctl.metrics())
+    exported = sum(v for k, v in scraped.items()
                    if k.startswith("kube_vast_namespace_spend_usd_total{") and f'namespace="{namespace}"' in k)
-    return float(status["spendThisMonth"]), ledger_spend(b.sim.state()["instances"], prefixes, until), exported
+    exported_until = scraped[f'kube_vast_namespace_spend_accrued_up_to_seconds{{namespace="{namespace}"}}']
+    rows = b.sim.state()["instances"]
+    return (float(status["spendThisMonth"]), ledger_spend(rows, prefixes, until), exported,
+            ledger_spend(rows, prefixes, exported_until))
 
 
 def test_the_exported_spend_agrees_with_the_ledger_and_a_sigkill_neither_resets_nor_doubles_it(budgets):
@@ -279,18 +284,18 @@ def test_the_exported_spend_agrees_with_the_ledger_and_a_sigkill_neither_resets_
     status = b.budget(ns)["status"]
     before = parse_rfc3339(status["accruedUpTo"])
     assert before is not None and float(status["spendThisMonth"]) > 0
-    spend, ledger, exported = _spend_agrees(b, ns)
+    spend, ledger, exported, exported_ledger = _spend_agrees(b, ns)
     assert spend == pytest.approx(ledger, rel=0.01)
-    assert exported == pytest.approx(spend, rel=0.02)  # the metric lags the status by at most one round
+    assert exported == pytest.approx(exported_ledger, rel=0.01)
 
     b.stack.ctl.kill()
     killed_at = time.time()
     wait_until(lambda: time.time() > killed_at + 3, timeout=10)  # billing goes on while it is down
     b.stack.ctl.start()
     wait_until(lambda: (parse_rfc3339(b.budget(ns)["status"]["accruedUpTo"]) or 0) > killed_at + 5, timeout=60)
-    spend, ledger, exported = _spend_agrees(b, ns)
+    spend, ledger, exported, exported_ledger = _spend_agrees(b, ns)
     assert spend == pytest.approx(ledger, rel=0.01), "the spend was reset or counted twice across the SIGKILL"
-    assert exported == pytest.approx(spend, rel=0.02)
+    assert exported == pytest.approx(exported_ledger, rel=0.01)
 
 
 def _dashboard_metrics() -> set[str]:
