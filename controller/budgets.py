@@ -262,9 +262,13 @@ class BudgetKeeper(BudgetGate):
                 log.warning("vastbudget=%s/%s ignored: %s", meta.get("namespace"), meta.get("name"), exc)
         now = self.clock()
         with self._lock:
+            # The pods that exist, plus those gone whose instances or rents still count.
+            owners = {pod_uid_of(i.label, self.fleet.cluster_id) for i in self.fleet.instances()} | set(self._reserved)
+            ns_of = {uid: ns for uid, ns in self._ns_of.items() if uid in owners}
             for p in pods:
                 meta = _mapping(p.get("metadata"))
-                self._ns_of[str(meta.get("uid"))] = str(meta.get("namespace"))
+                ns_of[str(meta.get("uid"))] = str(meta.get("namespace"))
+            self._ns_of = ns_of
             self._waiting = self._waiting_from(pods)
         billed = self._billed_by_namespace()
         written = [self._account(b, billed.get(b.namespace, {}), now) for b in budgets]
@@ -357,8 +361,11 @@ class BudgetKeeper(BudgetGate):
             with self._lock:
                 budgets = [b for b in self._budgets if b.namespace == h.namespace]
                 fits = not refusals(budgets, self._usage(h.namespace, now, excluding=uid), h.price, now=now)
-            if fits and h.key:
-                self.wake(h.key)
+            if fits:
+                with self._lock:
+                    self._held.pop(uid, None)  # held again by its next launch step if room went meanwhile
+                if h.key:
+                    self.wake(h.key)
 
     # --- metrics --------------------------------------------------------------------------------
 
