@@ -18,7 +18,8 @@ Runs, in one process and interleaved: without and with the extender; with no pod
 ``--virtual-share`` of the pods fitting only the virtual node (a nodeSelector on its label);
 and with the scheduler's default client rate limit (``clientConnection.qps`` 50, burst 100: what
 the chart deploys) and with it lifted (qps 5000), which shows the scheduling cost itself. The
-extender's own time per verb comes from its request-latency histogram.
+extender's own time per verb comes from its request-latency histogram. Every configuration runs
+``--rounds`` times (in alternating order); the run with the median throughput is reported.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--virtual-share", type=float, default=0.1, help="share of pods fitting only the virtual node")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over every configuration (medians reported)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kv-bench-sched-"))
     snapshot = work / "offers.json"
@@ -178,32 +180,39 @@ def main() -> int:
         print(f"{args.nodes} nodes created in {time.monotonic() - start:.0f} s", file=sys.stderr)
         ext = Extender(work, snapshot, extra=("--max-snapshot-age", "86400")).start()
         try:
-            for qps in (None, 5000):
-                for share in (0.0, args.virtual_share):
-                    for with_extender in (False, True):
-                        ns = f"sched-{uuid.uuid4().hex[:6]}"
-                        create_namespace(cp.api_client(), ns)
-                        make_pods(cp, ns, args.pods, share)
-                        before = extender_seconds(ext)
-                        run = schedule(cp, ns, args.pods, extender_url=ext.url if with_extender else None, qps=qps)
-                        after = extender_seconds(ext)
-                        run.update(qps=qps, share=share, extender=with_extender,
-                                   verbs={v: (after[v][0] - before[v][0], after[v][1] - before[v][1]) for v in after})
-                        results.append(run)
-                        print(f"qps {qps or 'default'} share {share:.0%} extender {with_extender}: "
-                              f"{run['throughput']:.1f} pods/s", file=sys.stderr)
+            configs = [(qps, share, with_extender) for qps in (None, 5000) for share in (0.0, args.virtual_share)
+                       for with_extender in (False, True)]
+            for round_ in range(args.rounds):
+                for qps, share, with_extender in configs if round_ % 2 == 0 else reversed(configs):
+                    ns = f"sched-{uuid.uuid4().hex[:6]}"
+                    create_namespace(cp.api_client(), ns)
+                    make_pods(cp, ns, args.pods, share)
+                    before = extender_seconds(ext)
+                    run = schedule(cp, ns, args.pods, extender_url=ext.url if with_extender else None, qps=qps)
+                    after = extender_seconds(ext)
+                    run.update(qps=qps, share=share, extender=with_extender,
+                               verbs={v: (after[v][0] - before[v][0], after[v][1] - before[v][1]) for v in after})
+                    results.append(run)
+                    print(f"qps {qps or 'default'} share {share:.0%} extender {with_extender}: "
+                          f"{run['throughput']:.1f} pods/s", file=sys.stderr)
         finally:
             ext.stop()
     report(args, results)
     return 0
 
 
-def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
+    results = []  # one row per configuration: the run with the median throughput
+    for config in dict.fromkeys((r["qps"], r["share"], r["extender"]) for r in runs):
+        same = sorted((r for r in runs if (r["qps"], r["share"], r["extender"]) == config),
+                      key=lambda r: r["throughput"])
+        results.append({**same[len(same) // 2], "all": [r["throughput"] for r in same]})
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"{args.nodes} nodes + the virtual node, {args.pods} pending pods per run\n")
+    print(f"{args.nodes} nodes + the virtual node, {args.pods} pending pods per run, {args.rounds} run(s) per "
+          "configuration (interleaved; the median shown, every run's pods/s in brackets)\n")
     print("| scheduler client rate limit | pods only for the virtual node | extender | pods/s | bind span s "
           "| bound to the virtual node | filter calls, mean ms | prioritize calls, mean ms | with/without |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -212,7 +221,8 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         verbs = run["verbs"]
         cells = [f"{n}, {1000 * s / n:.2f}" if n else "—" for n, s in (verbs["filter"], verbs["prioritize"])]
         print(f"| {'qps 50 (default)' if run['qps'] is None else 'qps 5000'} | {run['share']:.0%} | "
-              f"{'with' if run['extender'] else 'without'} | {run['throughput']:.1f} | {run['span']:.1f} | "
+              f"{'with' if run['extender'] else 'without'} | {run['throughput']:.1f} "
+              f"({', '.join(f'{t:.0f}' for t in run['all'])}) | {run['span']:.1f} | "
               f"{run['virtual']} | {cells[0]} | {cells[1]} | "
               f"{run['throughput'] / base['throughput']:.2f} |")
     worst = min(r["throughput"] / next(b for b in results if b["qps"] == r["qps"] and b["share"] == r["share"]
