@@ -94,7 +94,7 @@ class ClusterDNS:
             svc = self._core.read_namespaced_service(service, namespace)
         except (self._api_exception, ValueError):
             return None
-        ip = svc.spec.cluster_ip
+        ip = svc.spec.cluster_ip if svc.spec is not None else None
         return ip if ip and ip != "None" else None
 
     def _serve(self) -> None:

@@ -359,7 +359,7 @@ class Node:
 
         assert self.forwarder is not None
         host, port = self.forwarder.address
-        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        body: Any = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": "kubernetes", "namespace": "default",
                              "labels": {"kubernetes.io/service-name": "kubernetes",
                                         "endpointslice.kubernetes.io/managed-by": "kube-vast-node"}},
@@ -471,10 +471,11 @@ class Node:
 
         core = client.CoreV1Api(self.cp.api_client())
         node = core.read_node(self.name)
-        taints = [t for t in node.spec.taints or [] if t.key != "node.kubernetes.io/not-ready"]
-        if len(taints) != len(node.spec.taints or []):
-            core.patch_node(self.name, {"spec": {"taints": [client.ApiClient().sanitize_for_serialization(t)
-                                                            for t in taints] or None}})
+        current = (node.spec.taints if node.spec is not None else None) or []
+        taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in current
+                  if t.key != "node.kubernetes.io/not-ready"]
+        if len(taints) != len(current):
+            core.patch_node(self.name, {"spec": {"taints": taints or None}})
 
     def ready(self) -> bool:
         from kubernetes import client
@@ -483,7 +484,8 @@ class Node:
             node = client.CoreV1Api(self.cp.api_client()).read_node(self.name)
         except client.ApiException:
             return False
-        return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        conditions = (node.status.conditions if node.status is not None else None) or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
     # --- teardown ---------------------------------------------------------------------------------
 

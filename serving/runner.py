@@ -21,6 +21,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        # gunicorn >= 25 opens a control socket under $HOME by default: read-only in the image
+        # (readOnlyRootFilesystem, HOME=/nonexistent) and shared by every server of one user.
+        # Nothing here uses it.
+        if "control_socket_disable" in self.cfg.settings:
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         return self._factory()

@@ -15,6 +15,7 @@ them, failed under ``CI=true``."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import threading
@@ -150,13 +151,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     images=(archive_path(), node_dir() / "kube-scheduler.tar"))
         node.start()
         c = Cluster(cp, node, helm)
-        c.helm_run("install", RELEASE, str(REPO_ROOT / "charts" / "kube-vast"), "-n", NS, "--create-namespace",
-                   *[a for v in INSTALL_VALUES for a in ("--set", v)], "--wait", "--timeout", "4m")
+        try:
+            c.helm_run("install", RELEASE, str(REPO_ROOT / "charts" / "kube-vast"), "-n", NS, "--create-namespace",
+                       *[a for v in INSTALL_VALUES for a in ("--set", v)], "--wait", "--timeout", "4m")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{c.describe()}") from None
         yield c
     finally:
         if node is not None:
             node.stop()
         cp.stop()
+
+
+def test_the_node_is_registered_ready_with_containerd_and_the_pinned_kubelet(cluster: Cluster):
+    node = cluster.core.read_node(cluster.node.name)
+    assert node.status.node_info.kubelet_version == find_binaries().kubernetes_version
+    assert node.status.node_info.kube_proxy_version in ("", find_binaries().kubernetes_version)
+    assert node.status.node_info.container_runtime_version.startswith("containerd://")
+    assert [a.address for a in node.status.addresses if a.type == "InternalIP"] == [cluster.node.network.node_ip]
+    assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    assert not [t for t in node.spec.taints or [] if t.key == "node.kubernetes.io/not-ready"]
 
 
 def test_every_pod_of_the_release_is_ready_from_the_built_images(cluster: Cluster):
@@ -167,6 +181,10 @@ def test_every_pod_of_the_release_is_ready_from_the_built_images(cluster: Cluste
     assert images == {"controller": IMAGE, "extender": IMAGE, "webhook": IMAGE, "simulator": IMAGE,
                       "kube-scheduler": SCHEDULER_IMAGE}, images
     assert all(p.spec.node_name == cluster.node.name for p in pods)
+    # On the node's pod subnet, and reached there from this machine (the simulator's admin API).
+    assert all(ipaddress.ip_address(p.status.pod_ip) in ipaddress.ip_network(cluster.node.network.pod_cidr)
+               for p in pods)
+    assert cluster.ledger() == []
     for p in pods:
         assert p.spec.security_context.run_as_non_root
         for c in p.status.container_statuses:

@@ -129,6 +129,8 @@ def test_the_extender_answers_healthz_from_the_image_and_leaves_nothing_when_sto
         ids = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         assert ids["Uid"].split() == ids["Gid"].split() == ["10001"] * 4
     assert body == (200, {"status": "ok"})
+    # Nothing of it writes outside /tmp (gunicorn's control socket under $HOME did).
+    assert "Read-only file system" not in container.log.read_text(), container.log.read_text()
     assert not container.alive()
     assert container.pid() is None
     assert not Path(f"/proc/{pid}").exists()
