@@ -72,6 +72,10 @@ class BudgetGate:
     def rented(self, pod: Mapping[str, Any]) -> None:
         return None
 
+    def fits(self, namespace: str, uid: str, price: float) -> Refusal | None:
+        """Whether the pod's instance may cost ``price`` $/h (a raised bid), reserving nothing."""
+        return None
+
 
 NO_BUDGETS = BudgetGate()
 
@@ -150,6 +154,16 @@ class BudgetKeeper(BudgetGate):
             self._held.pop(uid, None)
             self._reserved[uid] = _Reservation(namespace, price)
             return None
+
+    def fits(self, namespace: str, uid: str, price: float) -> Refusal | None:
+        now = self.clock()
+        with self._lock:
+            budgets = [b for b in self._budgets if b.namespace == namespace]
+            if not budgets:
+                return None
+            usage = self._usage(namespace, now, excluding=uid)
+            found = refusals(budgets, usage, price, now=now)
+        return Refusal(found[0].budget, found[0].on_exceed, "; ".join(r.message for r in found)) if found else None
 
     def release(self, uid: str) -> None:
         """After the launch step: a reservation whose rent did not go out is dropped."""

@@ -270,6 +270,10 @@ class Interruptions:
         if extra > 0 and spend + extra > r.max_spend + 1e-9:
             return (f"that would take this cluster to ${spend + extra:.3f}/h, over the budget's "
                     f"${r.max_spend:.2f}/h")
+        meta = pod["metadata"]
+        team = r.budgets.fits(meta["namespace"], meta["uid"], (inst.dph_total or 0.0) + max(0.0, extra))
+        if extra > 0 and team is not None:  # the namespace's VastBudgets (controller.budgets)
+            return f"that would take the namespace over its budget: {team.message}"
         return None
 
     def _mark(self, pod: dict[str, Any], inst: Instance) -> None:

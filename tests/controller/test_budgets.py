@@ -246,3 +246,53 @@ def test_the_published_state_counts_admitted_pods_waiting_for_an_instance(world)
     assert state is not None
     usage = state.of(NS).usage
     assert (usage.committed, usage.instances, usage.waiting, usage.waiting_pods) == (0.5, 1, 0.25, 1)
+
+
+def test_a_raised_bid_fits_only_within_the_namespaces_budget_and_reserves_nothing(world):
+    clock, kube, vast, fleet, keeper = world
+    kube.add_budget("gpus", {"maxPricePerHour": 1.0})
+    kube.pods = [pod("u1"), pod("u2")]
+    vast.instances = [instance(1, "u1", 0.3), instance(2, "u2", 0.5)]
+    fleet.refresh()
+    k = keeper()
+    k.sync()
+    assert k.fits(NS, "u1", 0.5) is None  # 0.5 others + 0.5
+    refused = k.fits(NS, "u1", 0.6)
+    assert refused is not None and "committed $0.50/h (1 instances), this pod would add $0.60/h" in refused.message
+    assert k.reserve(NS, "u3", 0.2) is None  # fits() held nothing back
+
+
+def test_an_outbid_instance_whose_raise_would_break_its_namespaces_budget_moves_instead():
+    from controller.budgets import BudgetGate
+    from controller.reconciler import Reconciler
+    from tests.controller.test_interruptions import spot_pod
+    from tests.controller.test_reconciler_lifecycle import NS as LIFE_NS, is_ready, make_world
+    from vastmarket.budgets import Refusal
+    from vastmarket.config import config_from_mapping
+    from vastsim import SimulatorServer
+
+    asked: list[tuple[str, float]] = []
+
+    class Full(BudgetGate):
+        def fits(self, namespace: str, uid: str, price: float) -> Refusal | None:
+            asked.append((namespace, price))
+            return Refusal(f"{namespace}/gpus", "deny", f"VastBudget {namespace}/gpus: maxPricePerHour $0.10/h "
+                                                         "would be exceeded")
+
+    with SimulatorServer(seed=5, offers=300, boot_seconds=(0.02, 0.05)) as sim:
+        w = make_world(sim, resync=0.5)
+        w.rec = Reconciler(w.kube, w.vast, w.fleet, w.offers, w.settings,
+                           config_from_mapping({"interruptible": {"move_after_seconds": 20}}))
+        try:
+            w.kube.add_pod(spot_pod("web-0", "0.9"))
+            w.drive("web-0", is_ready, what="pod ready")
+            [inst] = [i for i in w.ledger() if not i["destroyed"]]
+            w.rec.budgets = Full()
+            sim.market.outbid(inst["id"], price=round(inst["bid"] * 1.5, 4))
+            w.drive("web-0", lambda p: next(i for i in w.ledger() if i["id"] == inst["id"])["destroyed"],
+                    timeout=40, what="the paused instance destroyed")
+        finally:
+            w.vast.close()
+    assert "BidRaised" not in w.kube.reasons()
+    assert any(r == "InterruptedMove" and f"VastBudget {LIFE_NS}/gpus" in m for _, r, m in w.kube.events)
+    assert asked and asked[0][0] == LIFE_NS and asked[0][1] > inst["dph_total"]
