@@ -6,17 +6,24 @@
 #
 #   docker build -t REGISTRY/kube-vast:0.1.0 .
 #
-# Two stages: the builder makes wheels of the package and its dependencies; the runtime stage
-# installs them into a virtual environment without build tools, compilers or pip caches, and runs
-# as an unprivileged numeric user (the chart's runAsUser), so runAsNonRoot can verify it.
-# Pin the base by digest in your own build (python:3.11-slim-bookworm@sha256:...) for
-# reproducible images.
+# Two stages: the builder makes wheels of the package and its dependencies and installs them into
+# a virtual environment; the runtime stage copies that environment (no build tools, compilers,
+# pip or caches) and runs as an unprivileged numeric user (the chart's runAsUser), so runAsNonRoot
+# can verify it.
+#
+# The base is Debian bookworm with Debian's own Python 3.11 (python3, python3-venv), the same as
+# the image `make image` builds with no registry (tools/build-image.sh: mmdebstrap + buildah);
+# tests/image/test_image.py checks the two agree. Pin the base by digest in your own build
+# (debian:bookworm-slim@sha256:...) for reproducible images.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG DEBIAN_IMAGE=debian:bookworm-slim
 
-FROM ${PYTHON_IMAGE} AS builder
+FROM ${DEBIAN_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build needs (see .dockerignore): metadata first, then the packages.
 COPY pyproject.toml setup.cfg README.md ./
@@ -28,21 +35,26 @@ COPY extender/ extender/
 COPY webhooks/ webhooks/
 COPY controller/ controller/
 # The package's wheel and a wheel of every dependency.
-RUN pip wheel --wheel-dir /wheels . \
- && python -m venv /opt/kube-vast \
+RUN python3 -m venv /build \
+ && /build/bin/pip wheel --wheel-dir /wheels . \
+ && python3 -m venv /opt/kube-vast \
  && /opt/kube-vast/bin/pip install --no-index --find-links=/wheels kube-vast \
- && /opt/kube-vast/bin/python -m pip uninstall --yes pip \
+ && /opt/kube-vast/bin/python -m pip uninstall --yes pip setuptools \
  && find /opt/kube-vast -name '__pycache__' -prune -exec rm -rf {} +
 
-FROM ${PYTHON_IMAGE}
+FROM ${DEBIAN_IMAGE}
 LABEL org.opencontainers.image.title="kube-vast" \
       org.opencontainers.image.description="Kubernetes GPU pods on rented Vast.ai machines: scheduler extender, admission webhook, controller, simulator" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PATH=/opt/kube-vast/bin:$PATH
-# An unprivileged user with no home and no shell; files it needs at run time come from volumes.
-RUN groupadd --system --gid 10001 kube-vast \
+    PATH=/opt/kube-vast/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Debian's Python (what the environment's python links to), and an unprivileged user with no home
+# and no shell; files it needs at run time come from volumes.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 kube-vast \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin kube-vast
 COPY --from=builder /opt/kube-vast /opt/kube-vast

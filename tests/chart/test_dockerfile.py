@@ -1,5 +1,6 @@
 """The Dockerfile's invariants, checked by reading it (there is no container engine in CI to build
-it): multi-stage with the build in its own stage, a slim pinned Python base and no ``latest``,
+it): multi-stage with the build in its own stage, a slim Debian bookworm base with Debian's
+Python 3.11 (the base ``make image`` builds from) and no ``latest``,
 a numeric non-root user, ``kube-vast`` as the entry point, and a build context (.dockerignore)
 holding exactly the package sources it copies."""
 
@@ -79,14 +80,16 @@ def test_the_image_is_built_in_two_stages_and_the_last_has_no_build_step():
     assert any(c.startswith("--from=builder ") for c in final.all("COPY"))
 
 
-def test_every_base_image_is_slim_python_3_11_with_an_explicit_tag_never_latest():
+def test_every_base_image_is_slim_debian_bookworm_with_its_python_3_11_never_latest():
+    # The same base as `make image` (tools/build-image.sh: mmdebstrap bookworm, python3 3.11).
     _, all_stages = stages()
     for stage in all_stages:
         if stage.image in {s.name for s in all_stages}:
             continue
         repository, _, tag = stage.image.partition("@")[0].partition(":")
-        assert repository == "python" and tag.startswith("3.11") and "slim" in tag, stage.image
+        assert repository == "debian" and tag.startswith("bookworm") and "slim" in tag, stage.image
         assert tag != "latest"
+        assert any("apt-get install" in run and " python3 " in run for run in stage.all("RUN")), stage.name
 
 
 def test_the_image_runs_as_a_numeric_non_root_user():
