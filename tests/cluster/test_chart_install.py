@@ -17,53 +17,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 from kubernetes import client
 
 from devcluster.binaries import REPO_ROOT, find_binaries, running_in_ci
-from devcluster.cluster import ControlPlane
-from devcluster.image import archive_path, version
-from devcluster.node import Node, node_dir, unavailable
+from devcluster.chart_stack import CHART, NAMESPACE as NS, RELEASE, VIRTUAL_NODE, ChartStack, chart_stack, image, \
+    missing, scheduler_image
 from tests.chart.helm import require_helm
 from tests.cluster_plugin import require_control_plane_binaries
 
 pytestmark = pytest.mark.cluster
-
-NS = "kube-vast"
-RELEASE = "kube-vast"
-IMAGE = f"kube-vast:{version()}"
-SCHEDULER_IMAGE = f"kube-vast.local/kube-scheduler:{find_binaries().kubernetes_version}"
-VIRTUAL_NODE = "vast-gpu-node-1"
-INSTALL_VALUES = [
-    "simulator.enabled=true",
-    "image.repository=kube-vast", f"image.tag={version()}", "image.pullPolicy=Never",
-    "scheduler.image.repository=kube-vast.local/kube-scheduler",
-    f"scheduler.image.tag={find_binaries().kubernetes_version}", "scheduler.image.pullPolicy=Never",
-    # One node: one replica of each (two would wait for each other's PodDisruptionBudget only).
-    "deployment.replicaCount=1", "scheduler.replicaCount=1",
-]
-
-
-def _require() -> None:
-    require_control_plane_binaries()
-    require_helm()
-    reason = unavailable()
-    if reason is None and not (node_dir() / "kube-scheduler.tar").is_file():
-        reason = f"{node_dir() / 'kube-scheduler.tar'} is missing: run tools/build-node.sh"
-    if reason is None and not archive_path().is_file():
-        reason = f"no image archive at {archive_path()}: make image"
-    if reason is not None:
-        if running_in_ci():
-            pytest.fail(f"CI=true and the chart cannot be installed on a real node: {reason}", pytrace=False)
-        pytest.skip(f"!!! CHART NOT INSTALLED ON A REAL NODE: {reason}")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, diagnose: Callable[[], str] = lambda: "") -> Any:
@@ -81,47 +50,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, diagnose: 
         time.sleep(0.5)
 
 
-class Cluster:
-    def __init__(self, cp: ControlPlane, node: Node, helm: Path) -> None:
-        self.cp, self.node, self.helm = cp, node, helm
-        self.core = client.CoreV1Api(cp.api_client())
-        self.apps = client.AppsV1Api(cp.api_client())
-        self.discovery = client.DiscoveryV1Api(cp.api_client())
-
-    def run(self, *argv: str, timeout: float = 300) -> str:
-        done = subprocess.run([*argv], capture_output=True, text=True, timeout=timeout,
-                              env={"KUBECONFIG": str(self.cp.kubeconfig_path), "HOME": str(self.cp.workdir),
-                                   "PATH": "/usr/bin:/bin"})
-        assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    def helm_run(self, *args: str) -> str:
-        return self.run(str(self.helm), *args)
-
-    def kubectl(self, *args: str) -> str:
-        return self.run(str(find_binaries().kubectl), *args)
-
-    def pods(self, namespace: str, selector: str = "") -> list[Any]:
-        return list(self.core.list_namespaced_pod(namespace, label_selector=selector).items)
-
-    def describe(self) -> str:
-        lines = []
-        for ns in (NS, "default"):
-            for p in self.pods(ns):
-                states = [(c.name, c.ready, c.restart_count, str(c.state)) for c in p.status.container_statuses or []]
-                lines.append(f"{ns}/{p.metadata.name} {p.status.phase} node={p.spec.node_name} {states}")
-        lines.append("kubelet:\n" + (self.node.kubelet.log_tail(20) if self.node.kubelet else ""))
-        return "\n".join(lines)
-
-    def simulator_url(self) -> str:
-        [sim] = [p for p in self.pods(NS, "app.kubernetes.io/component=simulator") if p.status.pod_ip]
-        return f"http://{sim.status.pod_ip}:8181"
-
-    def ledger(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.simulator_url() + "/_sim/state", timeout=10) as r:
-            return list(json.loads(r.read())["instances"])
-
-
 def all_ready(pods: list[Any]) -> bool:
     return bool(pods) and all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
                               for p in pods)
@@ -133,37 +61,19 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    _require()
-    helm = require_helm()
-    cp = ControlPlane(workdir=tmp_path_factory.mktemp("chart-cp"), extra_apiserver_args=[
-        # The API server calls the webhook at its Service's endpoints (pod addresses this machine
-        # routes to), and kubelets at their InternalIP (there is no DNS for node names here).
-        "--enable-aggregator-routing=true", "--kubelet-preferred-address-types=InternalIP"]).start()
-    node = None
-    try:
-        cfg = cp.render_scheduler_config(customize=lambda c: c.update(
-            profiles=[{"schedulerName": "default-scheduler"}], extenders=[]))
-        cfg["leaderElection"] = {"leaderElect": False}
-        cp.start_scheduler(config=cfg)  # places the release's own pods on the node
-        cp.start_controller_manager()
-        node = Node(cp, tmp_path_factory.mktemp("chart-node"), services=True,
-                    images=(archive_path(), node_dir() / "kube-scheduler.tar"))
-        node.start()
-        c = Cluster(cp, node, helm)
-        try:
-            c.helm_run("install", RELEASE, str(REPO_ROOT / "charts" / "kube-vast"), "-n", NS, "--create-namespace",
-                       *[a for v in INSTALL_VALUES for a in ("--set", v)], "--wait", "--timeout", "4m")
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{c.describe()}") from None
-        yield c
-    finally:
-        if node is not None:
-            node.stop()
-        cp.stop()
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartStack]:
+    require_control_plane_binaries()
+    require_helm()
+    reason = missing()
+    if reason is not None:
+        if running_in_ci():
+            pytest.fail(f"CI=true and the chart cannot be installed on a real node: {reason}", pytrace=False)
+        pytest.skip(f"!!! CHART NOT INSTALLED ON A REAL NODE: {reason}")
+    with chart_stack(tmp_path_factory.mktemp("chart")) as stack:
+        yield stack
 
 
-def test_the_node_is_registered_ready_with_containerd_and_the_pinned_kubelet(cluster: Cluster):
+def test_the_node_is_registered_ready_with_containerd_and_the_pinned_kubelet(cluster: ChartStack):
     node = cluster.core.read_node(cluster.node.name)
     assert node.status.node_info.kubelet_version == find_binaries().kubernetes_version
     assert node.status.node_info.kube_proxy_version in ("", find_binaries().kubernetes_version)
@@ -173,13 +83,13 @@ def test_the_node_is_registered_ready_with_containerd_and_the_pinned_kubelet(clu
     assert not [t for t in node.spec.taints or [] if t.key == "node.kubernetes.io/not-ready"]
 
 
-def test_every_pod_of_the_release_is_ready_from_the_built_images(cluster: Cluster):
+def test_every_pod_of_the_release_is_ready_from_the_built_images(cluster: ChartStack):
     pods = cluster.pods(NS)
     assert {p.metadata.labels["app.kubernetes.io/component"] for p in pods} == {"kube-vast", "scheduler", "simulator"}
     assert all_ready(pods), cluster.describe()
     images = {c.name: c.image.removeprefix("docker.io/library/") for p in pods for c in p.status.container_statuses}
-    assert images == {"controller": IMAGE, "extender": IMAGE, "webhook": IMAGE, "simulator": IMAGE,
-                      "kube-scheduler": SCHEDULER_IMAGE}, images
+    assert images == {"controller": image(), "extender": image(), "webhook": image(), "simulator": image(),
+                      "kube-scheduler": scheduler_image()}, images
     assert all(p.spec.node_name == cluster.node.name for p in pods)
     # On the node's pod subnet, and reached there from this machine (the simulator's admin API).
     assert all(ipaddress.ip_address(p.status.pod_ip) in ipaddress.ip_network(cluster.node.network.pod_cidr)
@@ -191,7 +101,7 @@ def test_every_pod_of_the_release_is_ready_from_the_built_images(cluster: Cluste
             assert c.ready and c.restart_count == 0, (p.metadata.name, c.name, c.restart_count)
 
 
-def test_a_gpu_deployment_goes_through_webhook_scheduler_and_controller_to_an_answering_instance(cluster: Cluster):
+def test_a_gpu_deployment_goes_through_webhook_scheduler_and_controller_to_an_answering_instance(cluster: ChartStack):
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "demo" / "june.yaml"))
 
     def ready_pod() -> Any:
@@ -217,7 +127,7 @@ def test_a_gpu_deployment_goes_through_webhook_scheduler_and_controller_to_an_an
         assert status == 200 and body["instance_id"] == int(instance) and body["container_port"] == container_port
 
 
-def test_helm_upgrade_keeps_serving_from_the_same_instance(cluster: Cluster):
+def test_helm_upgrade_keeps_serving_from_the_same_instance(cluster: ChartStack):
     [pod] = cluster.pods("default", "app=june")
     instance = pod.metadata.annotations["vast.ai/instance-id"]
     slices = cluster.discovery.list_namespaced_endpoint_slice(
@@ -244,7 +154,7 @@ def test_helm_upgrade_keeps_serving_from_the_same_instance(cluster: Cluster):
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        cluster.helm_run("upgrade", RELEASE, str(REPO_ROOT / "charts" / "kube-vast"), "-n", NS, "--reuse-values",
+        cluster.helm("upgrade", RELEASE, str(CHART), "-n", NS, "--reuse-values",
                          "--set-string", "deployment.podAnnotations.kube-vast-test/upgraded=1", "--wait", "--timeout", "4m")
         new = wait_for(lambda: (lambda ps: ps if all_ready(ps) and not {p.metadata.name for p in ps} & old else None)(
             cluster.pods(NS, "app.kubernetes.io/component=kube-vast")), 180, "the upgraded replica Ready", cluster.describe)
@@ -261,17 +171,17 @@ def test_helm_upgrade_keeps_serving_from_the_same_instance(cluster: Cluster):
     assert [p.metadata.annotations["vast.ai/instance-id"] for p in cluster.pods("default", "app=june")] == [instance]
 
 
-def test_the_documented_uninstall_destroys_the_instance_and_leaves_nothing_of_the_release(cluster: Cluster):
+def test_the_documented_uninstall_destroys_the_instance_and_leaves_nothing_of_the_release(cluster: ChartStack):
     cluster.kubectl("delete", "deployment", "june", "--wait=false")
     wait_for(lambda: all(i.get("destroyed") for i in cluster.ledger()), 120,
              "the instance destroyed after its workload was deleted", cluster.describe)
     wait_for(lambda: not cluster.pods("default", "app=june"), 120, "june's pod gone", cluster.describe)
-    cluster.helm_run("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m")
+    cluster.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m")
     cluster.kubectl("delete", "node", VIRTUAL_NODE)
     wait_for(lambda: not cluster.pods(NS), 120, "the release's pods gone", cluster.describe)
     assert [n.metadata.name for n in cluster.core.list_node().items] == [cluster.node.name]
 
 
-def test_stopping_the_node_after_the_release_leaves_nothing_behind(cluster: Cluster):
+def test_stopping_the_node_after_the_release_leaves_nothing_behind(cluster: ChartStack):
     cluster.node.stop()
     assert cluster.node.leftovers() == []
