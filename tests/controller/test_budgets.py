@@ -296,3 +296,19 @@ def test_an_outbid_instance_whose_raise_would_break_its_namespaces_budget_moves_
     assert "BidRaised" not in w.kube.reasons()
     assert any(r == "InterruptedMove" and f"VastBudget {LIFE_NS}/gpus" in m for _, r, m in w.kube.events)
     assert asked and asked[0][0] == LIFE_NS and asked[0][1] > inst["dph_total"]
+
+
+def test_a_standby_replica_publishes_what_the_leader_wrote_for_its_own_webhook(world):
+    clock, kube, vast, fleet, keeper = world
+    kube.add_budget("gpus", {"maxPricePerHour": 1.0, "onExceed": "queue"})
+    kube.budgets[(NS, "gpus")]["status"] = {"committedPerHour": 0.7, "liveInstances": 2, "spendThisMonth": 3.5,
+                                           "month": "2026-11", "accruedUpTo": "2026-11-30T00:00:00.000Z"}
+    kube.pods = [{**pod("u2", phase="Pending", price="0.2000"), "spec": {}}]
+    k = keeper()  # its fleet never listed anything: only the leader lists instances
+    assert k.mirror() is True
+    state = k.state_file.load()
+    assert state is not None
+    ns = state.of(NS)
+    assert (ns.usage.committed, ns.usage.instances, ns.usage.waiting, ns.usage.waiting_pods) == (0.7, 2, 0.2, 1)
+    assert ns.budgets[0].spec.on_exceed == "queue" and ns.budgets[0].accrual.spend == 3.5
+    assert kube.status_writes == 0  # a standby writes nothing
