@@ -49,7 +49,8 @@ node:
 # The demo needs no helm: build only the control plane (seconds when cached). DEMO_FLAGS=--keep
 # leaves the demo cluster up for kubectl until Ctrl-C.
 demo: $(STAMP)
-	tools/build-control-plane.sh --no-helm
+	tools/build-control-plane.sh $(if $(findstring --chart,$(DEMO_FLAGS)),,--no-helm)
+	$(if $(findstring --chart,$(DEMO_FLAGS)),tools/build-image.sh && tools/build-node.sh)
 	$(BIN)/python -m demo $(DEMO_FLAGS)
 
 # The structural fuzzer over HTTP (docs/reliability.md): FUZZ_BODIES mutated real bodies to the real

@@ -441,8 +441,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chaos", action="store_true",
                         help=f"run {REPLICAS} replicas while the controller is SIGKILLed at random moments; end with "
                              "what the simulator's ledger shows (one rental per pod, nothing live)")
+    parser.add_argument("--chart", action="store_true",
+                        help="install kube-vast with its Helm chart onto a real local node (root; make image) "
+                             "and run the flow through the chart's own components")
     args = parser.parse_args(argv)
     keep_logs = os.environ.get("KUBE_VAST_KEEP_LOGS", "").strip().lower() in ("1", "true", "yes")
+    if args.chart:
+        from demo import chart
+
+        return chart.main(keep=args.keep, timeout=args.timeout, keep_logs=keep_logs)
     return Demo(keep=args.keep, seed=args.seed, offers=args.offers, timeout=args.timeout,
                 keep_logs=keep_logs, chaos=args.chaos).run()
 
