@@ -28,12 +28,16 @@ Layout of one :class:`Node` (``n``: a block picked free on this machine)::
 - **Teardown** (:meth:`Node.stop`): the kubelet and containerd are stopped, every process left in
   the node's mount namespace (shims, pause and application processes) is killed, the cgroup tree
   is removed, then the route, the veth pair and the network namespace. :meth:`Node.leftovers`
-  lists whatever of it is still there (the tests assert it is empty).
+  lists whatever of it is still there (the tests assert it is empty). Each node is recorded under
+  ``/run/kube-vast-node`` while it runs; the next node's start removes whatever one whose owner
+  was SIGKILLed (no teardown ran) left: its processes, cgroups and network
+  (:func:`reclaim_abandoned`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import select
@@ -269,6 +273,89 @@ def _mnt_ns(pid: int) -> int | None:
         return None
 
 
+def _node_pids(cgroup_root: str, mnt_ns: int | None) -> list[int]:
+    """A node's processes: those in its mount namespace (containerd, the kubelet, the shims) and
+    those in its cgroup tree (every container: each has a mount namespace of its own)."""
+    out: set[int] = set()
+    if mnt_ns is not None:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and _mnt_ns(int(entry)) == mnt_ns:
+                out.add(int(entry))
+    for h in _cgroup_hierarchies():
+        top = h / cgroup_root.lstrip("/")
+        for procs in top.rglob("cgroup.procs") if top.is_dir() else ():
+            try:
+                out.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                continue
+    return sorted(out)
+
+
+def _kill_node_processes(cgroup_root: str, mnt_ns: int | None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while pids := _node_pids(cgroup_root, mnt_ns):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+
+
+def _remove_cgroup_tree(cgroup_root: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    for h in _cgroup_hierarchies():
+        top = h / cgroup_root.lstrip("/")
+        if not top.is_dir():
+            continue
+        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+        for d in [*dirs, top]:
+            while d.is_dir():
+                try:
+                    d.rmdir()
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+
+
+# Each running node is recorded here (owner pid, network, cgroup root, mount namespace), so that
+# the next node removes what one whose owner was killed (SIGKILL: no teardown ran) left behind.
+STATE_DIR = Path(os.environ.get("KUBE_VAST_NODE_STATE", "/run/kube-vast-node"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim_abandoned() -> list[str]:
+    """Remove the nodes whose owner process is gone; the idents removed."""
+    removed = []
+    for f in sorted(STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else ():
+        try:
+            state = json.loads(f.read_text())
+            owner, ident, block = int(state["owner"]), str(state["ident"]), int(state["block"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _alive(owner):
+            continue
+        cgroup_root = f"/kube-vast-node-{ident}"
+        _kill_node_processes(cgroup_root, state.get("mnt_ns"))
+        _remove_cgroup_tree(cgroup_root)
+        NodeNetwork(ident=ident, block=block).delete()
+        f.unlink(missing_ok=True)
+        removed.append(ident)
+    return removed
+
+
 class Node:
     """One real node: ``Node(control_plane, workdir).start()`` … ``stop()``."""
 
@@ -303,8 +390,10 @@ class Node:
         return self.workdir / "logs"
 
     def start(self, timeout: float = 120) -> Node:
+        reclaim_abandoned()
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
+            self._record()
             self.network.create()
             self.forwarder = Forwarder((self.network.host_ip, 0), ("127.0.0.1", self._apiserver_port()))
             if self.services:
@@ -450,6 +539,7 @@ class Node:
         self.containerd.wait_until(lambda: bool(self.ctr("version")), timeout=timeout, what="answer")
         assert self.containerd.pid is not None
         self._mnt_ns = _mnt_ns(self.containerd.pid)
+        self._record()
 
     def _start_kubelet(self, timeout: float) -> None:
         assert self.containerd is not None and self.containerd.pid is not None
@@ -490,21 +580,16 @@ class Node:
     # --- teardown ---------------------------------------------------------------------------------
 
     def _own_pids(self) -> list[int]:
-        """The node's processes: those in its mount namespace (containerd, the kubelet, the shims)
-        and those in its cgroup tree (every container: each has a mount namespace of its own)."""
-        out: set[int] = set()
-        if self._mnt_ns is not None:
-            for entry in os.listdir("/proc"):
-                if entry.isdigit() and _mnt_ns(int(entry)) == self._mnt_ns:
-                    out.add(int(entry))
-        for h in _cgroup_hierarchies():
-            top = h / self.cgroup_root.lstrip("/")
-            for procs in top.rglob("cgroup.procs") if top.is_dir() else ():
-                try:
-                    out.update(int(p) for p in procs.read_text().split())
-                except OSError:
-                    continue
-        return sorted(out)
+        return _node_pids(self.cgroup_root, self._mnt_ns)
+
+    @property
+    def _state_file(self) -> Path:
+        return STATE_DIR / f"{self.network.ident}.json"
+
+    def _record(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self._state_file.write_text(json.dumps({"owner": os.getpid(), "ident": self.network.ident,
+                                                "block": self.network.block, "mnt_ns": self._mnt_ns}))
 
     def stop(self) -> None:
         """Stop everything of the node; idempotent. :meth:`leftovers` says what, if anything, stayed."""
@@ -514,40 +599,16 @@ class Node:
             self.kubelet.stop()
         if self.containerd is not None:
             self.containerd.stop()
-        deadline = time.monotonic() + 30
-        while pids := self._own_pids():
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        _kill_node_processes(self.cgroup_root, self._mnt_ns)
         if self.forwarder is not None:
             self.forwarder.close()
             self.forwarder = None
         if self.dns is not None:
             self.dns.close()
             self.dns = None
-        self._remove_cgroups()
+        _remove_cgroup_tree(self.cgroup_root)
         self.network.delete()
-
-    def _remove_cgroups(self) -> None:
-        deadline = time.monotonic() + 20
-        for h in _cgroup_hierarchies():
-            top = h / self.cgroup_root.lstrip("/")
-            if not top.is_dir():
-                continue
-            dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
-            for d in [*dirs, top]:
-                while d.is_dir():
-                    try:
-                        d.rmdir()
-                    except OSError:
-                        if time.monotonic() > deadline:
-                            break
-                        time.sleep(0.1)
+        self._state_file.unlink(missing_ok=True)
 
     def leftovers(self) -> list[str]:
         """What of the node is still there: processes, mounts, interfaces, routes, cgroups."""
