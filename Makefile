@@ -2,6 +2,7 @@
 #   make test     set up what is missing (virtualenv, control-plane binaries) and run every test
 #   make demo     set up what is missing and run the whole flow on the simulator and a local control plane
 #   make dev      just the virtualenv with the package and its test extra
+#   make image    the kube-vast image without a registry or a daemon: dist/kube-vast-<version>.tar (root)
 
 PYTHON ?= python3
 VENV   ?= .venv
