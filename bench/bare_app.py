@@ -1,5 +1,6 @@
 """The baseline for the HTTP benchmarks: a bare Flask endpoint under the same gunicorn settings,
-answering with a reply of the same size and shape, and doing no work.
+decoding the request and encoding a reply of the same size and shape (the names through the same
+encoders as the extender), and deciding nothing.
 
 Run by the benchmarks, not by hand: ``python bench/bare_app.py --port P``.
 """
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, Response, request  # noqa: E402
 
+from extender.protocol import priorities_body  # noqa: E402
 from serving.runner import serve  # noqa: E402
 
 
@@ -30,9 +32,9 @@ def create_bare_app() -> Flask:
 
     @app.post("/prioritize")
     def prioritize_route() -> Response:
+        # the extender's own encoder, so that both sides do the same encoding work
         names = json.loads(request.get_data())["NodeNames"]
-        body = [{"Host": n, "Score": 10} for n in names]
-        return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")
+        return Response(priorities_body(names, frozenset(), 0, 10), mimetype="application/json")
 
     @app.get("/readyz")
     def readyz() -> Response:
