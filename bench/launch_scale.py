@@ -12,7 +12,11 @@ realistic sizes), and ``kube-vast controller`` with its production intervals and
 ``KUBE_VAST_VAST_PACING=published``. ``--pods`` pods bound to the virtual node are created at
 once; t0 = a pod's create call, t1 = a watch sees its EndpointSlice endpoint ready.
 
-Reported: bind → ready endpoints p50/p99/max; the pacing bound (the k-th pod rented cannot rent
+The baseline of the same run: the same launch with ``KUBE_VAST_VAST_PACING=off`` (every call as
+soon as it is wanted, the client's 429 retries; what the controller did before pacing), in a fresh
+stack (``--no-baseline`` skips it).
+
+Reported, for each: bind → ready endpoints p50/p99/max; the pacing bound (the k-th pod rented cannot rent
 before k create intervals) and each pod's time beyond its bound and its own boot; the rent order
 against the pods' age; Vast calls per launch by endpoint and the 429s; the most pods the
 ``kube_vast_pods_waiting_for_create_slot`` metric showed; the controller's CPU time and peak RSS.
@@ -135,9 +139,8 @@ def launch(api: Any, ns: str, count: int, ctl: ControllerProcess, timeout: float
         uids[made.metadata.uid] = name
         created[made.metadata.uid] = t0
         stamps[made.metadata.uid] = made.metadata.creation_timestamp
-    if not finished.wait(timeout):
+    if not finished.wait(timeout):  # reported as pods not ready
         finished.set()
-        raise TimeoutError(f"only {len(done)} of {count} pods got ready endpoints in {timeout:.0f}s")
     return {"created": created, "done": done, "names": uids, "stamps": stamps, "start": start,
             "waiting_max": waiting_seen[0]}
 
@@ -146,7 +149,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pods", type=int, default=100)
     parser.add_argument("--boot-median", type=float, default=40.0, help="median instance boot, seconds")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the run without pacing")
     args = parser.parse_args()
+    interval = PUBLISHED_INTERVALS["create"] + DEFAULT_MARGIN
+    for pacing in ("published",) if args.no_baseline else ("published", "off"):
+        print(f"\n### KUBE_VAST_VAST_PACING={pacing}"
+              + (" (the baseline: every call at once, 429s retried)" if pacing == "off" else ""), flush=True)
+        report(args, *run_once(args, pacing), interval)
+    return 0
+
+
+def run_once(args: argparse.Namespace, pacing: str) -> tuple[Any, ...]:
+    """One stack (control plane, rate-limited simulator, controller with ``pacing``), the launch."""
     work = Path(tempfile.mkdtemp(prefix="kv-bench-scale-"))
     ip = host_ip()
     interval = PUBLISHED_INTERVALS["create"] + DEFAULT_MARGIN
@@ -163,7 +177,7 @@ def main() -> int:
         ctl = ControllerProcess(work, kubeconfig=cp.kubeconfig_for("admin", ["system:masters"]), sim_url=sim.url,
                                 snapshot=work / "offers.json", node=NODE, namespace="kube-vast", cluster_id=CLUSTER,
                                 env={"VAST_MAX_INSTANCES": str(args.pods + 50), "VAST_MAX_TOTAL_PRICE_PER_HOUR": "2000",
-                                     "KUBE_VAST_VAST_PACING": "published"})
+                                     "KUBE_VAST_VAST_PACING": pacing})
         for flag, value in (("--poll-interval", "30"), ("--refresh-interval", "240"), ("--demand-interval", "5"),
                             ("--fleet-interval", "5"), ("--resync", "5"), ("--boot-timeout", "900")):
             ctl.argv[ctl.argv.index(flag) + 1] = value
@@ -183,8 +197,7 @@ def main() -> int:
             state = sim.state()
         finally:
             ctl.stop()
-    report(args, run, state, counters0, cpu, rss, interval)
-    return 0
+    return run, state, counters0, cpu, rss
 
 
 def report(args: argparse.Namespace, run: dict[str, Any], state: dict[str, Any], counters0: dict[str, Any],
@@ -192,8 +205,11 @@ def report(args: argparse.Namespace, run: dict[str, Any], state: dict[str, Any],
     created, done, names = run["created"], run["done"], run["names"]
     by_label = {i["label"]: i for i in state["instances"] if i.get("label")}
     rows = []
+    not_ready = [names[uid] for uid in created if uid not in done]
     for uid, t0 in created.items():
-        inst = by_label[instance_label(CLUSTER, uid)]
+        inst = by_label.get(instance_label(CLUSTER, uid))
+        if uid not in done or inst is None:
+            continue
         boot = (inst["running_at"] or inst["created_at"]) - inst["created_at"]
         rows.append({"name": names[uid], "uid": uid, "ready": done[uid] - t0, "rented_at": inst["created_at"],
                      "boot": boot})
@@ -230,6 +246,9 @@ def report(args: argparse.Namespace, run: dict[str, Any], state: dict[str, Any],
     print(f"\n429s: {refused_total} of {total} Vast calls ({100 * refused_total / max(total, 1):.2f} %; target ≤ 1 %)")
     print(f"controller: {cpu:.1f} s CPU over the run ({cpu / wall * 100:.1f} % of one core), peak RSS {rss:.0f} MB")
     bound = GATHER + (args.pods - 1) * interval + max(boots)
+    if not_ready:
+        print(f"NOT READY in {max(done.values(), default=run['start']) - run['start']:.0f} s: {len(not_ready)} pods "
+              f"({', '.join(sorted(not_ready)[:10])}{', …' if len(not_ready) > 10 else ''})")
     print(f"pacing bound for the last pod: {GATHER:.0f} + {args.pods - 1} × {interval:.1f} s + its boot; "
           f"max bind→ready {max(ready):.1f} s ≤ {bound:.1f} s + overhead")
 
