@@ -211,7 +211,7 @@ def test_kube_vast_status_lists_the_demo_instance_and_flags_an_orphan(kept_demo)
         done = kube_vast(env, "status")
         assert done.returncode == 0, done.stderr
         out = done.stdout
-        assert re.search(rf"^  \d+ +running +0\.\d+ +RTX 3060 +\S+ +default/{pod} +\d+ +Ready$", out, re.MULTILINE), out
+        assert re.search(rf"^  \d+ +running +0\.\d+ +RTX 3060 +\S+ +default/{pod} +\d+ +no +- +- +- +Ready$", out, re.MULTILINE), out
         assert re.search(rf"^  {orphan} +\S+ +\d+\.\d+ .* - +no pod \(orphan\)$", out, re.MULTILINE), out
         assert f"ORPHAN: instance {orphan} serves pod uid no-such-pod, which no longer exists" in out
         assert "Total: 2 instance(s)" in out
