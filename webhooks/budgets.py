@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -71,7 +72,8 @@ class BudgetTracker:
         self._state: BudgetState | None = None
         self._stamp: tuple[int, int] | None = None
         self._checked = float("-inf")
-        self._admitted: list[tuple[float, str, float]] = []  # (when, namespace, $/h)
+        self._admitted: deque[tuple[float, str, float]] = deque()  # (when, namespace, $/h), oldest first
+        self._tally: dict[str, tuple[float, int]] = {}  # namespace → the sum of its entries in _admitted
 
     def view(self) -> BudgetView:
         now = self.clock()
@@ -79,11 +81,7 @@ class BudgetTracker:
             if now - self._checked >= self.interval:
                 self._checked = now
                 self._reload()
-            tally: dict[str, tuple[float, int]] = {}
-            for _, ns, price in self._admitted:
-                usd, pods = tally.get(ns, (0.0, 0))
-                tally[ns] = (usd + price, pods + 1)
-            return BudgetView(self._state, tally)
+            return BudgetView(self._state, dict(self._tally))
 
     def _reload(self) -> None:
         stamp = self.source.stamp()
@@ -98,13 +96,24 @@ class BudgetTracker:
         if state is not None and (self._state is None or state.published_at != self._state.published_at):
             self._state = state
             counted = state.counts_pods_until - PERSIST_MARGIN
-            self._admitted = [entry for entry in self._admitted if entry[0] > counted]
+            while self._admitted and self._admitted[0][0] <= counted:
+                _, ns, price = self._admitted.popleft()
+                usd, pods = self._tally[ns]
+                if pods <= 1:
+                    del self._tally[ns]
+                else:
+                    self._tally[ns] = (usd - price, pods - 1)
 
     def charge(self, namespace: str, price: float) -> None:
         """A pod was admitted (not a dry run) with an offer at ``price``: it counts until the next
-        state is published."""
+        state is published. Only namespaces with a budget are tallied (the cost of a view stays
+        that of the namespaces, however many pods were admitted)."""
         with self._lock:
+            if self._state is None or not self._state.of(namespace).budgets:
+                return
             self._admitted.append((self.clock(), namespace, price))
+            usd, pods = self._tally.get(namespace, (0.0, 0))
+            self._tally[namespace] = (usd + price, pods + 1)
 
 
 __all__ = ["DENY", "QUEUE", "QUEUED_ANNOTATION", "BudgetOutcome", "BudgetTracker", "BudgetView", "Usage", "judge"]

@@ -93,3 +93,27 @@ def test_without_a_budget_or_a_published_state_pods_are_admitted(tmp_path):
     assert hook.review()[1]["response"]["allowed"] is True
     hook.publish(Usage(50.0, 40))  # the namespace has instances but no VastBudget
     assert hook.review()[1]["response"]["allowed"] is True
+
+
+def test_the_tally_is_kept_per_namespace_with_a_budget_and_emptied_by_a_state_that_counts_the_pods(tmp_path):
+    """Each admission's view costs the namespaces, not the pods admitted: a webhook whose
+    controller publishes nothing for a while must not slow down with every pod it admits."""
+    now = [NOW]
+    file = BudgetStateFile(tmp_path / "budgets.json")
+    tracker = BudgetTracker(file, clock=lambda: now[0], interval=0.0)
+    for _ in range(1000):  # no state yet: no budget is known, nothing to count against
+        tracker.charge(NS, 0.19)
+    assert tracker.view().admitted == {}
+    now[0] += 1
+    file.publish(BudgetState(now[0], {NS: NamespaceState(Usage(0.0, 0), (
+        Budget(NS, "team", BudgetSpec.from_json({"maxPricePerHour": 1000.0})),))}, None))
+    assert tracker.view().state is not None
+    for _ in range(5000):
+        now[0] += 0.001
+        tracker.charge(NS, 0.19)
+        tracker.charge("no-budget-here", 0.19)
+    usd, pods = tracker.view().admitted[NS]
+    assert pods == 5000 and abs(usd - 950.0) < 1e-6 and set(tracker.view().admitted) == {NS}
+    now[0] += 1
+    file.publish(BudgetState(now[0], {NS: NamespaceState(Usage(950.0, 5000), ())}, None))
+    assert tracker.view().admitted == {}
