@@ -307,6 +307,13 @@ def test_the_components_accept_the_environment_the_chart_gives_them(variant, ren
         assert ctl.cluster_id == "prod-eu-1" and ctl.reaper_dry_run and ctl.poll_interval == 60
         assert ctl.refresh_interval == 120
         assert hook.scheduler_name == "gpu-burst-scheduler"
+    # values.yaml's defaults are the controller's own.
+    from controller.settings import ControllerSettings
+
+    defaults = ControllerSettings()
+    for attr in ("node_gpus", "budget_interval", "host_unreachable_grace", "uncertain_rent_wait", "vast_read_timeout",
+                 "vast_pacing", "fleet_interval", "boot_timeout", "reaper_grace", "unreachable_after"):
+        assert getattr(ctl, attr) == getattr(defaults, attr), attr
 
 
 def test_every_environment_variable_the_chart_sets_is_one_kube_vast_reads(render):
