@@ -3,7 +3,8 @@
 Every call the official client makes is checked against what the same call gives through
 kube-vast's own client (`VastClient`) on the same simulator: search with the official filter
 syntax (string values, `_` for spaces) and ordering, create with ports, env, `--login` and an
-entrypoint, show, label, stop and start, destroy, the account, and the search quota. A mismatch
+entrypoint, show, label, stop and start, destroy, the account, the search quota, and an
+interruptible instance bid for, outbid and raised with `change bid`. A mismatch
 is a simulator bug unless vast-api.md says otherwise.
 
 The official client only ever talks to the simulator on loopback: it is pointed there with its
@@ -291,3 +292,54 @@ def test_the_official_client_stops_at_the_search_quota_as_kube_vast_does(world: 
     refused = world.cli("search", "offers", "num_gpus=1", ok=False)
     assert "429" in refused.stderr and "search quota" in refused.stderr and "Resets at" in refused.stderr
     assert world.sim.state()["counters"]["calls"]["search"] == calls + 1, "the official client does not retry it"
+
+
+# --- interruptible (bid) instances ---------------------------------------------------------------
+
+def test_a_bid_made_outbid_and_raised_by_the_cli_reads_the_same_to_kube_vast(world: World) -> None:
+    """`create instance --bid_price`, an outbid by other renters, `change bid`: what the official
+    client does to an interruptible instance is what kube-vast's client reads (is_bid, the bid as
+    dph_total, paused when outbid, running again after a raise) — and a bid the official client
+    makes under min_bid is refused the same way."""
+    offers = world.client.search_offers({**CLI_DEFAULTS, "direct_port_count": {"gte": 1}},
+                                        order=[("dph_total", "asc")], limit=20, offer_type="bid").offers
+    offer = next(o for o in offers if o.min_bid)
+    assert offer.min_bid is not None
+    low = world.cli("--raw", "create", "instance", str(offer.id), "--image", "x/y:1", "--disk", "16",
+                    "--bid_price", f"{offer.min_bid * 0.5:.4f}", ok=False)
+    assert "min" in (low.stdout + low.stderr).lower(), low.stdout + low.stderr
+    bid = round(offer.min_bid * 1.1, 4)
+    created = world.cli_json("create", "instance", str(offer.id), "--image", "ghcr.io/example/infer:1.2",
+                             "--disk", "16", "--label", "kv:contract:bid", "--env", "-p 8000:8000",
+                             "--bid_price", f"{bid}")
+    instance = int(created["new_contract"])
+    assert world.ledger(instance)["is_bid"] is True
+    wait_running(world, instance)
+    seen = world.client.get_instance(instance)
+    assert seen is not None and seen.is_bid and not seen.paused and seen.min_bid == offer.min_bid
+    assert seen.dph_base is not None and seen.dph_total is not None
+    assert bid < seen.dph_total < seen.dph_base  # billed at the bid (plus storage), not at the on-demand price
+
+    world.sim.market.outbid(instance, price=round(bid * 1.3, 4))
+    shown = world.cli_json("show", "instance", str(instance))
+    assert shown["cur_state"] == shown["intended_status"] == shown["next_state"] == "stopped"
+    paused = world.client.get_instance(instance)
+    assert paused is not None and paused.paused and not paused.gone
+
+    raised = round(bid * 1.5, 4)
+    world.cli("change", "bid", str(instance), "--price", f"{raised}")
+    running = wait_running(world, instance)
+    assert running["cur_state"] == "running"
+    again = world.client.get_instance(instance)
+    assert again is not None and again.running and not again.paused
+
+    world.cli("destroy", "instance", str(instance), "-y")
+    assert world.client.get_instance(instance) is None
+    # The official client leaves the stopped instance Vast made for the low bid (kube-vast's
+    # client destroys it: tests/contract/test_client_bids.py); it is still there, billing storage.
+    (leftover,) = [i for i in world.sim.state()["instances"] if not i["destroyed"]]
+    assert leftover["id"] != instance and leftover["is_bid"] is True
+    kept = world.client.get_instance(int(leftover["id"]))
+    assert kept is not None and kept.intended_status == "stopped"
+    world.client.destroy(int(leftover["id"]))
+    assert world.sim.state()["counters"]["live_instances"] == 0
