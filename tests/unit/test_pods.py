@@ -6,10 +6,13 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.fuzzing.corpus import pods
+from tests.fuzzing.mutations import Mutant, mutants
 from vastmarket.errors import InvalidPod
-from vastmarket.pods import check_pod, pod_problems
+from vastmarket.pods import _POD, check_pod, pod_passes, pod_problems
 
 POD: dict[str, Any] = pods()[-1]  # the captured pod with every field kube-vast reads filled in
 C = ("spec", "containers", 0)
@@ -125,3 +128,25 @@ def test_a_stored_pod_must_name_itself(key):
     del pod["metadata"][key]
     assert pod_problems(pod) == []
     assert pod_problems(pod, stored=True) == [(f"metadata.{key}", "expected a non-empty string, got null")]
+
+
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=st.sampled_from(pods()).flatmap(mutants))
+def test_the_compiled_check_gives_the_schemas_verdict_on_any_mutated_pod(body: Mutant) -> None:
+    """The plain-Python check that spares the schema's report for a pod that passes says pass
+    exactly when the marshmallow schema finds nothing, whatever was changed where."""
+    pod = body.document
+    assert pod_passes(pod) == (isinstance(pod, dict) and not _POD.validate(pod))
+
+
+@pytest.mark.parametrize("path, value", [row[:2] for row in ROWS] + [
+    (("spec", "containers", 0, "ports", 0, "containerPort"), True),
+    (("spec", "containers", 0, "resources", "limits"), {"cpu": None}),
+    (("spec", "containers", 0, "command"), [None]),
+    (("spec", "containers", 0, "readinessProbe", "httpGet", "port"), -(2**31) - 1),
+    (("metadata", "annotations"), ["vast.ai/gpu-type"]),
+])
+def test_the_compiled_check_fails_each_wrong_shape(path, value):
+    assert pod_passes(with_value(path, value)) is False
+    assert pod_passes(POD) is True
