@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy vastmarket vastsim serving extender webhooks controller kube_vast
+	$(BIN)/mypy vastmarket vastsim serving extender webhooks controller kube_vast devcluster demo
 
 unit: $(STAMP)
 	$(BIN)/pytest -m 'not cluster'

@@ -224,7 +224,7 @@ def wait_paused(ctl: ControllerProcess, point: str, pod: str, *, timeout: float 
         return dict(w.split("=", 1) for w in match.group(1).split() if "=" in w)
 
     try:
-        return wait_until(paused, timeout=timeout, interval=0.02)  # type: ignore[no-any-return]
+        return wait_until(paused, timeout=timeout, interval=0.02)
     except TimeoutError:
         tail = path.read_text(errors="replace")[-3000:] if path.exists() else ""
         raise ChaosFailure(f"checkpoint {point} for {pod} not reached within {timeout:.0f}s:\n{tail}") from None
@@ -273,7 +273,7 @@ class ChaosRun:
 
     # --- the pieces ---------------------------------------------------------------------------------
     def _pod(self, name: str) -> Any:
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         try:
             return self.core.read_namespaced_pod(name, self.ns)
@@ -331,7 +331,7 @@ class ChaosRun:
             sim.faults.hold("create")
         else:
             self.aim.at(launch.point, pod=ref)
-        self.core.create_namespaced_pod(self.ns, chaos_pod(name, self.node))
+        self.core.create_namespaced_pod(self.ns, chaos_pod(name, self.node))  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
         if launch.point == "rent-in-flight":
             self._wait(ctl, f"{ref}: the rent reaching the simulator",
                        lambda: sim.state()["counters"]["calls"].get("create", 0) > creates)
@@ -416,7 +416,7 @@ class ChaosRun:
         create_namespace(self.api, self.ns)
         create_namespace(self.api, f"{self.ns}-system")
         for svc, port in (("chaos-a", 8000), ("chaos-b", 8001)):
-            self.core.create_namespaced_service(self.ns, chaos_service(svc, port))
+            self.core.create_namespaced_service(self.ns, chaos_service(svc, port))  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
         ip = host_ip()
         with SimulatorServer(seed=17, offers=600, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim:
             ctl = ControllerProcess(

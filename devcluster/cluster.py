@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Callable, Sequence
 
 import requests
@@ -491,8 +492,9 @@ class _quiet_insecure_warning:
         self._ctx.__enter__()
         warnings.simplefilter("ignore", self._cls)
 
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._ctx.__exit__(exc_type, exc, tb)
 
 
 def keep_logs_requested() -> bool:

@@ -9,16 +9,18 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import yaml
 
-from devcluster import register_mutating_webhook
+from devcluster import WebhookCert, register_mutating_webhook
 from devcluster.processes import ManagedProcess, free_port
 from vastmarket.client import VastClient, broad_query
 from vastsim import SimulatorServer
 from vastmarket.snapshot import SnapshotFile, SnapshotPoller
 
 KUBE_VAST = [sys.executable, "-m", "kube_vast.cli"]
+T = TypeVar("T")
 
 
 def publish_snapshot(sim: SimulatorServer, path: Path) -> SnapshotPoller:
@@ -71,7 +73,7 @@ class Webhook:
     ``cert`` is a ``devcluster.WebhookCert`` (cert file, key file, CA PEM). ``restart()`` starts
     a new process on the same port (the registered URL stays valid)."""
 
-    def __init__(self, workdir: Path, snapshot: Path, cert, *, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, workdir: Path, snapshot: Path, cert: WebhookCert, *, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.cert = cert
@@ -110,7 +112,7 @@ class Webhook:
         return self._log.read_text(errors="replace")
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
+def wait_until(predicate: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -129,7 +131,7 @@ MANIFEST_RELEASE_NAMESPACE = "kube-vast"
 CARRIED = {"name", "clientConfig", "rules", "failurePolicy", "sideEffects", "timeoutSeconds", "namespaceSelector",
            "objectSelector", "reinvocationPolicy", "admissionReviewVersions", "matchPolicy", "matchConditions"}
 
-def register_manifest(api, *, url: str, ca_pem: bytes, release_namespace: str) -> list[str]:
+def register_manifest(api: Any, *, url: str, ca_pem: bytes, release_namespace: str) -> list[str]:
     """Register every webhook of the manifest (one configuration each, as the helper builds them)
     with its own settings; returns the configuration names."""
     manifest = yaml.safe_load(MANIFEST.read_text())

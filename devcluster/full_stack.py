@@ -75,6 +75,7 @@ def vast_stack(control_plane: Any, kube_scheduler: Callable[..., Any] | None, wo
                                         namespace=release_namespace, cluster_id=cluster_id,
                                         env=controller_env).start())
     try:
+        assert stack.ctl.process is not None  # start() made it
         stack.ctl.process.wait_until(lambda: snapshot.exists(), timeout=60, what="publish the offer snapshot")
         if kube_scheduler is not None:
             stack.ext = Extender(work, snapshot, extra=("--virtual-node", node)).start()
@@ -88,8 +89,8 @@ def vast_stack(control_plane: Any, kube_scheduler: Callable[..., Any] | None, wo
                 namespace = probe_namespace or "default"
 
                 def webhook_ready() -> bool:
-                    sent = core.create_namespaced_pod(namespace, PROBE_POD, dry_run="All")
-                    return bool(sent.spec.scheduler_name == "vast-scheduler")
+                    sent = core.create_namespaced_pod(namespace, PROBE_POD, dry_run="All")  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+                    return sent.spec is not None and sent.spec.scheduler_name == "vast-scheduler"
 
             wait_until(webhook_ready, timeout=60)
         wait_until(lambda: _node_ready(core, node), timeout=60)

@@ -33,13 +33,14 @@ def wait_for(
     raises ``TimeoutError`` naming ``description`` (or the predicate), the last value and error.
     """
     deadline = time.monotonic() + timeout
-    last_value: Any = None
+    last_value: T | None = None
     last_error: BaseException | None = None
     while True:
         try:
-            last_value = predicate()
-            if last_value:
-                return last_value
+            value = predicate()
+            last_value = value
+            if value:
+                return value
             last_error = None
         except Exception as e:  # noqa: BLE001
             last_error = e
@@ -115,7 +116,7 @@ def create_ready_node(
         "metadata": {"name": name, "labels": all_labels, "annotations": dict(annotations or {})},
         "spec": {"taints": [dict(t) for t in taints or []]},
     }
-    core.create_node(body)
+    core.create_node(body)  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
     # Taints exactly as asked (admission added node.kubernetes.io/not-ready:NoSchedule).
     core.patch_node(name, {"spec": {"taints": [dict(t) for t in taints or []] or None}})
     return core.patch_node_status(name, {"status": ready_node_status(cap)})
@@ -128,12 +129,12 @@ def create_namespace(api: Any, name: str, *, labels: Mapping[str, str] | None = 
     ServiceAccount admission plugin rejects pods in a namespace that lacks one.
     """
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api)
-    ns = core.create_namespace({"metadata": {"name": name, "labels": dict(labels or {})}})
+    ns = core.create_namespace({"metadata": {"name": name, "labels": dict(labels or {})}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
     try:
-        core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})
+        core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
     except ApiException as e:
         if e.status != 409:  # the controller-manager's serviceaccount controller was faster
             raise
@@ -167,7 +168,7 @@ def register_mutating_webhook(
     second): a test that needs the webhook active should ``wait_for`` an observable effect.
     """
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     adm = client.AdmissionregistrationV1Api(api)
     pem = ca_pem.encode() if isinstance(ca_pem, str) else ca_pem
@@ -191,20 +192,21 @@ def register_mutating_webhook(
     if match_conditions:
         webhook["matchConditions"] = [dict(m) for m in match_conditions]
     cfg_name = configuration_name or name
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": cfg_name},
         "webhooks": [webhook],
     }
     try:
-        return adm.create_mutating_webhook_configuration(body)
+        return adm.create_mutating_webhook_configuration(body)  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
     except ApiException as e:
         if e.status != 409:
             raise
     existing = adm.read_mutating_webhook_configuration(cfg_name)
+    assert existing.metadata is not None  # the API server always returns it
     body["metadata"]["resourceVersion"] = existing.metadata.resource_version
-    return adm.replace_mutating_webhook_configuration(cfg_name, body)
+    return adm.replace_mutating_webhook_configuration(cfg_name, body)  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
 
 
 def pod_scheduled_condition(pod: Any) -> Any:

@@ -22,6 +22,7 @@ _REGISTRY: list["ManagedProcess"] = []
 _REGISTRY_LOCK = threading.Lock()
 
 _PR_SET_PDEATHSIG = 1
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover - non-glibc platforms
@@ -57,7 +58,7 @@ class ProcessDied(RuntimeError):
 class ManagedProcess:
     """One control-plane process, its log file, and its shutdown."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None):
+    def __init__(self, name: str, argv: Sequence[str | os.PathLike[str]], log_path: Path, *, env: dict[str, str] | None = None):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)

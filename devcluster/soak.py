@@ -132,8 +132,10 @@ class PodWatcher:
     def poll(self) -> list[Any]:
         pods = self.core.list_namespaced_pod(self.namespace).items
         for p in pods:
+            if p.metadata is None or p.metadata.uid is None or p.status is None:
+                continue  # the API server fills these in on every pod it returns
             uid = p.metadata.uid
-            self.seen[uid] = p.metadata.name
+            self.seen[uid] = p.metadata.name or ""
             if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])):
                 self.served.add(uid)
             if p.status.phase == "Failed":
@@ -229,9 +231,9 @@ class Soak:
 
     def _start_workload(self, ns: str) -> None:
         self.core.create_namespaced_service(ns, {"metadata": {"name": "soak"}, "spec": {
-            "selector": {"app": "soak"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+            "selector": {"app": "soak"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
         self.apps.create_namespaced_replica_set(ns, {"metadata": {"name": "soak"}, "spec": {
-            "replicas": self.pods, "selector": {"matchLabels": {"app": "soak"}}, "template": _pod_template()}})
+            "replicas": self.pods, "selector": {"matchLabels": {"app": "soak"}}, "template": _pod_template()}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
         self.say(f"soak: {self.pods} pods of ReplicaSet {ns}/soak on {NODE}; {self.network_note}")
 
     def _justified(self, instance: Mapping[str, Any]) -> bool:
@@ -280,7 +282,7 @@ class Soak:
                 self.say(f"soak: {(now - start) / 60:.0f} min: " + ", ".join(f"{n} {k}" for k, n in self.churn.items()))
             time.sleep(0.2)
 
-    def _serving(self, sim: SimulatorServer, prefix: str) -> list[dict[str, Any]]:
+    def _serving(self, sim: SimulatorServer, prefix: str) -> list[Mapping[str, Any]]:
         return [i for i in live(sim.state()["instances"], prefix) if i["actual_status"] == "running"]
 
     def _partition(self, sim: SimulatorServer, prefix: str) -> str | None:
@@ -319,10 +321,11 @@ class Soak:
                 sim.faults.fail_next(endpoint, status=429, count=rng.randint(3, 8),
                                      body=rng.choice(("text", "detail", "error")))
         elif kind == "pod deletions":
-            pods = [p for p in self.core.list_namespaced_pod(ns).items if not p.metadata.deletion_timestamp]
-            for p in rng.sample(pods, min(2, len(pods))):
+            names = [p.metadata.name for p in self.core.list_namespaced_pod(ns).items
+                     if p.metadata is not None and p.metadata.name and not p.metadata.deletion_timestamp]
+            for name in rng.sample(names, min(2, len(names))):
                 try:
-                    self.core.delete_namespaced_pod(p.metadata.name, ns)
+                    self.core.delete_namespaced_pod(name, ns)
                 except client.ApiException as exc:
                     if exc.status != 404:
                         raise
@@ -338,7 +341,7 @@ class Soak:
         try:
             wait_until(lambda: not self.core.list_namespaced_pod(ns).items, timeout=240, interval=1.0)
         except TimeoutError:
-            left = [p.metadata.name for p in self.core.list_namespaced_pod(ns).items]
+            left = [p.metadata.name for p in self.core.list_namespaced_pod(ns).items if p.metadata is not None]
             raise SoakFailure(f"pods still there 240 s after teardown: {left}") from None
         swept = _sweeps(ctl)
         # One whole reaper cycle after the last pod went: two sweeps (one may have begun before).
