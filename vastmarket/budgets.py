@@ -26,8 +26,6 @@ from __future__ import annotations
 import calendar
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KubeVastError
+from .files import write_json_atomically
 from .instances import Instance
 
 GROUP = "vast.ai"
@@ -376,15 +375,7 @@ class BudgetStateFile:
         return cls(Path(snapshot).parent / STATE_FILE)
 
     def publish(self, state: BudgetState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".budgets-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(state.to_json(), fh, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomically(self.path, state.to_json(), prefix=".budgets-")
 
     def load(self) -> BudgetState | None:
         """The state, or None when no file has been published."""

@@ -22,8 +22,6 @@ import dataclasses
 import gc
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +32,7 @@ from typing import Any
 
 from .bids import bid_priced
 from .errors import ConfigError, KubeVastError, VastError
+from .files import write_json_atomically
 from .offers import Offer
 from .requirements import Requirements
 from .selection import OfferTable, Ranking, ScoringPolicy, rank
@@ -183,15 +182,7 @@ class SnapshotFile:
         self.path = Path(path)
 
     def publish(self, snapshot: OfferSnapshot) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(snapshot.to_json(), fh, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomically(self.path, snapshot.to_json(), prefix=".snapshot-")
 
     def load(self) -> OfferSnapshot:
         try:
