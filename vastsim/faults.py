@@ -19,21 +19,16 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ENDPOINTS: tuple[str, ...] = ("search", "create", "get_instance", "list_instances", "destroy", "update",
-                             "request_logs")
-# Published minimum intervals (seconds) per endpoint; they appear in 429 messages.
-THRESHOLDS: dict[str, float] = {
-    "search": 6.0,
-    "create": 4.5,
-    "get_instance": 2.0,
-    "list_instances": 1.0,
-    "destroy": 3.0,
-    "update": 1.0,
-    "request_logs": 1.0,
-}
+from vastmarket import pacing
+
+ENDPOINTS: tuple[str, ...] = pacing.ENDPOINTS
+# Published minimum intervals (seconds) per endpoint: the domain's own table, so that the limits
+# the simulator enforces are the ones kube-vast paces itself by; they appear in 429 messages.
+THRESHOLDS: Mapping[str, float] = pacing.PUBLISHED_INTERVALS
 FAIL_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
 # text: "API requests too frequent …" as text/plain; detail: {"detail": …}; error:
 # {"error": "rate_limit_exceeded"}; html: an nginx error page; json: {"success": false, …}.
