@@ -225,13 +225,10 @@ class BudgetKeeper(BudgetGate):
     def mirror(self) -> bool:
         """A standby replica: publish, for the webhook beside it, the state the leader last wrote
         into the budgets' status (committed $/h, live instances, spend); it accrues nothing."""
-        listed_at = self.clock()
-        try:
-            listed = self.kube.list_vast_budgets()
-            pods = self._pods()
-        except KubeError as exc:
-            log.warning("budgets not read: %s", exc)
+        read = self._list_budgets_and_pods()
+        if read is None:
             return False
+        listed_at, listed, pods = read
         now = self.clock()
         per_ns: dict[str, tuple[Usage, list[Budget]]] = {}
         for obj in listed or []:
@@ -260,13 +257,10 @@ class BudgetKeeper(BudgetGate):
         state, wake held pods that now fit. False when the budgets could not be read."""
         if self.fleet.refreshed_at is None:
             return False  # the instances are not known yet: accruing now would skip their time
-        listed_at = self.clock()
-        try:
-            listed = self.kube.list_vast_budgets()
-            pods = self._pods()
-        except KubeError as exc:
-            log.warning("budgets not read: %s", exc)
+        read = self._list_budgets_and_pods()
+        if read is None:
             return False
+        listed_at, listed, pods = read
         budgets = []
         for obj in listed or []:
             try:
@@ -308,6 +302,16 @@ class BudgetKeeper(BudgetGate):
             self.wake(key)
         self._wake_fitting(held, now)
         return True
+
+    def _list_budgets_and_pods(self) -> tuple[float, list[dict[str, Any]] | None, list[dict[str, Any]]] | None:
+        """When the listing began, the VastBudgets (None: no CRD) and the pods that count against
+        them; None (logged) when the cluster could not be read."""
+        listed_at = self.clock()
+        try:
+            return listed_at, self.kube.list_vast_budgets(), self._pods()
+        except KubeError as exc:
+            log.warning("budgets not read: %s", exc)
+            return None
 
     def _pods(self) -> list[dict[str, Any]]:
         pods, _ = self.kube.list_pods(field_selector="status.phase=Pending")

@@ -13,7 +13,7 @@ import pytest
 
 from controller.budgets import CONDITION, BudgetKeeper, held_status
 from controller.fleet import Fleet, instance_label
-from controller.kube import Conflict
+from controller.kube import Conflict, KubeError
 from vastmarket.budgets import BudgetStateFile, parse_rfc3339
 from vastmarket.instances import Instance
 
@@ -110,6 +110,23 @@ def test_nothing_is_launched_before_the_budgets_and_instances_are_read_then_the_
     fleet.refresh()
     assert k.sync() is True and woken == [f"{NS}/p-u1"]
     assert k.reserve(NS, "u1", 0.1) is None
+
+
+@pytest.mark.parametrize("round_", ["sync", "mirror"])
+@pytest.mark.parametrize("failing", ["list_vast_budgets", "list_pods"])
+def test_a_round_that_cannot_read_the_cluster_publishes_nothing_and_says_so(world, caplog, round_, failing):
+    clock, kube, vast, fleet, keeper = world
+    kube.add_budget("gpus", {"maxPricePerHour": 1.0})
+    fleet.refresh()
+    k = keeper()
+
+    def unreachable(*_: Any, **__: Any) -> Any:
+        raise KubeError("apiserver unreachable")
+
+    setattr(kube, failing, unreachable)
+    assert getattr(k, round_)() is False
+    assert k.state_file.load() is None and k.last_state is None
+    assert "budgets not read: apiserver unreachable" in caplog.text
 
 
 def test_concurrent_launches_never_commit_past_the_budget(world):
