@@ -99,6 +99,21 @@ def world(tmp_path):
     return clock, kube, vast, fleet, keeper
 
 
+def synced_keeper(world: Any, spec: Mapping[str, Any], *, pods: list[dict[str, Any]] | None = None,
+                  instances: list[Instance] | None = None) -> BudgetKeeper:
+    """A keeper that has read the budget ``gpus`` (``spec``), the pods and the listed instances."""
+    _, kube, vast, fleet, keeper = world
+    kube.add_budget("gpus", spec)
+    if pods is not None:
+        kube.pods = pods
+    if instances is not None:
+        vast.instances = instances
+    fleet.refresh()
+    k: BudgetKeeper = keeper()
+    k.sync()
+    return k
+
+
 def test_nothing_is_launched_before_the_budgets_and_instances_are_read_then_the_pods_are_woken(world):
     clock, kube, vast, fleet, keeper = world
     k = keeper()
@@ -131,10 +146,7 @@ def test_a_round_that_cannot_read_the_cluster_publishes_nothing_and_says_so(worl
 
 def test_concurrent_launches_never_commit_past_the_budget(world):
     clock, kube, vast, fleet, keeper = world
-    kube.add_budget("gpus", {"maxPricePerHour": 1.0})
-    fleet.refresh()
-    k = keeper()
-    k.sync()
+    k = synced_keeper(world, {"maxPricePerHour": 1.0})
     results: dict[str, Any] = {}
     start = threading.Barrier(8)
 
@@ -156,10 +168,7 @@ def test_concurrent_launches_never_commit_past_the_budget(world):
 
 def test_a_rent_counts_until_the_listing_surely_shows_it_and_a_failed_one_not_at_all(world):
     clock, kube, vast, fleet, keeper = world
-    kube.add_budget("gpus", {"maxPricePerHour": 0.5})
-    fleet.refresh()
-    k = keeper()
-    k.sync()
+    k = synced_keeper(world, {"maxPricePerHour": 0.5})
     assert k.reserve(NS, "u1", 0.3) is None
     k.rented(pod("u1"))
     k.release("u1")  # the launch step ends; the rent went out: it keeps counting
@@ -178,12 +187,7 @@ def test_a_rent_counts_until_the_listing_surely_shows_it_and_a_failed_one_not_at
 
 def test_spend_is_written_to_the_status_and_a_restarted_keeper_continues_it(world):
     clock, kube, vast, fleet, keeper = world
-    kube.add_budget("gpus", {"maxPricePerHour": 2.0})
-    kube.pods = [pod("u1")]
-    vast.instances = [instance(1, "u1", 0.72)]
-    fleet.refresh()
-    k = keeper()
-    k.sync()
+    k = synced_keeper(world, {"maxPricePerHour": 2.0}, pods=[pod("u1")], instances=[instance(1, "u1", 0.72)])
     for _ in range(10):
         clock.now += 60
         fleet.refresh()
@@ -201,12 +205,7 @@ def test_spend_is_written_to_the_status_and_a_restarted_keeper_continues_it(worl
 
 def test_a_status_write_that_lost_a_race_is_accrued_again_from_what_was_written(world):
     clock, kube, vast, fleet, keeper = world
-    kube.add_budget("gpus", {"maxPricePerHour": 2.0})
-    kube.pods = [pod("u1")]
-    vast.instances = [instance(1, "u1", 1.0)]
-    fleet.refresh()
-    k = keeper()
-    k.sync()
+    k = synced_keeper(world, {"maxPricePerHour": 2.0}, pods=[pod("u1")], instances=[instance(1, "u1", 1.0)])
     clock.now += 3600
     kube.conflict_next = True
     k.sync()
@@ -253,12 +252,9 @@ def test_a_held_pod_has_a_false_condition_turned_true_when_it_is_rented(world):
 
 def test_the_published_state_counts_admitted_pods_waiting_for_an_instance(world):
     clock, kube, vast, fleet, keeper = world
-    kube.add_budget("gpus", {"maxPricePerHour": 2.0})
-    kube.pods = [pod("u1"), {**pod("u2", phase="Pending", price="0.2500"), "spec": {}}]
-    vast.instances = [instance(1, "u1", 0.5)]
-    fleet.refresh()
-    k = keeper()
-    k.sync()
+    k = synced_keeper(world, {"maxPricePerHour": 2.0},
+                      pods=[pod("u1"), {**pod("u2", phase="Pending", price="0.2500"), "spec": {}}],
+                      instances=[instance(1, "u1", 0.5)])
     state = k.state_file.load()
     assert state is not None
     usage = state.of(NS).usage
@@ -267,12 +263,8 @@ def test_the_published_state_counts_admitted_pods_waiting_for_an_instance(world)
 
 def test_a_raised_bid_fits_only_within_the_namespaces_budget_and_reserves_nothing(world):
     clock, kube, vast, fleet, keeper = world
-    kube.add_budget("gpus", {"maxPricePerHour": 1.0})
-    kube.pods = [pod("u1"), pod("u2")]
-    vast.instances = [instance(1, "u1", 0.3), instance(2, "u2", 0.5)]
-    fleet.refresh()
-    k = keeper()
-    k.sync()
+    k = synced_keeper(world, {"maxPricePerHour": 1.0}, pods=[pod("u1"), pod("u2")],
+                      instances=[instance(1, "u1", 0.3), instance(2, "u2", 0.5)])
     assert k.fits(NS, "u1", 0.5) is None  # 0.5 others + 0.5
     refused = k.fits(NS, "u1", 0.6)
     assert refused is not None and "committed $0.50/h (1 instances), this pod would add $0.60/h" in refused.message
