@@ -22,9 +22,10 @@ Ties break by score, then price, then offer id. No I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -60,13 +61,18 @@ class OfferTable:
     (``+inf``). GPU names and locations are codes into lists of their distinct values, so that a
     requirement is matched once per distinct value and spread with one indexing operation.
     ``by_price`` is every offer's position ordered by price, then id: the ranking's tie-break,
-    sorted once here so that ranking a pod needs one stable sort by score only."""
+    sorted once here so that ranking a pod needs one stable sort by score only; ``price_sorted``
+    the prices in that order, so that the offers within a price cap are a prefix of ``by_price``.
+
+    Parts of a ranking that pods share (the ranks of a GPU or location list, the mask of the
+    requirements other than price, a policy's modifiers) are kept per table (:meth:`memo`): pods
+    of different Deployments differ mostly in their price cap, and that needs no mask at all."""
 
     __slots__ = ("offers", "ids", "id_array", "gpu_keys", "gpu_code", "locations", "location_code", "num_gpus",
                  "gpu_ram_gb", "price", "reliability", "inet_down", "available", "verified",
                  "datacenter", "static_ip", "host_ids", "host_code", "machine_ids", "machine_code",
                  "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term", "availability_term",
-                 "by_price")
+                 "by_price", "price_sorted", "_memo", "_memo_lock")
 
     def __init__(self, offers: Sequence[Offer]) -> None:
         self.offers: tuple[Offer, ...] = tuple(offers)
@@ -97,9 +103,30 @@ class OfferTable:
         self.availability_term = _floats([availability_term(x) for x in o])
         # Ids are Python ints (Vast's are not bounded to 64 bits), so this one sort is Python's.
         self.by_price = _ints(sorted(range(len(o)), key=lambda i: (self.price[i], self.ids[i])))
+        self.price_sorted: Floats = self.price[self.by_price]
+        self._memo: dict[Hashable, Any] = {}
+        self._memo_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.offers)
+
+    def memo(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """``build()``, kept for this table under ``key`` (the :data:`MEMO_SIZE` newest kept).
+        What is kept is never changed afterwards, so threads share it without a lock."""
+        hit = self._memo.get(key, _ABSENT)
+        if hit is not _ABSENT:
+            return hit  # type: ignore[no-any-return]
+        value = build()
+        with self._memo_lock:
+            self._memo[key] = value
+            while len(self._memo) > MEMO_SIZE:
+                del self._memo[next(iter(self._memo))]
+        return value
+
+
+_T = TypeVar("_T")
+_ABSENT = object()
+MEMO_SIZE = 512  # a mask is one byte per offer: 512 × 10,000 offers ≈ 5 MB at most per table
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -324,11 +351,8 @@ def _modifier_sum(table: OfferTable, modifiers: Sequence[Modifier]) -> Floats:
 
 def _failures(table: OfferTable, req: Requirements,
               gpu_rank: Ints | None, loc_rank: Ints | None) -> list[tuple[str, Bools]]:
-    """Per requirement, the mask of the offers that fail it."""
-    fails: list[tuple[str, Bools]] = [
-        ("unavailable", ~table.available),
-        ("price", table.price > req.max_price),
-    ]
+    """Per requirement but the price cap, the mask of the offers that fail it."""
+    fails: list[tuple[str, Bools]] = [("unavailable", ~table.available)]
     if gpu_rank is not None:
         fails.append(("gpu_type", gpu_rank[table.gpu_code] < 0))
     if req.num_gpus > 1:
@@ -360,6 +384,32 @@ def _failures(table: OfferTable, req: Requirements,
     return fails
 
 
+@dataclass(frozen=True, slots=True)
+class _Rejections:
+    """The offers failing any requirement but the price cap, and how many fail each."""
+
+    rejected: Bools
+    counts: tuple[tuple[str, int], ...]
+
+
+def _rejections(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_rank: Ints | None) -> _Rejections:
+    rejected = np.zeros(len(table), dtype=np.bool_)
+    counts: list[tuple[str, int]] = []
+    for reason, mask in _failures(table, req, gpu_rank, loc_rank):
+        rejected |= mask
+        count = int(np.count_nonzero(mask))
+        if count:
+            counts.append((reason, count))
+    return _Rejections(rejected, tuple(counts))
+
+
+def _beyond_price_key(req: Requirements) -> tuple[Any, ...]:
+    """What :func:`_rejections` depends on: every requirement but the price cap."""
+    return ("rejections", req.gpu_types, req.min_gpu_memory_gb, req.num_gpus, req.min_reliability,
+            req.min_download_mbps, req.locations, req.min_cpu_cores, req.min_ram_gb, req.min_disk_gb,
+            req.direct_ports, req.verified_only, req.blacklist)
+
+
 def _ranks(values: Sequence[Any], patterns: Sequence[Any], matches: Callable[[Any, Any], bool]) -> Ints:
     """For each distinct value, the position of the first pattern it matches (-1: none)."""
     out = []
@@ -377,22 +427,22 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     tests compare both), so scores and order are exactly the reference's."""
     w = policy.weights.normalised()
     gpu_patterns = [gpu_key(g) for g in req.gpu_types]
-    gpu_rank = _ranks(table.gpu_keys, gpu_patterns, gpu_matches) if gpu_patterns else None
+    gpu_rank = (table.memo(("gpu", req.gpu_types), lambda: _ranks(table.gpu_keys, gpu_patterns, gpu_matches))
+                if gpu_patterns else None)
     loc_patterns: list[LocationPattern] = [parse_location_pattern(x) for x in req.locations]
-    loc_rank = (_ranks(table.locations, loc_patterns, lambda p, loc: p.matches(loc))
+    loc_rank = (table.memo(("location", req.locations),
+                           lambda: _ranks(table.locations, loc_patterns, lambda p, loc: p.matches(loc)))
                 if loc_patterns else None)
 
-    failures = _failures(table, req, gpu_rank, loc_rank)
-    rejected = np.zeros(len(table), dtype=np.bool_)
-    counted: list[tuple[str, int]] = []
-    for reason, mask in failures:
-        rejected |= mask
-        count = int(np.count_nonzero(mask))
-        if count:
-            counted.append((reason, count))
+    beyond_price = table.memo(_beyond_price_key(req), lambda: _rejections(table, req, gpu_rank, loc_rank))
+    # The offers within the price cap are a prefix of the price order (price, then id): the
+    # tie-break order, which the passing offers keep.
+    within_cap = int(np.searchsorted(table.price_sorted, req.max_price, side="right"))
+    over_price = len(table) - within_cap
+    counted = beyond_price.counts + ((("price", over_price),) if over_price else ())
     counts = sorted(counted, key=lambda rc: (-rc[1], REASONS.index(rc[0])))
-    # The passing offers in the tie-break order (price, then id).
-    passing = table.by_price[~rejected[table.by_price]]
+    candidates = table.by_price[:within_cap]
+    passing = candidates[~beyond_price.rejected[candidates]]
 
     dlperf = table.dlperf
     best_dlperf = float(dlperf[passing].max()) if len(passing) else 0.0
@@ -431,7 +481,8 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
              + w.location * (loc_terms[table.location_code[passing]] if loc_terms is not None else 1.0)
              + w.availability * table.availability_term[passing])
     if policy.modifiers:
-        total = total + _modifier_sum(table, policy.modifiers)[passing]
+        modifiers = policy.modifiers
+        total = total + table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing]
     total = np.minimum(1.0, np.maximum(0.0, total))
     best_first = np.argsort(-total, kind="stable")  # stable: equal scores keep price, id order
 

@@ -48,6 +48,26 @@ def test_the_fast_ranker_agrees_with_the_naive_reference(offers, req, policy):
     assert dict(ranking.rejections) == counts
 
 
+@settings(max_examples=150, deadline=None)
+@given(offers=offers_strategy, asks=st.lists(st.tuples(requirements_strategy, policy_strategy, st.booleans()),
+                                             min_size=2, max_size=8))
+def test_one_table_ranked_for_many_pods_agrees_with_the_naive_reference_every_time(offers, asks):
+    """A table keeps the parts of a ranking pods share (GPU and location ranks, the mask of the
+    requirements but price, the modifiers): whatever was ranked on it before, each answer is the
+    reference's. Half the asks take an earlier one's requirements with another price cap."""
+    table = OfferTable(offers)
+    previous = None
+    for req, policy, same_but_price in asks:
+        if same_but_price and previous is not None:
+            req = dataclasses.replace(previous, max_price=req.max_price)
+        previous = req
+        ranking = rank(table, req, policy)
+        expected, counts = naive_rank(offers, req, policy)
+        assert ranked_ids(ranking) == [o.id for _, o in expected]
+        assert [s.score for s in ranking.ranked] == pytest.approx([s for s, _ in expected])
+        assert dict(ranking.rejections) == counts
+
+
 @settings(max_examples=300, deadline=None)
 @given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy)
 def test_scores_and_terms_stay_within_zero_and_one(offers, req, policy):
