@@ -23,6 +23,7 @@ from typing import Any
 from devcluster.binaries import REPO_ROOT
 from devcluster.chart_stack import NAMESPACE, RELEASE, VIRTUAL_NODE, ChartStack, ChartStackError, chart_stack, missing
 from demo.console import Console
+from demo.stack import processes_mentioning
 
 
 class DemoFailed(RuntimeError):
@@ -51,7 +52,8 @@ def _flow(stack: ChartStack, say: Callable[[str], None], timeout: float, keep: b
     node = stack.node
     info: Any = stack.core.read_node(node.name).status
     say(f"node {node.name}: Ready, {info.node_info.container_runtime_version}, kubelet {info.node_info.kubelet_version}, "
-        f"InternalIP {node.network.node_ip}, pods on {node.network.pod_cidr}")
+        f"InternalIP {node.network.node_ip}, pods on {node.network.pod_cidr}, "
+        f"network namespace {node.network.netns}")
     for p in stack.pods(NAMESPACE):
         images = ", ".join(sorted({c.image for c in p.status.container_statuses}))
         say(f"release pod {p.metadata.name}: Ready on {p.spec.node_name}, {p.status.pod_ip}, image {images}")
@@ -69,15 +71,22 @@ def _flow(stack: ChartStack, say: Callable[[str], None], timeout: float, keep: b
         f"{pod.spec.scheduler_name}; bound to {pod.spec.node_name}; instance {a['vast.ai/instance-id']} at "
         f"{a.get('vast.ai/public-ip')}; Ready")
     for service in ("june-tts", "june-stt"):
-        slices = stack.discovery.list_namespaced_endpoint_slice(
-            "default", label_selector=f"kubernetes.io/service-name={service}").items
-        for s in slices:
-            for e in s.endpoints or []:
-                for address in e.addresses:
-                    for port in s.ports or []:
-                        url = f"http://{address}:{port.port}/healthz"
-                        with urllib.request.urlopen(url, timeout=5) as r:
-                            say(f"GET {url} ({service}) → HTTP {r.status} {r.read().decode()[:80]}")
+        def endpoint(service: str = service) -> tuple[str, int] | None:
+            slices = stack.discovery.list_namespaced_endpoint_slice(
+                "default", label_selector=f"kubernetes.io/service-name={service}").items
+            found = [(a, p.port) for s in slices for e in s.endpoints or [] for a in e.addresses
+                     for p in s.ports or [] if p.port]
+            return found[0] if found else None
+
+        # The pod turns Ready and its EndpointSlices are written by two steps of the controller:
+        # wait for the slice, then the instance must answer there (else the demo fails).
+        address, port = _wait(f"the EndpointSlice of {service}", timeout, endpoint)
+        url = f"http://{address}:{port}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read().decode()
+            if r.status != 200:
+                raise DemoFailed(f"GET {url} ({service}): HTTP {r.status} {body[:80]}")
+            say(f"GET {url} ({service}) → HTTP {r.status} {body[:80]}")
     if keep:
         say(f"export KUBECONFIG={stack.cp.kubeconfig_path}")
         say("the cluster stays up until Ctrl-C")
@@ -92,6 +101,9 @@ def _flow(stack: ChartStack, say: Callable[[str], None], timeout: float, keep: b
     _wait("the instance destroyed", timeout * 2, lambda: all(i.get("destroyed") for i in stack.ledger()))
     destroyed = ", ".join(str(i["id"]) for i in stack.ledger())
     say(f"simulator ledger: instance(s) {destroyed} destroyed; 0 live")
+    # The controller lifts the pod's finalizer after the destroy: uninstalling it before then
+    # would leave the pod Terminating (the operator guide's warning).
+    _wait("june's pod gone", timeout * 2, lambda: not stack.pods("default", "app=june"))
     stack.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m")
     stack.kubectl("delete", "node", VIRTUAL_NODE)
     _wait("the release's pods gone", timeout * 2, lambda: not stack.pods(NAMESPACE))
@@ -134,11 +146,15 @@ def main(*, keep: bool = False, timeout: float = 60.0, keep_logs: bool = False) 
         say(f"FAILED: {e}")
     finally:
         signal.signal(signal.SIGTERM, previous)
-    say(f"summary: result={result} node_leftovers={len(leftovers) if result == 'ok' else 'n/a'} "
+    # What the run left on this machine: the node (its processes, mounts, interfaces, routes,
+    # cgroups) and any process of the control plane or the node (each names the work directory).
+    node_leftovers = len(leftovers) if result == "ok" else "n/a"
+    processes = processes_mentioning(str(workdir))
+    if result == "ok" and (leftovers or processes):
+        say(f"left behind: {leftovers + processes}")
+        result, code = "failed", 1
+    say(f"summary: result={result} node_leftovers={node_leftovers} processes_left={len(processes)} "
         f"elapsed={time.monotonic() - started:.0f}s")
-    if result == "ok" and leftovers:
-        say(f"left behind: {leftovers}")
-        code = 1
     if code == 0 and not keep_logs:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
