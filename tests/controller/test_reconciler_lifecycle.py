@@ -78,14 +78,20 @@ def make_world(sim: SimulatorServer, **settings: Any) -> World:
     return world
 
 
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(seed=5, offers=300, boot_seconds=(0.02, 0.05)) as server:
-        yield server
+def simulator(seed: int, offers: int) -> Callable[[], Iterator[SimulatorServer]]:
+    """A ``sim`` fixture: a simulator of ``offers`` offers (``seed``) whose instances boot at once."""
+    def sim() -> Iterator[SimulatorServer]:
+        with SimulatorServer(seed=seed, offers=offers, boot_seconds=(0.02, 0.05)) as server:
+            yield server
+    return sim
+
+
+sim = pytest.fixture(simulator(seed=5, offers=300), name="sim")
 
 
 @pytest.fixture
 def world(sim: SimulatorServer) -> Iterator[World]:
+    """A controller with default settings on ``sim`` (a test module's own ``sim`` fixture)."""
     world = make_world(sim)
     yield world
     world.vast.close()

@@ -6,28 +6,15 @@ HTTP, with :class:`FakeKube` at the controller's Kubernetes seam."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from controller.reconciler import FINALIZER, RETRY_LATER, safe_reconcile
-from vastsim import SimulatorServer
 
-from .test_reconciler_lifecycle import NS, World, gpu_pod, make_world
+from .test_reconciler_lifecycle import NS, gpu_pod, simulator, world  # noqa: F401 - world: the fixture
 
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(seed=11, offers=200, boot_seconds=(0.02, 0.05)) as server:
-        yield server
-
-
-@pytest.fixture
-def world(sim: SimulatorServer) -> Iterator[World]:
-    world = make_world(sim)
-    yield world
-    world.vast.close()
+sim = pytest.fixture(simulator(seed=11, offers=200), name="sim")
 
 
 @pytest.mark.parametrize("where, value, path", [
