@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import random
 import re
 import statistics
@@ -35,7 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +42,11 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, watch  # noqa: E402
 
-from bench.load import pct  # noqa: E402
+from bench.common import (bound_pod, machine_lines, pct, production_intervals, ready_pod_uid,  # noqa: E402
+                          service_namespace, wait_for_file)
 from controller.endpoints import MANAGED_BY  # noqa: E402
 from controller.fleet import instance_label  # noqa: E402
-from devcluster import ControlPlane, create_namespace  # noqa: E402
+from devcluster import ControlPlane  # noqa: E402
 from devcluster.controller_stack import ControllerProcess, host_ip  # noqa: E402
 from vastmarket.pacing import DEFAULT_MARGIN, PUBLISHED_INTERVALS  # noqa: E402
 from vastsim import SimulatorServer  # noqa: E402
@@ -58,12 +57,7 @@ GATHER = 1.0  # vastmarket.pacing.CreateQueue: a first slot waits for the line t
 
 
 def pod(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "scale"}},
-            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "c", "image": "ghcr.io/example/speech:1.0",
-                                     "ports": [{"name": "http", "containerPort": 8000}],
-                                     "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                                     "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1}}]}}
+    return bound_pod(name, node=NODE, app="scale")
 
 
 def boot_draw(median: float, seed: int) -> Any:
@@ -113,9 +107,8 @@ def launch(api: Any, ns: str, count: int, ctl: ControllerProcess, timeout: float
             for event in w.stream(discovery.list_namespaced_endpoint_slice, ns,
                                   label_selector=f"endpointslice.kubernetes.io/managed-by={MANAGED_BY}",
                                   timeout_seconds=60):
-                s = event["object"]
-                uid = (s.metadata.labels or {}).get("vast.ai/pod-uid")
-                if any(e.conditions and e.conditions.ready for e in s.endpoints or []) and uid in uids:
+                uid = ready_pod_uid(event["object"])
+                if uid in uids:
                     done.setdefault(uid, time.monotonic())
                 if len(done) >= count:
                     finished.set()
@@ -168,24 +161,16 @@ def run_once(args: argparse.Namespace, pacing: str) -> tuple[Any, ...]:
                                                rate_limits=dict(PUBLISHED_INTERVALS)) as sim:
         sim.market.boot_draw = boot_draw(args.boot_median, seed=15)
         api = cp.api_client()
-        ns = f"scale-{uuid.uuid4().hex[:6]}"
-        create_namespace(api, ns)
-        create_namespace(api, "kube-vast")
-        client.CoreV1Api(api).create_namespaced_service(ns, {
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "scale"},
-            "spec": {"selector": {"app": "scale"}, "ports": [{"port": 80, "targetPort": "http"}]}})
+        ns = service_namespace(api, "scale", app="scale")
         ctl = ControllerProcess(work, kubeconfig=cp.kubeconfig_for("admin", ["system:masters"]), sim_url=sim.url,
                                 snapshot=work / "offers.json", node=NODE, namespace="kube-vast", cluster_id=CLUSTER,
                                 env={"VAST_MAX_INSTANCES": str(args.pods + 50), "VAST_MAX_TOTAL_PRICE_PER_HOUR": "2000",
                                      "KUBE_VAST_VAST_PACING": pacing})
-        for flag, value in (("--poll-interval", "30"), ("--refresh-interval", "240"), ("--demand-interval", "5"),
-                            ("--fleet-interval", "5"), ("--resync", "5"), ("--boot-timeout", "900")):
-            ctl.argv[ctl.argv.index(flag) + 1] = value
+        production_intervals(ctl.argv, {"--poll-interval": "30", "--refresh-interval": "240", "--demand-interval": "5",
+                                        "--fleet-interval": "5", "--resync": "5", "--boot-timeout": "900"})
         ctl.start()
         try:
-            deadline = time.monotonic() + 120
-            while not (work / "offers.json").exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_for_file(work / "offers.json", timeout=120)
             assert ctl.process is not None and ctl.process.proc is not None
             stats = ProcStats(ctl.process.proc.pid)
             cpu0 = stats.cpu_seconds()
@@ -225,10 +210,7 @@ def report(args: argparse.Namespace, run: dict[str, Any], state: dict[str, Any],
     made = {e: calls.get(e, 0) - calls0.get(e, 0) for e in sorted(set(calls) | set(calls0))}
     refused = {e: by.get("429", 0) - counters0.get("answers", {}).get(e, {}).get("429", 0) for e, by in answers.items()}
     total, refused_total = sum(made.values()), sum(refused.values())
-    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), platform.processor())
-    print(f"machine: {os.cpu_count()} cores, {cpu_model}, Python {platform.python_version()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print("\n".join(machine_lines()))
     boots = [r["boot"] for r in rows]
     print(f"pods: {args.pods}; boot (rental → running) p50 {statistics.median(boots):.1f} s, max {max(boots):.1f} s; "
           f"create interval paced {interval:.1f} s (Vast's 4.5 + margin)\n")

@@ -26,12 +26,8 @@ import argparse
 import copy
 import http.client
 import json
-import os
-import platform
 import shutil
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,20 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402
+from bench.common import Server, free_port, machine_lines, met, pct, percentiles, publish_offers  # noqa: E402
 from devcluster.pki import webhook_serving_cert  # noqa: E402
-from vastmarket.offers import parse_offers  # noqa: E402
-from vastsim.offerset import generate_offers  # noqa: E402
-from vastmarket.snapshot import OfferSnapshot, SnapshotFile  # noqa: E402
 
 REVIEW = ROOT / "tests" / "webhooks" / "captured" / "pod-create-generatename.json"
 TARGET_P99_MS = 10.0
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve_bare(port: int, cert: str, key: str, reply_file: str) -> None:
@@ -80,40 +67,6 @@ def serve_bare(port: int, cert: str, key: str, reply_file: str) -> None:
     tls = ReloadingCertificate(cert, key)
     serve(factory, host="127.0.0.1", port=port, certfile=str(tls.cert), keyfile=str(tls.key),
           ssl_context=tls.gunicorn_hook(), name="bench-bare")
-
-
-class Server:
-    def __init__(self, name: str, argv: list[str], port: int, log: Path) -> None:
-        self.name, self.port = name, port
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                         cwd=ROOT)
-
-    def wait_ready(self, tls: ssl.SSLContext, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
-            try:
-                conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=tls, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not start")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
 
 
 def review_bytes(template: dict[str, Any]) -> bytes:
@@ -168,25 +121,10 @@ def new_connection_ms(port: int, tls: ssl.SSLContext, bodies: list[bytes]) -> li
     return out
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
 def row(name: str, values: list[float]) -> str:
     over = sum(1 for v in values if v > TARGET_P99_MS)
-    return (f"| {name} | {len(values)} | {pct(values, 50):.2f} | {pct(values, 90):.2f} | {pct(values, 99):.2f} | "
-            f"{max(values):.2f} | {over} |")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    p = percentiles(values)
+    return f"| {name} | {len(values)} | {p[50]:.2f} | {p[90]:.2f} | {p[99]:.2f} | {max(values):.2f} | {over} |"
 
 
 def main() -> int:
@@ -205,9 +143,8 @@ def main() -> int:
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="bench-mutate-"))
-    offers = parse_offers(generate_offers(seed=7, count=args.offers)).offers
     snapshot_file = work / "offers.json"
-    SnapshotFile(snapshot_file).publish(OfferSnapshot(offers, taken_at=time.time()))
+    offers = publish_offers(snapshot_file, count=args.offers)
     cert = webhook_serving_cert(work)
     tls = ssl.create_default_context(cadata=cert.ca_pem.decode())
     template = json.loads(REVIEW.read_text())
@@ -268,9 +205,7 @@ def main() -> int:
         if bare is not None:
             bare.stop()
 
-    print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
-          f"Python {platform.python_version()}, {platform.platform()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print("\n".join(machine_lines()))
     print(f"snapshot: {len(offers)} simulator offers (seed 7); request body {len(warm[0])} bytes, "
           f"reply {len(reply)} bytes (both endpoints)\n")
     print("| endpoint (loopback HTTPS, gunicorn 1 worker × 4 threads) | requests | p50 ms | p90 ms | p99 ms | max ms "
@@ -294,7 +229,7 @@ def main() -> int:
     p99 = pct(hook_ms, 99)
     print(f"/mutate over the bare endpoint: p50 +{pct(hook_ms, 50) - pct(bare_ms, 50):.2f} ms, "
           f"p99 +{p99 - pct(bare_ms, 99):.2f} ms")
-    print(f"target p99 ≤ {TARGET_P99_MS:.0f} ms (keep-alive): {'met' if p99 <= TARGET_P99_MS else 'MISSED'} ({p99:.2f} ms)")
+    print(f"target p99 ≤ {TARGET_P99_MS:.0f} ms (keep-alive): {met(p99 <= TARGET_P99_MS)} ({p99:.2f} ms)")
     return 0
 
 

@@ -25,8 +25,6 @@ extender's own time per verb comes from its request-latency histogram. Every con
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import sys
 import tempfile
@@ -43,12 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, watch  # noqa: E402
 
+from bench.common import machine_lines, met, publish_offers  # noqa: E402
 from devcluster import ControlPlane, create_namespace  # noqa: E402
 from devcluster.components import Extender  # noqa: E402
 from devcluster.helpers import create_ready_node  # noqa: E402
-from vastmarket.offers import parse_offers  # noqa: E402
-from vastmarket.snapshot import OfferSnapshot, SnapshotFile  # noqa: E402
-from vastsim.offerset import generate_offers  # noqa: E402
 
 VIRTUAL = "vast-gpu-node-1"
 TAINT = {"key": "virtual-kubelet.io/provider", "value": "vast", "effect": "NoSchedule"}
@@ -171,8 +167,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kv-bench-sched-"))
     snapshot = work / "offers.json"
-    SnapshotFile(snapshot).publish(OfferSnapshot(parse_offers(generate_offers(seed=7, count=10_000)).offers,
-                                                 taken_at=time.time()))
+    publish_offers(snapshot)
     results: list[dict[str, Any]] = []
     with ControlPlane() as cp:
         start = time.monotonic()
@@ -207,10 +202,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
         same = sorted((r for r in runs if (r["qps"], r["share"], r["extender"]) == config),
                       key=lambda r: r["throughput"])
         results.append({**same[len(same) // 2], "all": [r["throughput"] for r in same]})
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print("\n".join(machine_lines()))
     print(f"{args.nodes} nodes + the virtual node, {args.pods} pending pods per run, {args.rounds} run(s) per "
           "configuration (interleaved; the median shown, every run's pods/s in brackets)\n")
     print("| scheduler client rate limit | pods only for the virtual node | extender | pods/s | bind span s "
@@ -227,7 +219,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
               f"{run['throughput'] / base['throughput']:.2f} |")
     worst = min(r["throughput"] / next(b for b in results if b["qps"] == r["qps"] and b["share"] == r["share"]
                                       and not b["extender"])["throughput"] for r in results if r["extender"])
-    print(f"\nworst with/without ratio: {worst:.2f} (target ≥ 0.80: {'met' if worst >= 0.8 else 'NOT met'})")
+    print(f"\nworst with/without ratio: {worst:.2f} (target ≥ 0.80: {met(worst >= 0.8)})")
 
 
 if __name__ == "__main__":
