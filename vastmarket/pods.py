@@ -490,7 +490,8 @@ def _compile_field(field: fields.Field) -> Accepts:  # type: ignore[type-arg]
         accepts = lambda value: isinstance(value, list) and all(map(item, value))  # noqa: E731
     elif isinstance(field, Map):
         values = field.values.accepts
-        accepts = lambda value: isinstance(value, Mapping) and all(map(values, value.values()))  # noqa: E731
+        accepts = lambda value: ((type(value) is dict or isinstance(value, Mapping))  # noqa: E731
+                                 and all(map(values, value.values())))
     elif isinstance(field, _Leaf):
         accepts = field.accepts
     else:  # pragma: no cover - every field of the shape is one of the above
@@ -505,7 +506,7 @@ def _compile_object(schema: Schema) -> Accepts:
     checks = tuple((name, _compile_field(field)) for name, field in schema.fields.items())
 
     def accepts(value: Any) -> bool:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # the ABC check is the slow one
             return False
         get = value.get
         for name, check in checks:

@@ -318,24 +318,25 @@ def requirements_for(
 ) -> Requirements:
     """The requirements of ``pod`` (its annotations unless ``annotations`` is given)."""
     req = base_requirements(config)
+    updates: dict[str, Any] = {}  # one replace at the end: this runs for every extender request
     namespace = None
     if pod is not None:
         needs = pod_needs(pod)
-        req = replace(req, num_gpus=needs.num_gpus, min_cpu_cores=needs.cpu_cores,
-                      min_ram_gb=needs.ram_gb, direct_ports=len(needs.ports))
+        updates.update(num_gpus=needs.num_gpus, min_cpu_cores=needs.cpu_cores, min_ram_gb=needs.ram_gb,
+                       direct_ports=len(needs.ports))
         selection = gpu_selection(pod)
         if selection is not None:
-            req = replace(req, gpu_origin=selection.origin,
-                          gpu_types=req.gpu_types if selection.gpu_types is None else selection.gpu_types,
-                          min_gpu_memory_gb=selection.min_gpu_memory_gb or req.min_gpu_memory_gb)
+            updates.update(gpu_origin=selection.origin,
+                           gpu_types=req.gpu_types if selection.gpu_types is None else selection.gpu_types,
+                           min_gpu_memory_gb=selection.min_gpu_memory_gb or req.min_gpu_memory_gb)
         if annotations is None:
             meta = pod.get("metadata")
             found = meta.get("annotations") if isinstance(meta, Mapping) else None
             annotations = found if isinstance(found, Mapping) else None
         namespace = _namespace(pod)
     overrides = parse_overrides(annotations)
-    req = replace(req, interruptible=config.interruptible.default_for(namespace))
-    return apply_overrides(req, overrides)
+    updates["interruptible"] = config.interruptible.default_for(namespace)
+    return apply_overrides(req, overrides, updates)
 
 
 def _namespace(pod: Mapping[str, Any]) -> str | None:
@@ -357,8 +358,9 @@ def bid_choice(config: SelectionConfig, pod: Mapping[str, Any]) -> BidChoice:
                      policy=policy)
 
 
-def apply_overrides(req: Requirements, ov: Overrides) -> Requirements:
-    updates: dict[str, Any] = {}
+def apply_overrides(req: Requirements, ov: Overrides, earlier: Mapping[str, Any] | None = None) -> Requirements:
+    """``req`` with ``earlier`` changes, then the pod's annotations (``ov``), applied."""
+    updates: dict[str, Any] = dict(earlier or {})
     if ov.gpu_types is not None:
         updates["gpu_types"] = ov.gpu_types + (ov.gpu_fallbacks or ())
         updates["gpu_origin"] = ""  # vast.ai/gpu-type decides the model, not the node selectors
