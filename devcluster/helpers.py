@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -207,6 +208,33 @@ def register_mutating_webhook(
     assert existing.metadata is not None  # the API server always returns it
     body["metadata"]["resourceVersion"] = existing.metadata.resource_version
     return adm.replace_mutating_webhook_configuration(cfg_name, body)  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+
+
+def install_crd(api: Any, manifest: Path, *, timeout: float = 30.0) -> None:
+    """Create the CustomResourceDefinition of ``manifest`` (already there: fine) and wait until
+    the API server serves its resource (``list`` answers) for the first version."""
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    body = yaml.safe_load(manifest.read_text())
+    try:
+        client.ApiextensionsV1Api(api).create_custom_resource_definition(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    custom = client.CustomObjectsApi(api)
+    spec = body["spec"]
+    where = (spec["group"], spec["versions"][0]["name"], spec["names"]["plural"])
+
+    def served() -> bool:
+        try:
+            custom.list_cluster_custom_object(*where)
+            return True
+        except ApiException:
+            return False
+
+    wait_for(served, timeout=timeout, description=f"the API server to serve {'/'.join(where)}")
 
 
 def pod_scheduled_condition(pod: Any) -> Any:

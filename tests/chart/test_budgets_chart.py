@@ -10,12 +10,11 @@ import uuid
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from devcluster import create_namespace
-from devcluster.components import wait_until
+from devcluster.helpers import install_crd
 
 from .helm import CHART, template
 
@@ -66,21 +65,8 @@ def test_viewers_of_a_namespace_may_read_its_budgets_and_nobody_gains_write(rend
 @pytest.fixture(scope="module")
 def budgets_api(control_plane) -> Any:
     api = control_plane.api_client()
-    try:
-        client.ApiextensionsV1Api(api).create_custom_resource_definition(yaml.safe_load(CRD_FILE.read_text()))
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+    install_crd(api, CRD_FILE)
     custom = client.CustomObjectsApi(api)
-
-    def served() -> bool:
-        try:
-            custom.list_cluster_custom_object("vast.ai", "v1alpha1", "vastbudgets")
-            return True
-        except ApiException:
-            return False
-
-    wait_until(served, timeout=30)
     ns = f"budget-schema-{uuid.uuid4().hex[:6]}"
     create_namespace(api, ns)
     yield custom, ns

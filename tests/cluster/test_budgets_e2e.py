@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from devcluster import create_namespace
 from devcluster.binaries import REPO_ROOT, find_binaries
+from devcluster.helpers import install_crd
 from devcluster.controller_stack import host_ip, wait_until
 from devcluster.full_stack import VastStack, vast_stack
 from vastmarket.budgets import GROUP, PLURAL, VERSION, parse_rfc3339
@@ -46,26 +46,6 @@ DASHBOARD = REPO_ROOT / "charts/kube-vast/dashboards/kube-vast-budgets.json"
 LIMIT_A = 0.50  # team A: deny
 LIMIT_B = 0.30  # team B: queue
 PODS = 10       # per namespace
-
-
-def install_crd(api: Any) -> None:
-    ext = client.ApiextensionsV1Api(api)
-    body = yaml.safe_load(CRD.read_text())
-    try:
-        ext.create_custom_resource_definition(body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    custom = client.CustomObjectsApi(api)
-
-    def served() -> bool:
-        try:
-            custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-            return True
-        except ApiException:
-            return False
-
-    wait_until(served, timeout=30)
 
 
 @dataclass
@@ -95,7 +75,7 @@ class Budgets:
 def budgets(control_plane, kube_scheduler, tmp_path_factory) -> Iterator[Budgets]:
     work = tmp_path_factory.mktemp("budgets-e2e")
     api = control_plane.api_client()
-    install_crd(api)
+    install_crd(api, CRD)
     suffix = uuid.uuid4().hex[:5]
     team_a, team_b, release = f"team-a-{suffix}", f"team-b-{suffix}", f"kv-budgets-{suffix}"
     for ns in (team_a, team_b, release):
