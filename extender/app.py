@@ -110,7 +110,8 @@ def create_app(
             return encode_filter_result(args, decision.passed, decision.failed, decision.unresolvable)
 
         if args.nodes is None:  # names only: the same answer recurs pod after pod
-            key = (args.names, decision.passed, tuple(sorted(decision.unresolvable.items())))
+            # the names passed are the names asked about less the failed ones: not hashed again
+            key = (args.names, tuple(sorted(decision.failed.items())), tuple(sorted(decision.unresolvable.items())))
             data = filter_replies.get(key, reply)
         else:
             data = json.dumps(reply(), separators=(",", ":")).encode()

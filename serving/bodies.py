@@ -33,7 +33,8 @@ def depth(raw: bytes) -> int:
     then escaped quotes go; everything but quotes and brackets goes; empty strings, then the rest of
     the strings go (so do brackets inside them); braces become brackets, and each pass removes the
     innermost pairs."""
-    kept = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(_ONE_KIND, _DROPPED)
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw  # most bodies have no escape
+    kept = unescaped.translate(_ONE_KIND, _DROPPED)
     brackets = _STRING.sub(b"", kept.replace(b'""', b""))
     levels = 0
     while brackets and levels <= MAX_DEPTH:
