@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import socketserver
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from serving.http_server import LiteralHTTPServer
 from vastmarket.errors import ConfigError
 
 from .kubelet_api import Answer, KubeletApi, LogFollow
@@ -35,7 +35,7 @@ READ_TIMEOUT = 30.0
 WAKE_EVERY = 0.5  # a follow looks at the stop flag at least this often
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(LiteralHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
@@ -47,13 +47,6 @@ class _Server(ThreadingHTTPServer):
         self.context = context
         self.stopping = stopping
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would look the host name up (socket.getfqdn): never resolve a name.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(HANDSHAKE_TIMEOUT)

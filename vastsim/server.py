@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
-import socketserver
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
+from serving.http_server import LiteralHTTPServer
 from vastsim.admin import PREFIX, SimAdmin
 from vastsim.api import VastApi
 from vastsim.faults import Faults
@@ -34,7 +34,7 @@ MAX_BODY = 1024 * 1024
 _SECRET_PARAM = re.compile(r"(api_key=)[^&\s]*", re.IGNORECASE)
 
 
-class _HttpServer(ThreadingHTTPServer):
+class _HttpServer(LiteralHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins the request threads
     allow_reuse_address = True
@@ -43,13 +43,6 @@ class _HttpServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: Callable[[Request], Response]) -> None:
         self.app = app
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would resolve the host name (socket.getfqdn), which can stall.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection error from %s", client_address, exc_info=True)
