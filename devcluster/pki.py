@@ -49,6 +49,21 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+    """A certificate of ``subject`` by ``issuer`` with a random serial, valid from ``_BACKDATE``
+    ago for ``_VALIDITY``: what every certificate here starts from."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _VALIDITY)
+    )
+
+
 def _san(hosts: tuple[str, ...] | list[str]) -> x509.SubjectAlternativeName:
     names: list[x509.GeneralName] = []
     for h in hosts:
@@ -69,17 +84,10 @@ class CertificateAuthority:
     @classmethod
     def create(cls, common_name: str = "kube-vast-test-ca") -> "CertificateAuthority":
         key = _new_key()
-        now = _dt.datetime.now(_dt.timezone.utc)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + _VALIDITY)
+            _builder(name, name, key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -117,7 +125,6 @@ class CertificateAuthority:
         certificate. ``server_hosts`` (IPs or DNS names) makes it a serving certificate too.
         """
         key = _new_key()
-        now = _dt.datetime.now(_dt.timezone.utc)
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
         usages = []
@@ -126,13 +133,7 @@ class CertificateAuthority:
         if server_hosts:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + _VALIDITY)
+            _builder(x509.Name(attrs), self.cert.subject, key.public_key())
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
