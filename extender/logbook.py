@@ -46,7 +46,7 @@ class SelectionLogbook:
             self._log.debug("pod=%s node=%s %s again: %s", key, node, verdict, placement.reason)
             return False
         self._log.info("pod=%s node=%s %s: %s", key, node, verdict, placement.reason)
-        if placement.ranking is not None:
+        if placement.ranking is not None and self._log.isEnabledFor(logging.INFO):  # the table costs
             for line in selection_log(placement.ranking):
                 self._log.info("%s", line)
         return True

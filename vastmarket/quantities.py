@@ -6,6 +6,7 @@ Each parser raises :class:`ValueError` with the accepted form; callers turn that
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from decimal import Decimal, InvalidOperation
@@ -161,6 +162,11 @@ def parse_quantity(value: object) -> Decimal:
         return Decimal(str(value))
     if not isinstance(value, str):
         raise ValueError(QUANTITY_FORM)
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=1024)  # a cluster's pods repeat a few quantities ("1", "16Gi") endlessly
+def _parse_text(value: str) -> Decimal:
     match = _QUANTITY.match(value.strip())
     if not match:
         raise ValueError(QUANTITY_FORM)
