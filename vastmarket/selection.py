@@ -110,6 +110,11 @@ class OfferTable:
     def __len__(self) -> int:
         return len(self.offers)
 
+    def forget(self) -> None:
+        """Drop what :meth:`memo` kept (a benchmark's cold start)."""
+        with self._memo_lock:
+            self._memo.clear()
+
     def memo(self, key: Hashable, build: Callable[[], _T]) -> _T:
         """``build()``, kept for this table under ``key`` (the :data:`MEMO_SIZE` newest kept).
         What is kept is never changed afterwards, so threads share it without a lock."""
