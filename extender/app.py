@@ -23,6 +23,7 @@ from vastmarket.snapshot import OfferSnapshot
 
 from .decisions import Context, filter_nodes, priorities
 from .logbook import SelectionLogbook
+from .placements import RecentPlacements
 from .protocol import BadRequest, decode_args, encode_filter_result, priorities_body
 from .settings import ExtenderSettings
 
@@ -90,6 +91,7 @@ def create_app(
     register_snapshot_metrics(registry, snapshots, clock)
     logbook = SelectionLogbook(log)
     policy = ScoringPolicy.from_config(config)
+    placements = RecentPlacements()  # prioritize asks about the pod filter just judged
 
     def context() -> Context:
         return Context(snapshot=snapshots(), now=clock(), config=config, policy=policy,
@@ -106,7 +108,7 @@ def create_app(
     def filter_route() -> Response:
         start = time.perf_counter()
         args = decode_args(body(), validate=False)  # validated where the pod is read
-        decision = filter_nodes(args, context())
+        decision = filter_nodes(args, context(), placements)
         if decision.placement is not None:
             logbook.record(args.pod, decision.virtual[0], decision.placement)
             metrics.virtual[decision.placement.ok].inc()
@@ -130,7 +132,7 @@ def create_app(
     def prioritize_route() -> Response:
         start = time.perf_counter()
         args = decode_args(body(), validate=False)  # validated where the pod is read
-        result = priorities(args, context())
+        result = priorities(args, context(), placements)
         reply = priority_replies.get_encoded(result, lambda: priorities_body(
             result.names, result.virtual, result.virtual_score, result.real_score))
         metrics.ok["prioritize"].inc()

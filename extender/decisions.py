@@ -15,7 +15,7 @@ Only the virtual Vast node(s) are judged; every other node passes filter untouch
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,12 +85,13 @@ def placement_for(args: ExtenderArgs, ctx: Context) -> Placement:
                  max_age=ctx.max_snapshot_age)
 
 
-def filter_nodes(args: ExtenderArgs, ctx: Context) -> FilterDecision:
+def filter_nodes(args: ExtenderArgs, ctx: Context,
+                 placement_of: Callable[[ExtenderArgs, Context], Placement] = placement_for) -> FilterDecision:
     virtual = _virtual_names(args, ctx)
     if not virtual:
         return FilterDecision(args.names, {}, {})
     judged = tuple(sorted(virtual))
-    placement = placement_for(args, ctx)
+    placement = placement_of(args, ctx)
     if placement.ok:
         return FilterDecision(args.names, {}, {}, placement, judged)
     reason = f"Vast: {placement.reason}"
@@ -120,9 +121,10 @@ class Priorities:
         return [(n, self.virtual_score if n in self.virtual else self.real_score) for n in self.names]
 
 
-def priorities(args: ExtenderArgs, ctx: Context) -> Priorities:
+def priorities(args: ExtenderArgs, ctx: Context,
+               placement_of: Callable[[ExtenderArgs, Context], Placement] = placement_for) -> Priorities:
     virtual = _virtual_names(args, ctx)
-    v_score = virtual_score(placement_for(args, ctx), ctx.burst_policy) if virtual else 0
+    v_score = virtual_score(placement_of(args, ctx), ctx.burst_policy) if virtual else 0
     real = MAX_SCORE if ctx.burst_policy == "local-first" else ctx.real_node_score
     return Priorities(args.names, virtual, v_score, real)
 
