@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,52 @@ class ControllerProcess:
         return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob(f"controller-{self.identity}-*.log")))
 
 
+@contextmanager
+def controller_on_simulator(control_plane: Any, work: Path, *, release_namespace: str, node: str, cluster_id: str,
+                            seed: int, offers: int, boot_seconds: tuple[float, float] = (0.2, 0.5),
+                            env: dict[str, str] | None = None, extra: tuple[str, ...] = (),
+                            wait_snapshot: bool = False) -> Iterator[tuple[Any, SimulatorServer, ControllerProcess]]:
+    """The controller's release namespace, a simulator of ``offers`` offers on this machine's
+    address and the controller (as cluster admin) against both; ``(api client, simulator,
+    controller)`` until the block ends, then the controller stopped. With ``wait_snapshot``, once
+    the controller published its first offer snapshot."""
+    from devcluster.helpers import create_namespace
+
+    api = control_plane.api_client()
+    create_namespace(api, release_namespace)
+    ip = host_ip()
+    with SimulatorServer(seed=seed, offers=offers, boot_seconds=boot_seconds, host=ip, public_ip=ip) as sim:
+        ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
+                                sim_url=sim.url, snapshot=work / "offers.json", node=node,
+                                namespace=release_namespace, cluster_id=cluster_id, extra=extra, env=env).start()
+        try:
+            if wait_snapshot:
+                assert ctl.process is not None
+                ctl.process.wait_until(lambda: (work / "offers.json").exists(), timeout=30, what="publish offers")
+            yield api, sim, ctl
+        finally:
+            ctl.stop()
+
+
+_SWEPT = re.compile(r"checkpoint reaper-swept orphans=(\d+)")
+
+
+def reaper_sweeps(log: str) -> list[int]:
+    """The orphans each orphan-reaper pass in a controller's ``log`` found (checkpoint
+    ``reaper-swept``), in order."""
+    return [int(n) for n in _SWEPT.findall(log)]
+
+
+def delete_pods(api: Any, namespace: str, *, timeout: float = 60.0) -> None:
+    """Delete every pod of ``namespace`` and wait until they are gone (the controller released
+    their finalizers)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    core.delete_collection_namespaced_pod(namespace)
+    wait_until(lambda: not core.list_namespaced_pod(namespace).items, timeout=timeout)
+
+
 def kubelet_api_env(client_ca: Path | None) -> dict[str, str]:
     """The controller's settings for the virtual node's kubelet API (``kubectl logs``): served on
     this machine's own address and a free port, for clients the cluster CA signed
@@ -107,5 +156,6 @@ def http_get(host: str, port: int, path: str = "/") -> int:
         return int(reply.status)
 
 
-__all__ = ["ControllerProcess", "Extender", "free_port", "host_ip", "http_get", "json", "kubelet_api_env",
+__all__ = ["ControllerProcess", "Extender", "controller_on_simulator", "delete_pods", "free_port", "host_ip",
+           "reaper_sweeps", "http_get", "json", "kubelet_api_env",
            "live_instances", "sim_state", "time", "wait_until"]

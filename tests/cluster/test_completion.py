@@ -20,8 +20,7 @@ from kubernetes import client
 
 from controller.endpoints import MANAGED_BY
 from devcluster import create_namespace
-from devcluster.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
-from vastsim import SimulatorServer
+from devcluster.controller_stack import controller_on_simulator, delete_pods, live_instances, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -31,20 +30,10 @@ CLUSTER = "jobs0001"
 
 @pytest.fixture(scope="module")
 def env(control_plane, controller_manager, tmp_path_factory):
-    work = tmp_path_factory.mktemp("completion")
-    api = control_plane.api_client()
-    create_namespace(api, "kube-vast-jobs")
-    ip = host_ip()
-    with SimulatorServer(seed=17, offers=600, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim:
-        ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
-                                sim_url=sim.url, snapshot=work / "offers.json", node=NODE,
-                                namespace="kube-vast-jobs", cluster_id=CLUSTER,
-                                env={"KUBE_VAST_RESTART_BACKOFF": "0.5"}).start()
-        try:
-            ctl.process.wait_until(lambda: (work / "offers.json").exists(), timeout=30, what="publish offers")
-            yield api, sim, ctl
-        finally:
-            ctl.stop()
+    with controller_on_simulator(control_plane, tmp_path_factory.mktemp("completion"),
+                                 release_namespace="kube-vast-jobs", node=NODE, cluster_id=CLUSTER, seed=17, offers=600,
+                                 env={"KUBE_VAST_RESTART_BACKOFF": "0.5"}, wait_snapshot=True) as running:
+        yield running
 
 
 @pytest.fixture
@@ -53,10 +42,8 @@ def ns(env):
     name = f"jobs-{uuid.uuid4().hex[:6]}"
     create_namespace(api, name)
     yield name
-    core = client.CoreV1Api(api)
     client.BatchV1Api(api).delete_collection_namespaced_job(name, propagation_policy="Background")
-    core.delete_collection_namespaced_pod(name)
-    wait_until(lambda: not core.list_namespaced_pod(name).items, timeout=60)
+    delete_pods(api, name)
     wait_until(lambda: not live_instances(sim, f"kv:{CLUSTER}:"), timeout=30)
     counters = sim.state()["counters"]
     assert (counters["live_instances"], counters["open_ports"], counters["open_sockets"]) == (0, 0, 0)

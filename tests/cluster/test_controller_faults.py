@@ -13,10 +13,9 @@ import uuid
 import pytest
 from kubernetes import client
 
-from devcluster.controller_stack import ControllerProcess, host_ip, live_instances, wait_until
+from devcluster.controller_stack import controller_on_simulator, delete_pods, live_instances, wait_until
 from devcluster import create_namespace
 from devcluster.ledger import LedgerSampler
-from vastsim import SimulatorServer
 
 pytestmark = pytest.mark.cluster
 
@@ -29,21 +28,11 @@ LAG = 4.0  # Vast's list leaves a new instance out this long
 
 @pytest.fixture(scope="module")
 def env(control_plane, tmp_path_factory):
-    work = tmp_path_factory.mktemp("faults")
-    api = control_plane.api_client()
-    create_namespace(api, "kube-vast-faults")
-    ip = host_ip()
-    with SimulatorServer(seed=21, offers=800, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim:
-        ctl = ControllerProcess(work, kubeconfig=control_plane.kubeconfig_for("admin", ["system:masters"]),
-                                sim_url=sim.url, snapshot=work / "offers.json", node=NODE,
-                                namespace="kube-vast-faults", cluster_id=CLUSTER,
-                                extra=("--boot-timeout", "3"),
-                                env={"KUBE_VAST_VAST_READ_TIMEOUT": f"{READ_TIMEOUT:g}",
-                                     "KUBE_VAST_UNCERTAIN_RENT_WAIT": f"{UNCERTAIN_WAIT:g}"}).start()
-        try:
-            yield api, sim, ctl
-        finally:
-            ctl.stop()
+    with controller_on_simulator(control_plane, tmp_path_factory.mktemp("faults"), release_namespace="kube-vast-faults",
+                                 node=NODE, cluster_id=CLUSTER, seed=21, offers=800, extra=("--boot-timeout", "3"),
+                                 env={"KUBE_VAST_VAST_READ_TIMEOUT": f"{READ_TIMEOUT:g}",
+                                      "KUBE_VAST_UNCERTAIN_RENT_WAIT": f"{UNCERTAIN_WAIT:g}"}) as running:
+        yield running
 
 
 @pytest.fixture
@@ -53,9 +42,7 @@ def ns(env):
     create_namespace(api, name)
     sim.faults.clear()
     yield name
-    core = client.CoreV1Api(api)
-    core.delete_collection_namespaced_pod(name)
-    wait_until(lambda: not core.list_namespaced_pod(name).items, timeout=60)
+    delete_pods(api, name)
     sim.faults.clear()
     assert ledger_clean(api, sim)
 
