@@ -27,7 +27,8 @@ from bench.load import pct
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["ROOT", "Server", "bound_pod", "cpu_model", "free_port", "machine_lines", "met", "pct", "percentiles",
-           "production_intervals", "publish_offers", "ready_pod_uid", "service_namespace", "wait_for_file", "wait_ready"]
+           "production_intervals", "publish_offers", "ready_pod_uid", "service_namespace", "wait_for_file",
+           "wait_ready"]
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def service_namespace(api: Any, prefix: str, *, app: str, release_namespace: str
     ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
     create_namespace(api, ns)
     create_namespace(api, release_namespace)
-    client.CoreV1Api(api).create_namespaced_service(ns, {  # type: ignore[arg-type]  # a dict body is sent as it is
+    client.CoreV1Api(api).create_namespaced_service(ns, {  # type: ignore[arg-type]  # a dict body, sent as is
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": app},
         "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": "http"}]}})
     return ns
