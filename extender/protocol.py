@@ -123,9 +123,13 @@ def priorities_body(names: Sequence[str], virtual: frozenset[str], virtual_score
     real = f',"Score":{int(real_score)}}}'
     if not names:
         return b"[]"
-    if not virtual.intersection(names):
-        between = real + ',{"Host":'
-        return ('[{"Host":' + between.join(map(_quote, names)) + real + "]").encode()
-    other = f',"Score":{int(virtual_score)}}}'
-    return ("[" + ",".join(['{"Host":' + _quote(n) + (other if n in virtual else real) for n in names])
-            + "]").encode()
+    body = '[{"Host":' + (real + ',{"Host":').join(map(_quote, names)) + real + "]"
+    if virtual_score != real_score:
+        # The few virtual nodes' entries rewritten in place. The match is exact: every entry is
+        # {"Host":"<name>","Score":N} and a quote inside a name is escaped, so no other entry
+        # contains this one.
+        other = f',"Score":{int(virtual_score)}}}'
+        for name in virtual.intersection(names):
+            entry = '{"Host":' + _quote(name)
+            body = body.replace(entry + real, entry + other)
+    return body.encode()

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from extender.protocol import encode_priorities, priorities_body
 
 names_strategy = st.lists(st.text(min_size=1, max_size=12), max_size=30, unique=True)
+# names that are prefixes of each other, or carry the reply's own syntax in them
+tricky_names = st.lists(st.sampled_from(["a", "ab", "a\",\"Score\":10}", "b\\", "{\"Host\":\"a\"", "é", "a,b"]),
+                        max_size=12)
 
 
 @settings(max_examples=300, deadline=None)
@@ -22,3 +25,12 @@ def test_the_prioritize_reply_is_the_json_of_the_host_priority_list(names: list[
     body = priorities_body(names, virtual, virtual_score, real_score)
     assert body == json.dumps(expected, separators=(",", ":")).encode()
     assert json.loads(body) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=tricky_names, data=st.data(), virtual_score=st.integers(0, 10), real_score=st.integers(0, 10))
+def test_names_that_look_like_the_reply_or_repeat_get_their_own_scores(names: list[str], data: st.DataObject,
+                                                                      virtual_score: int, real_score: int) -> None:
+    virtual = frozenset(data.draw(st.lists(st.sampled_from(names), unique=True)) if names else [])
+    expected = encode_priorities([(n, virtual_score if n in virtual else real_score) for n in names])
+    assert priorities_body(names, virtual, virtual_score, real_score) == json.dumps(expected, separators=(",", ":")).encode()
