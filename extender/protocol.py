@@ -129,7 +129,7 @@ def priorities_body(names: Sequence[str], virtual: frozenset[str], virtual_score
         # {"Host":"<name>","Score":N} and a quote inside a name is escaped, so no other entry
         # contains this one.
         other = f',"Score":{int(virtual_score)}}}'
-        for name in virtual.intersection(names):
+        for name in virtual:  # one absent from the list matches nothing
             entry = '{"Host":' + _quote(name)
             body = body.replace(entry + real, entry + other)
     return body.encode()
