@@ -21,6 +21,7 @@ Ties break by score, then price, then offer id. No I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -72,7 +73,7 @@ class OfferTable:
                  "gpu_ram_gb", "price", "reliability", "inet_down", "available", "verified",
                  "datacenter", "static_ip", "host_ids", "host_code", "machine_ids", "machine_code",
                  "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term", "availability_term",
-                 "by_price", "price_sorted", "_memo", "_memo_lock")
+                 "by_price", "price_sorted", "_memo", "_memo_lock", "_memo_bytes")
 
     def __init__(self, offers: Sequence[Offer]) -> None:
         self.offers: tuple[Offer, ...] = tuple(offers)
@@ -106,6 +107,7 @@ class OfferTable:
         self.price_sorted: Floats = self.price[self.by_price]
         self._memo: dict[Hashable, Any] = {}
         self._memo_lock = threading.Lock()
+        self._memo_bytes = 0
 
     def __len__(self) -> int:
         return len(self.offers)
@@ -114,24 +116,30 @@ class OfferTable:
         """Drop what :meth:`memo` kept (a benchmark's cold start)."""
         with self._memo_lock:
             self._memo.clear()
+            self._memo_bytes = 0
 
     def memo(self, key: Hashable, build: Callable[[], _T]) -> _T:
-        """``build()``, kept for this table under ``key`` (the :data:`MEMO_SIZE` newest kept).
-        What is kept is never changed afterwards, so threads share it without a lock."""
+        """``build()``, kept for this table under ``key``: the newest :data:`MEMO_SIZE`, within
+        :data:`MEMO_BYTES` (a value's ``nbytes``, when it has one). What is kept is never changed
+        afterwards, so threads share it without a lock."""
         hit = self._memo.get(key, _ABSENT)
         if hit is not _ABSENT:
             return hit  # type: ignore[no-any-return]
         value = build()
         with self._memo_lock:
+            if key not in self._memo:
+                self._memo_bytes += int(getattr(value, "nbytes", 0))
             self._memo[key] = value
-            while len(self._memo) > MEMO_SIZE:
-                del self._memo[next(iter(self._memo))]
+            while len(self._memo) > MEMO_SIZE or (self._memo_bytes > MEMO_BYTES and len(self._memo) > 1):
+                dropped = self._memo.pop(next(iter(self._memo)))
+                self._memo_bytes -= int(getattr(dropped, "nbytes", 0))
         return value
 
 
 _T = TypeVar("_T")
 _ABSENT = object()
-MEMO_SIZE = 512  # a mask is one byte per offer: 512 × 10,000 offers ≈ 5 MB at most per table
+MEMO_SIZE = 256
+MEMO_BYTES = 32 * 2**20  # the eligible offers' columns: 56 bytes per offer, ~0.5 MB for 10,000
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -390,14 +398,28 @@ def _failures(table: OfferTable, req: Requirements,
 
 
 @dataclass(frozen=True, slots=True)
-class _Rejections:
-    """The offers failing any requirement but the price cap, and how many fail each."""
+class _Eligible:
+    """The offers meeting every requirement but the price cap, in price order (price, then id),
+    with the columns their scores read gathered in that order, so that a price cap is a prefix
+    of each; and how many offers fail each of those requirements."""
 
-    rejected: Bools
     counts: tuple[tuple[str, int], ...]
+    order: Ints  # positions in the table
+    price: Floats
+    rel_bandwidth: Floats  # 0.4 × the reliability term + 0.3 × the bandwidth term
+    dlperf: Floats
+    gpu_term: Floats | None
+    location_term: Floats | None
+    availability: Floats
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.order, self.price, self.rel_bandwidth, self.dlperf, self.gpu_term, self.location_term,
+                  self.availability)
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
-def _rejections(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_rank: Ints | None) -> _Rejections:
+def _eligible(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_rank: Ints | None) -> _Eligible:
     rejected = np.zeros(len(table), dtype=np.bool_)
     counts: list[tuple[str, int]] = []
     for reason, mask in _failures(table, req, gpu_rank, loc_rank):
@@ -405,12 +427,26 @@ def _rejections(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc
         count = int(np.count_nonzero(mask))
         if count:
             counts.append((reason, count))
-    return _Rejections(rejected, tuple(counts))
+    order = table.by_price[~rejected[table.by_price]]
+    # The same operations, in the same order, as rank()'s terms_of.
+    rel_floor = min(req.min_reliability, 0.99)
+    rel_scale = 1.0 / (1.0 - rel_floor)
+    rel = table.reliability[order]
+    rel_term = np.minimum(1.0, np.maximum(0.0, (rel - rel_floor) * rel_scale))
+    rel_term[rel == -INF] = 0.0
+    gpu_term = None
+    if gpu_rank is not None:
+        gpu_term = (1.0 - np.maximum(gpu_rank, 0) / len(req.gpu_types))[table.gpu_code[order]]
+    location_term = None
+    if loc_rank is not None:
+        location_term = (1.0 - np.maximum(loc_rank, 0) / len(req.locations))[table.location_code[order]]
+    return _Eligible(tuple(counts), order, table.price[order], 0.4 * rel_term + 0.3 * table.bandwidth_term[order],
+                     table.dlperf[order], gpu_term, location_term, table.availability_term[order])
 
 
 def _beyond_price_key(req: Requirements) -> tuple[Any, ...]:
-    """What :func:`_rejections` depends on: every requirement but the price cap."""
-    return ("rejections", req.gpu_types, req.min_gpu_memory_gb, req.num_gpus, req.min_reliability,
+    """What :func:`_eligible` depends on: every requirement but the price cap."""
+    return ("eligible", req.gpu_types, req.min_gpu_memory_gb, req.num_gpus, req.min_reliability,
             req.min_download_mbps, req.locations, req.min_cpu_cores, req.min_ram_gb, req.min_disk_gb,
             req.direct_ports, req.verified_only, req.blacklist)
 
@@ -424,13 +460,18 @@ def _ranks(values: Sequence[Any], patterns: Sequence[Any], matches: Callable[[An
     return _ints(out)
 
 
+@functools.lru_cache(maxsize=64)
+def _normalised(weights: Weights) -> Weights:
+    return weights.normalised()
+
+
 def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPolicy()) -> Ranking:
     """Filter ``table`` by ``req`` and score the rest under ``policy``; best first.
 
     Vectorised over the table's columns; every score is the same sequence of floating-point
     operations as the one-offer-at-a-time definition in the module docstring (the property
     tests compare both), so scores and order are exactly the reference's."""
-    w = policy.weights.normalised()
+    w = _normalised(policy.weights)
     gpu_patterns = [gpu_key(g) for g in req.gpu_types]
     gpu_rank = (table.memo(("gpu", req.gpu_types), lambda: _ranks(table.gpu_keys, gpu_patterns, gpu_matches))
                 if gpu_patterns else None)
@@ -439,18 +480,17 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
                            lambda: _ranks(table.locations, loc_patterns, lambda p, loc: p.matches(loc)))
                 if loc_patterns else None)
 
-    beyond_price = table.memo(_beyond_price_key(req), lambda: _rejections(table, req, gpu_rank, loc_rank))
+    eligible = table.memo(_beyond_price_key(req), lambda: _eligible(table, req, gpu_rank, loc_rank))
     # The offers within the price cap are a prefix of the price order (price, then id): the
     # tie-break order, which the passing offers keep.
-    within_cap = int(np.searchsorted(table.price_sorted, req.max_price, side="right"))
-    over_price = len(table) - within_cap
-    counted = beyond_price.counts + ((("price", over_price),) if over_price else ())
+    over_price = len(table) - int(np.searchsorted(table.price_sorted, req.max_price, side="right"))
+    counted = eligible.counts + ((("price", over_price),) if over_price else ())
     counts = sorted(counted, key=lambda rc: (-rc[1], REASONS.index(rc[0])))
-    candidates = table.by_price[:within_cap]
-    passing = candidates[~beyond_price.rejected[candidates]]
+    within_cap = int(np.searchsorted(eligible.price, req.max_price, side="right"))
+    passing = eligible.order[:within_cap]
 
     dlperf = table.dlperf
-    best_dlperf = float(dlperf[passing].max()) if len(passing) else 0.0
+    best_dlperf = float(eligible.dlperf[:within_cap].max()) if within_cap else 0.0
     dl_scale = 1.0 / best_dlperf if best_dlperf > 0 else 0.0
     rel_floor = min(req.min_reliability, 0.99)
     rel_scale = 1.0 / (1.0 - rel_floor)
@@ -475,16 +515,14 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
         offer = table.offers[i]
         return tuple((m.label, m.add) for m in policy.modifiers if _modifier_applies(m, offer))
 
-    # The same operations, in the same order, as terms_of and the weighted sum, on columns.
-    rel = table.reliability[passing]
-    rel_term = np.minimum(1.0, np.maximum(0.0, (rel - rel_floor) * rel_scale))
-    rel_term[rel == -INF] = 0.0
-    total = (w.price * np.maximum(0.0, 1.0 - table.price[passing] * inv_price)
-             + w.performance * (0.4 * rel_term + 0.3 * table.bandwidth_term[passing]
-                                + 0.3 * dlperf[passing] * dl_scale)
-             + w.gpu_match * (gpu_terms[table.gpu_code[passing]] if gpu_terms is not None else 1.0)
-             + w.location * (loc_terms[table.location_code[passing]] if loc_terms is not None else 1.0)
-             + w.availability * table.availability_term[passing])
+    # The same operations, in the same order, as terms_of and the weighted sum, on the eligible
+    # offers' columns (a prefix of each: no gathering per pod).
+    k = within_cap
+    total = (w.price * np.maximum(0.0, 1.0 - eligible.price[:k] * inv_price)
+             + w.performance * (eligible.rel_bandwidth[:k] + 0.3 * eligible.dlperf[:k] * dl_scale)
+             + w.gpu_match * (eligible.gpu_term[:k] if eligible.gpu_term is not None else 1.0)
+             + w.location * (eligible.location_term[:k] if eligible.location_term is not None else 1.0)
+             + w.availability * eligible.availability[:k])
     if policy.modifiers:
         modifiers = policy.modifiers
         total = total + table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing]
