@@ -230,3 +230,31 @@ def test_find_gives_a_passing_offer_with_its_score_and_nothing_for_the_others():
     ranking = rank(OfferTable(offers), Requirements(max_price=0.45))
     assert ranking.find(3).offer.id == 3 and ranking.find(3) is ranking.ranked[ranking.offer_ids().index(3)]
     assert ranking.find(6) is None and ranking.find(99) is None and ranking.find(2**70) is None
+
+
+def test_the_parts_a_table_keeps_are_bounded_in_count_and_bytes_newest_kept(monkeypatch):
+    import numpy as np
+
+    from vastmarket import selection
+
+    monkeypatch.setattr(selection, "MEMO_SIZE", 5)
+    monkeypatch.setattr(selection, "MEMO_BYTES", 3000)
+    table = OfferTable([make_offer(i) for i in range(1, 4)])
+    built = []
+
+    def build(k, size):
+        def make():
+            built.append(k)
+            return np.zeros(size, dtype=np.uint8)
+        return make
+
+    for k in range(8):
+        table.memo(k, build(k, 10))
+    assert sorted(table._memo) == [3, 4, 5, 6, 7]  # the newest five
+    table.memo(7, build(7, 10))
+    assert built.count(7) == 1  # kept: not built again
+    table.memo("big", build("big", 2500))
+    assert "big" in table._memo and table._memo_bytes <= 3000
+    assert sum(v.nbytes for v in table._memo.values()) == table._memo_bytes
+    table.forget()
+    assert table._memo == {} and table._memo_bytes == 0
