@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from devcluster.background import BackgroundLoop
 from devcluster.ledger import rental_audit
 from devcluster.processes import ManagedProcess
 
@@ -26,28 +26,19 @@ REPLICAS = 3
 MIN_KILLS = 4  # the example serves until the controller was killed this often, then is torn down
 
 
-class Killer:
+class Killer(BackgroundLoop):
     """SIGKILLs the controller's process group at random moments, from a thread of its own, until
     stopped (the restarts are the supervisor's, on the main thread)."""
 
     def __init__(self, console: Console, controller: Callable[[], ManagedProcess | None], *, seed: int,
                  low: float = 1.5, high: float = 5.0) -> None:
+        super().__init__("chaos-killer")
         self.console = console
         self.controller = controller
         self.rng = random.Random(seed)
         self.low, self.high = low, high
         self.kills = 0
         self.phase = "launch"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chaos-killer", daemon=True)
-
-    def start(self) -> Killer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.rng.uniform(self.low, self.high)):

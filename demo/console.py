@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from devcluster.background import BackgroundLoop
+
 WIDTH = 10
 
 # "2025-01-02 03:04:05,678 INFO kube_vast.controller message" (kube_vast.cli's logging format)
@@ -53,29 +55,22 @@ def component_line(component: str, raw: str) -> str | None:
     return _POD_PREFIX.sub("", text)
 
 
-class LogFollower:
-    """Prints the interesting lines of one log file as they are written."""
+class LogFollower(BackgroundLoop):
+    """Prints the interesting lines of one log file as they are written; :meth:`stop` stops after
+    printing what the file holds then."""
+
+    join_timeout = 5.0
 
     def __init__(self, console: Console, component: str, path: Path, *, interval: float = 0.1) -> None:
+        super().__init__(f"follow-{component}")
         self.console = console
         self.component = component
         self.path = path
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"follow-{component}", daemon=True)
         self._offset = 0
         self._partial = ""
         self._shown: set[str] = set()
         self._reading = threading.Lock()
-
-    def start(self) -> LogFollower:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop after printing what the file holds now."""
-        self._stop.set()
-        self._thread.join(timeout=5)
 
     def catch_up(self) -> None:
         """Print what the file holds now (the demo calls this before narrating, so that what a

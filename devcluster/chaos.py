@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devcluster.controller_stack import ControllerProcess, host_ip, wait_until
-from devcluster.helpers import create_namespace
+from devcluster.controller_stack import ControllerProcess, host_ip, reaper_sweeps, wait_until
+from devcluster.helpers import create_namespace, pod_ready
 from devcluster.ledger import LedgerSampler, live, rental_audit
 from vastsim import SimulatorServer
 
@@ -293,7 +293,7 @@ class ChaosRun:
 
     def _ready(self, name: str) -> bool:
         pod = self._pod(name)
-        if pod is None or not any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])):
+        if pod is None or not pod_ready(pod):
             return False
         slices = self._slices(pod.metadata.uid)
         return len(slices) == 2 and all(e.conditions and e.conditions.ready for s in slices for e in s.endpoints or [])
@@ -331,7 +331,7 @@ class ChaosRun:
             sim.faults.hold("create")
         else:
             self.aim.at(launch.point, pod=ref)
-        self.core.create_namespaced_pod(self.ns, chaos_pod(name, self.node))  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+        self.core.create_namespaced_pod(self.ns, chaos_pod(name, self.node))  # type: ignore[arg-type]  # a dict body, sent as is
         if launch.point == "rent-in-flight":
             self._wait(ctl, f"{ref}: the rent reaching the simulator",
                        lambda: sim.state()["counters"]["calls"].get("create", 0) > creates)
@@ -416,7 +416,7 @@ class ChaosRun:
         create_namespace(self.api, self.ns)
         create_namespace(self.api, f"{self.ns}-system")
         for svc, port in (("chaos-a", 8000), ("chaos-b", 8001)):
-            self.core.create_namespaced_service(self.ns, chaos_service(svc, port))  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+            self.core.create_namespaced_service(self.ns, chaos_service(svc, port))  # type: ignore[arg-type]  # a dict body, sent as is
         ip = host_ip()
         with SimulatorServer(seed=17, offers=600, boot_seconds=(0.2, 0.5), host=ip, public_ip=ip) as sim:
             ctl = ControllerProcess(
@@ -455,8 +455,7 @@ class ChaosRun:
         done = time.monotonic()
 
         def sweeps() -> list[int]:
-            text = path.read_text(errors="replace") if path.exists() else ""
-            return [int(m) for m in re.findall(r"checkpoint reaper-swept orphans=(\d+)", text)]
+            return reaper_sweeps(path.read_text(errors="replace") if path.exists() else "")
 
         before = len(sweeps())
         self._wait(ctl, "a reaper cycle after teardown",

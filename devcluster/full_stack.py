@@ -89,7 +89,7 @@ def vast_stack(control_plane: Any, kube_scheduler: Callable[..., Any] | None, wo
                 namespace = probe_namespace or "default"
 
                 def webhook_ready() -> bool:
-                    sent = core.create_namespaced_pod(namespace, PROBE_POD, dry_run="All")  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+                    sent = core.create_namespaced_pod(namespace, PROBE_POD, dry_run="All")  # type: ignore[arg-type]  # a dict body, sent as is
                     return sent.spec is not None and sent.spec.scheduler_name == "vast-scheduler"
 
             wait_until(webhook_ready, timeout=60)

@@ -117,7 +117,7 @@ def create_ready_node(
         "metadata": {"name": name, "labels": all_labels, "annotations": dict(annotations or {})},
         "spec": {"taints": [dict(t) for t in taints or []]},
     }
-    core.create_node(body)  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+    core.create_node(body)  # type: ignore[arg-type]  # a dict body, sent as is
     # Taints exactly as asked (admission added node.kubernetes.io/not-ready:NoSchedule).
     core.patch_node(name, {"spec": {"taints": [dict(t) for t in taints or []] or None}})
     return core.patch_node_status(name, {"status": ready_node_status(cap)})
@@ -133,9 +133,9 @@ def create_namespace(api: Any, name: str, *, labels: Mapping[str, str] | None = 
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api)
-    ns = core.create_namespace({"metadata": {"name": name, "labels": dict(labels or {})}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+    ns = core.create_namespace({"metadata": {"name": name, "labels": dict(labels or {})}})  # type: ignore[arg-type]  # a dict body, sent as is
     try:
-        core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+        core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})  # type: ignore[arg-type]  # a dict body, sent as is
     except ApiException as e:
         if e.status != 409:  # the controller-manager's serviceaccount controller was faster
             raise
@@ -200,14 +200,14 @@ def register_mutating_webhook(
         "webhooks": [webhook],
     }
     try:
-        return adm.create_mutating_webhook_configuration(body)  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+        return adm.create_mutating_webhook_configuration(body)  # type: ignore[arg-type]  # a dict body, sent as is
     except ApiException as e:
         if e.status != 409:
             raise
     existing = adm.read_mutating_webhook_configuration(cfg_name)
     assert existing.metadata is not None  # the API server always returns it
     body["metadata"]["resourceVersion"] = existing.metadata.resource_version
-    return adm.replace_mutating_webhook_configuration(cfg_name, body)  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+    return adm.replace_mutating_webhook_configuration(cfg_name, body)  # type: ignore[arg-type]  # a dict body, sent as is
 
 
 def install_crd(api: Any, manifest: Path, *, timeout: float = 30.0) -> None:
@@ -235,6 +235,11 @@ def install_crd(api: Any, manifest: Path, *, timeout: float = 30.0) -> None:
             return False
 
     wait_for(served, timeout=timeout, description=f"the API server to serve {'/'.join(where)}")
+
+
+def pod_ready(pod: Any) -> bool:
+    """Whether the pod (a ``V1Pod``) has the condition ``Ready`` ``True``."""
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [] if pod.status else []))
 
 
 def pod_scheduled_condition(pod: Any) -> Any:

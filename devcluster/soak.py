@@ -31,10 +31,8 @@ import argparse
 import datetime as dt
 import os
 import random
-import re
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -45,8 +43,9 @@ from typing import Any
 
 from kubernetes import client
 
-from devcluster.controller_stack import ControllerProcess, host_ip, wait_until
-from devcluster.helpers import create_namespace
+from devcluster.background import BackgroundLoop
+from devcluster.controller_stack import ControllerProcess, host_ip, reaper_sweeps, wait_until
+from devcluster.helpers import create_namespace, pod_ready
 from devcluster.ledger import LedgerSampler, live, rental_audit
 from vastsim import SimulatorServer
 from vastsim.hostnet import HostNetwork
@@ -117,17 +116,16 @@ class _Cut:
     end: float
 
 
-class PodWatcher:
+class PodWatcher(BackgroundLoop):
     """Polls the soak's pods: which were ever Ready (served) and which failed, with their reason."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
+        super().__init__("soak-pods")
         self.core = core
         self.namespace = namespace
         self.seen: dict[str, str] = {}  # uid -> name
         self.served: set[str] = set()
         self.failed: dict[str, str] = {}  # uid -> reason
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="soak-pods", daemon=True)
 
     def poll(self) -> list[Any]:
         pods = self.core.list_namespaced_pod(self.namespace).items
@@ -136,7 +134,7 @@ class PodWatcher:
                 continue  # the API server fills these in on every pod it returns
             uid = p.metadata.uid
             self.seen[uid] = p.metadata.name or ""
-            if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])):
+            if pod_ready(p):
                 self.served.add(uid)
             if p.status.phase == "Failed":
                 self.failed[uid] = p.status.reason or "Failed"
@@ -148,14 +146,6 @@ class PodWatcher:
                 self.poll()
             except Exception:  # noqa: BLE001 - the API server busy for a moment: poll again
                 continue
-
-    def start(self) -> PodWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def _pod_template() -> dict[str, Any]:
@@ -231,9 +221,9 @@ class Soak:
 
     def _start_workload(self, ns: str) -> None:
         self.core.create_namespaced_service(ns, {"metadata": {"name": "soak"}, "spec": {
-            "selector": {"app": "soak"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+            "selector": {"app": "soak"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})  # type: ignore[arg-type]  # a dict body, sent as is
         self.apps.create_namespaced_replica_set(ns, {"metadata": {"name": "soak"}, "spec": {
-            "replicas": self.pods, "selector": {"matchLabels": {"app": "soak"}}, "template": _pod_template()}})  # type: ignore[arg-type]  # a dict body is sent as it is; the stubs name only the model
+            "replicas": self.pods, "selector": {"matchLabels": {"app": "soak"}}, "template": _pod_template()}})  # type: ignore[arg-type]  # a dict body, sent as is
         self.say(f"soak: {self.pods} pods of ReplicaSet {ns}/soak on {NODE}; {self.network_note}")
 
     def _justified(self, instance: Mapping[str, Any]) -> bool:
@@ -351,11 +341,8 @@ class Soak:
             raise SoakFailure("no reaper sweep was logged after the teardown") from None
 
 
-_SWEPT = re.compile(r"checkpoint reaper-swept")
-
-
 def _sweeps(ctl: ControllerProcess) -> int:
-    return len(_SWEPT.findall(ctl.log()))
+    return len(reaper_sweeps(ctl.log()))
 
 
 def main(argv: list[str] | None = None) -> int:
