@@ -17,50 +17,21 @@ from __future__ import annotations
 
 import argparse
 import copy
-import http.client
 import json
 import os
-import platform
 import random
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402
-from vastmarket.offers import parse_offers  # noqa: E402
-from vastsim.offerset import generate_offers  # noqa: E402
-from vastmarket.snapshot import OfferSnapshot, SnapshotFile  # noqa: E402
+from bench.common import free_port, machine_lines, met, publish_offers, wait_ready  # noqa: E402
 
 POD = json.loads((ROOT / "tests/extender/captured/filter-nodenames.json").read_text())["Pod"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"server on {port} not ready")
 
 
 def distinct_bodies(count: int, size: int, seed: int) -> list[bytes]:
@@ -97,8 +68,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="kv-bench-"))
     snapshot = work / "offers.json"
-    SnapshotFile(snapshot).publish(OfferSnapshot(parse_offers(generate_offers(seed=7, count=10_000)).offers,
-                                                 taken_at=time.time()))
+    publish_offers(snapshot)
     ext_port, bare_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
@@ -110,10 +80,7 @@ def main() -> int:
     try:
         wait_ready(ext_port, procs[0])
         wait_ready(bare_port, procs[1])
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), platform.processor())
-        print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
-        print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+        print("\n".join(machine_lines()))
         print(f"requests per case: {args.requests}, each client on its own keep-alive connection\n")
         print("| verb | names | requests | clients | extender p50 ms | p99 ms | req/s | bare p50 ms | p99 ms "
               "| req/s | p99 ratio | throughput ratio |")
@@ -134,7 +101,7 @@ def main() -> int:
             print(f"| {verb} | {size} {kind} | {len(ext.latencies)} | {clients} | {ext.pct(50):.2f} | "
                   f"{ext.pct(99):.2f} | {ext.throughput:.0f} | {bare.pct(50):.2f} | {bare.pct(99):.2f} | "
                   f"{bare.throughput:.0f} | {ratio:.2f} | {ext.throughput / bare.throughput:.2f} |")
-        print(f"\nworst distinct-request p99 ratio: {worst:.2f} (target ≤ 1.5: {'met' if worst <= 1.5 else 'NOT met'})")
+        print(f"\nworst distinct-request p99 ratio: {worst:.2f} (target ≤ 1.5: {met(worst <= 1.5)})")
     finally:
         for p in procs:
             p.terminate()
