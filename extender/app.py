@@ -48,15 +48,18 @@ class _Metrics:
 
 
 class _ReplyCache:
-    """Encoded reply bodies for the last few distinct answers, by node list and what else the
-    answer depends on. kube-scheduler sends the same node list for pod after pod; at thousands of
-    nodes, encoding the reply is most of the work.
+    """Encoded reply bodies for the last two distinct answers, by node list and what else the
+    answer depends on. A burst of like pods gets the same node list pod after pod, and at
+    thousands of nodes encoding the reply is most of the work. Only the last two: at scale
+    kube-scheduler sends each pod another sample of the feasible nodes (it rotates where its
+    search starts), so older lists seldom come back, and keeping them costs memory and, when
+    they go, the freeing of thousands of names no longer in the CPU's cache.
 
     The names are never hashed: a request's freshly decoded strings have no hash yet, and hashing
     5,000 of them costs more than a miss. An entry is found by the list's length, three of its
     names and the rest of the answer, and then the whole list is compared (first in, first out)."""
 
-    def __init__(self, size: int = 16) -> None:
+    def __init__(self, size: int = 2) -> None:
         self._size = size
         self._data: dict[Hashable, tuple[tuple[str, ...], bytes]] = {}
         self._lock = threading.Lock()
