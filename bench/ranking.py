@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import random
 import statistics
 import sys
@@ -32,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import machine_lines, met  # noqa: E402
 from bench.naive import naive_rank  # noqa: E402
 from vastmarket.offers import parse_offers  # noqa: E402
 from vastmarket.requirements import Requirements  # noqa: E402
@@ -80,8 +79,7 @@ def main() -> int:
     offers = list(parsed.offers)
     policy = ScoringPolicy()
 
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.platform()}")
+    print("\n".join(machine_lines()))
     print(f"offers: {len(offers)} (parse {parse_ms:.0f} ms, column table {table_ms:.0f} ms, once per snapshot)")
     print(f"repeat: {args.repeat}\n")
     print("| requirements | matched | naive median ms | cold median ms | cold p95 ms | new cap median ms "
@@ -111,7 +109,7 @@ def main() -> int:
           f"{statistics.median(as_they_come):.2f} ms, p95 {p95(as_they_come):.2f} ms, max {max(as_they_come):.2f} ms")
     worst = max(worst_cold, p95(distinct))
     print(f"worst: cold median {worst_cold:.2f} ms, distinct p95 {p95(distinct):.2f} ms (target ≤ 2: "
-          f"{'met' if worst <= 2.0 else 'NOT met'}), warm median {worst_warm:.4f} ms (target ≤ 1)")
+          f"{met(worst <= 2.0)}), warm median {worst_warm:.4f} ms (target ≤ 1)")
     return 0
 
 
