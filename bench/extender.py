@@ -2,7 +2,7 @@
 names, one client and 8 concurrent clients, against a bare Flask endpoint (same gunicorn
 settings, a reply of the same size encoded per request) measured in the same run.
 
-Run: ``make bench-extender`` (or ``.venv/bin/python bench/extender.py [--requests N] [--clients C]``).
+Run: ``make bench-extender`` (or ``.venv/bin/python bench/extender.py [--requests N] [--clients C] [--rounds R]``).
 
 The extender runs as ``kube-vast extender`` with a snapshot of 10,000 simulator offers. Every
 request is distinct, as when each pod belongs to another Deployment: its own price cap and GPU
@@ -62,8 +62,10 @@ def same_bodies(count: int, size: int) -> list[bytes]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per case and server")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per case and server")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the concurrent cases")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="alternating blocks per case (more: machine noise hits both servers alike)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kv-bench-"))
@@ -81,7 +83,8 @@ def main() -> int:
         wait_ready(ext_port, procs[0])
         wait_ready(bare_port, procs[1])
         print("\n".join(machine_lines()))
-        print(f"requests per case: {args.requests}, each client on its own keep-alive connection\n")
+        print(f"requests per case: {args.requests} in {args.rounds} alternating blocks, each client on its own "
+              "keep-alive connection\n")
         print("| verb | names | requests | clients | extender p50 ms | p99 ms | req/s | bare p50 ms | p99 ms "
               "| req/s | p99 ratio | throughput ratio |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -94,7 +97,8 @@ def main() -> int:
                       else same_bodies(args.requests, size))
             load.run(ext_port, f"/{verb}", bodies[:10], clients=1)  # warm the connection path
             load.run(bare_port, f"/{verb}", bodies[:10], clients=1)
-            ext, bare = load.interleaved([ext_port, bare_port], f"/{verb}", bodies, clients=clients)
+            ext, bare = load.interleaved([ext_port, bare_port], f"/{verb}", bodies, clients=clients,
+                                         rounds=args.rounds)
             ratio = ext.pct(99) / bare.pct(99)
             if kind == "distinct":
                 worst = max(worst, ratio)
