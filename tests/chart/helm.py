@@ -47,6 +47,23 @@ def require_helm() -> Path:
     pytest.skip(f"!!! CHART NOT RENDERED: {msg}")
 
 
+def require_a_real_node(what: str) -> None:
+    """Skip (locally) or fail (``CI=true``) the current test unless the control plane, helm and
+    a real node (root, the built images, the node's binaries) are all there; ``what`` is what
+    the test does there, for the message."""
+    from devcluster.chart_stack import missing
+    from tests.cluster_plugin import require_control_plane_binaries
+
+    require_control_plane_binaries()
+    require_helm()
+    reason = missing()
+    if reason is None:
+        return
+    if running_in_ci():
+        pytest.fail(f"CI=true and {what} cannot run on a real node: {reason}", pytrace=False)
+    pytest.skip(f"!!! {what.upper()} NOT RUN ON A REAL NODE: {reason}")
+
+
 class HelmError(Exception):
     """helm exited non-zero; the message is what it printed (lint reports on stdout)."""
 

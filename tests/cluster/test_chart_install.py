@@ -26,11 +26,10 @@ from typing import Any, Callable, Iterator
 import pytest
 from kubernetes import client
 
-from devcluster.binaries import REPO_ROOT, find_binaries, running_in_ci
+from devcluster.binaries import REPO_ROOT, find_binaries
 from devcluster.chart_stack import CHART, NAMESPACE as NS, RELEASE, VIRTUAL_NODE, ChartStack, chart_stack, image, \
-    missing, scheduler_image
-from tests.chart.helm import require_helm
-from tests.cluster_plugin import require_control_plane_binaries
+    scheduler_image
+from tests.chart.helm import require_a_real_node
 
 pytestmark = pytest.mark.cluster
 
@@ -62,13 +61,7 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartStack]:
-    require_control_plane_binaries()
-    require_helm()
-    reason = missing()
-    if reason is not None:
-        if running_in_ci():
-            pytest.fail(f"CI=true and the chart cannot be installed on a real node: {reason}", pytrace=False)
-        pytest.skip(f"!!! CHART NOT INSTALLED ON A REAL NODE: {reason}")
+    require_a_real_node("installing the chart")
     with chart_stack(tmp_path_factory.mktemp("chart")) as stack:
         yield stack
 

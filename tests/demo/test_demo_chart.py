@@ -21,11 +21,10 @@ import pytest
 
 from demo.stack import processes_mentioning
 from devcluster import node as node_module
-from devcluster.binaries import find_binaries, running_in_ci
-from devcluster.chart_stack import image, missing, scheduler_image
+from devcluster.binaries import find_binaries
+from devcluster.chart_stack import image, scheduler_image
 from devcluster.node import NodeNetwork, _cgroup_hierarchies
-from tests.chart.helm import require_helm
-from tests.cluster_plugin import require_control_plane_binaries
+from tests.chart.helm import require_a_real_node
 from tests.demo.test_demo import DemoRun
 
 pytestmark = pytest.mark.cluster
@@ -36,13 +35,7 @@ SUMMARY = re.compile(r"summary: result=(?P<result>\w+) node_leftovers=(?P<node>\
 
 @pytest.fixture()
 def chart_demo_possible() -> None:
-    require_control_plane_binaries()
-    require_helm()
-    reason = missing()
-    if reason is not None:
-        if running_in_ci():
-            pytest.fail(f"CI=true and the chart demo cannot run on a real node: {reason}", pytrace=False)
-        pytest.skip(f"!!! CHART DEMO NOT RUN: {reason}")
+    require_a_real_node("the chart demo")
 
 
 def line_index(lines: list[str], pattern: str) -> tuple[int, re.Match[str]]:
