@@ -109,8 +109,7 @@ def virtual_score(placement: Placement, burst_policy: str) -> int:
 @dataclass(frozen=True, slots=True)
 class Priorities:
     """The scores of one prioritize request: ``virtual_score`` for the virtual nodes in it,
-    ``real_score`` for every other node. Hashable, so that the encoded reply for the same node
-    list and scores can be reused (kube-scheduler sends the same list for pod after pod)."""
+    ``real_score`` for every other node."""
 
     names: tuple[str, ...]
     virtual: frozenset[str]
