@@ -27,10 +27,14 @@ OFFER_ID_ANNOTATION = "vast.ai/offer-id"
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """``chosen`` is set when the pod can go to Vast now; otherwise ``reason`` says why not."""
+    """``chosen`` is set when the pod can go to Vast now; otherwise :attr:`reason` says why not.
+
+    With a ranking, the reason is its summary after ``detail``, put together only when it is
+    read: the extender's filter and prioritize seldom read it, and they judge every new pod on
+    kube-scheduler's clock."""
 
     chosen: ScoredOffer | None
-    reason: str
+    detail: str  # the whole reason without a ranking; what comes before its summary with one
     requirements: Requirements | None = None
     ranking: Ranking | None = None
     invalid: bool = False
@@ -39,6 +43,16 @@ class Placement:
     @property
     def ok(self) -> bool:
         return self.chosen is not None
+
+    @property
+    def reason(self) -> str:
+        if self.ranking is None:
+            return self.detail
+        text = self.detail + self.ranking.summary()
+        req = self.requirements
+        if self.chosen is None and req is not None and req.gpu_origin:
+            text += f" (the GPU is required by the pod's {req.gpu_origin})"
+        return text
 
 
 def annotated_offer_id(pod: Mapping[str, Any]) -> int | None:
@@ -74,15 +88,12 @@ def place(
     ranking = snapshot.rank(req, policy)
     best = ranking.best
     if best is None:
-        reason = ranking.summary()
-        if req.gpu_origin:
-            reason += f" (the GPU is required by the pod's {req.gpu_origin})"
-        return Placement(None, reason, requirements=req, ranking=ranking)
+        return Placement(None, "", requirements=req, ranking=ranking)
     wanted = annotated_offer_id(pod)
     if wanted is None or wanted == best.offer.id:
-        return Placement(best, ranking.summary(), requirements=req, ranking=ranking)
+        return Placement(best, "", requirements=req, ranking=ranking)
     annotated = ranking.find(wanted)
     if annotated is not None:
-        return Placement(annotated, ranking.summary(), requirements=req, ranking=ranking)
-    return Placement(best, f"annotated offer {wanted} is gone; {ranking.summary()}", requirements=req,
-                     ranking=ranking, annotated_offer_gone=True)
+        return Placement(annotated, "", requirements=req, ranking=ranking)
+    return Placement(best, f"annotated offer {wanted} is gone; ", requirements=req, ranking=ranking,
+                     annotated_offer_gone=True)

@@ -202,64 +202,104 @@ class ScoredOffer:
 class Ranking:
     """The outcome of ranking one snapshot for one pod's requirements.
 
-    Only the order and the scores are computed up front (as arrays); the terms of an offer's
-    score are worked out when it is looked at (:meth:`top`, :attr:`best`, :attr:`ranked`)."""
+    Only the scores of the passing offers are computed up front (an array, in price order); the
+    best offer is found without sorting, and the full order, the rejection counts and the terms of
+    an offer's score are worked out when they are asked for (:meth:`top`, :attr:`ranked`,
+    :attr:`rejections`, :meth:`find`). A ranking is shared by the threads that ask the same
+    question (the snapshot caches it): every lazy part is computed the same way by whichever
+    thread comes first."""
 
-    def __init__(self, requirements: Requirements, seen: int, order: Ints, scores: Floats,
-                 rejections: tuple[tuple[str, int], ...], reason_texts: Mapping[str, str],
+    def __init__(self, requirements: Requirements, seen: int, passing: Ints, scores: Floats,
+                 rejections: Callable[[], tuple[tuple[str, int], ...]],
                  explain: Callable[[int, float], ScoredOffer], ids: Sequence[int],
                  id_array: Ints | None = None) -> None:
         self.requirements = requirements
         self.seen = seen
-        self.rejections = rejections
-        self.reason_texts = reason_texts
-        self._order = order
-        self._scores = scores
+        self._passing = passing  # table positions of the passing offers, in price order (price, id)
+        self._scores = scores  # their scores, in the same order
+        self._count_rejections = rejections
+        self._rejections: tuple[tuple[str, int], ...] | None = None
+        self._reason_texts: Mapping[str, str] | None = None
         self._explain = explain
         self._ids = ids
         self._id_array = id_array
-        self._materialised: dict[int, ScoredOffer] = {}
+        self._best_first: Ints | None = None  # positions in price order, best first
+        self._materialised: dict[int, ScoredOffer] = {}  # by position in price order
+        self._summary: str | None = None
+
+    @property
+    def rejections(self) -> tuple[tuple[str, int], ...]:
+        """``(reason, offers rejected for it)``, most frequent first (then in :data:`REASONS` order)."""
+        if self._rejections is None:
+            self._rejections = self._count_rejections()
+        return self._rejections
+
+    @property
+    def reason_texts(self) -> Mapping[str, str]:
+        if self._reason_texts is None:
+            self._reason_texts = reason_texts(self.requirements)
+        return self._reason_texts
 
     def _scored(self, position: int) -> ScoredOffer:
+        """The offer at ``position`` in price order, with the terms of its score."""
         found = self._materialised.get(position)
         if found is None:
             found = self._materialised[position] = self._explain(
-                int(self._order[position]), float(self._scores[position]))
+                int(self._passing[position]), float(self._scores[position]))
         return found
+
+    def _order(self) -> Ints:
+        """Positions in price order, best first: by score, ties in price order (a stable sort)."""
+        if self._best_first is None:
+            self._best_first = np.argsort(-self._scores, kind="stable")
+        return self._best_first
 
     @property
     def passed(self) -> int:
-        return len(self._order)
+        return len(self._passing)
 
     @property
     def best(self) -> ScoredOffer | None:
-        return self._scored(0) if len(self._order) else None
+        if not len(self._passing):
+            return None
+        # the first highest score in price order: what the stable sort puts first (a NaN, which
+        # argmax would pick and the sort puts last, cannot come from clamped finite terms; the
+        # sort decides if one ever does)
+        position = int(np.argmax(self._scores))
+        if self._scores[position] != self._scores[position]:
+            position = int(self._order()[0])
+        return self._scored(position)
 
     def top(self, n: int) -> tuple[ScoredOffer, ...]:
-        return tuple(self._scored(k) for k in range(min(n, len(self._order))))
+        if n <= 0 or not len(self._passing):
+            return ()
+        if n == 1:
+            best = self.best
+            return () if best is None else (best,)
+        return tuple(self._scored(int(p)) for p in self._order()[:n])
 
     @property
     def ranked(self) -> tuple[ScoredOffer, ...]:
         """Every passing offer, best first."""
-        return self.top(len(self._order))
+        return self.top(len(self._passing))
 
     def find(self, offer_id: int) -> ScoredOffer | None:
         """The passing offer with this id, or ``None`` when it did not pass (or is gone)."""
         if self._id_array is not None:
             if type(offer_id) is not int or not _INT64_MIN <= offer_id <= _INT64_MAX:
                 return None
-            hits = np.flatnonzero(self._id_array[self._order] == offer_id)
+            hits = np.flatnonzero(self._id_array[self._passing] == offer_id)
             return self._scored(int(hits[0])) if len(hits) else None
         ids = self._ids
-        for position, index in enumerate(self._order.tolist()):
+        for position, index in enumerate(self._passing.tolist()):
             if ids[index] == offer_id:
                 return self._scored(position)
         return None
 
     def offer_ids(self) -> list[int]:
         """Passing offer ids, best first, without working out any terms."""
-        ids = self._ids
-        return [ids[index] for index in self._order.tolist()]
+        ids, passing = self._ids, self._passing
+        return [ids[passing[p]] for p in self._order().tolist()]
 
     def rejection_phrases(self) -> list[str]:
         """``["4210 over $0.50/h", "601 not RTX3060"]``, most frequent first."""
@@ -267,6 +307,11 @@ class Ranking:
 
     def summary(self) -> str:
         """A short human sentence: why nothing matched, or how many did."""
+        if self._summary is None:
+            self._summary = self._summarise()
+        return self._summary
+
+    def _summarise(self) -> str:
         if self.seen == 0:
             return "no offer matches: the offer list is empty"
         phrases = ", ".join(self.rejection_phrases())
@@ -483,9 +528,11 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     eligible = table.memo(_beyond_price_key(req), lambda: _eligible(table, req, gpu_rank, loc_rank))
     # The offers within the price cap are a prefix of the price order (price, then id): the
     # tie-break order, which the passing offers keep.
-    over_price = len(table) - int(np.searchsorted(table.price_sorted, req.max_price, side="right"))
-    counted = eligible.counts + ((("price", over_price),) if over_price else ())
-    counts = sorted(counted, key=lambda rc: (-rc[1], REASONS.index(rc[0])))
+    def rejections() -> tuple[tuple[str, int], ...]:
+        over_price = len(table) - int(np.searchsorted(table.price_sorted, req.max_price, side="right"))
+        counted = eligible.counts + ((("price", over_price),) if over_price else ())
+        return tuple(sorted(counted, key=lambda rc: (-rc[1], REASONS.index(rc[0]))))
+
     within_cap = int(np.searchsorted(eligible.price, req.max_price, side="right"))
     passing = eligible.order[:within_cap]
 
@@ -496,8 +543,6 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     rel_scale = 1.0 / (1.0 - rel_floor)
     inv_price = 1.0 / req.max_price
     n_gpu, n_loc = len(gpu_patterns), len(loc_patterns)
-    gpu_terms = None if gpu_rank is None else 1.0 - np.maximum(gpu_rank, 0) / n_gpu
-    loc_terms = None if loc_rank is None else 1.0 - np.maximum(loc_rank, 0) / n_loc
 
     def terms_of(i: int) -> dict[str, float]:
         rel = float(table.reliability[i])
@@ -506,8 +551,9 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
             "price": max(0.0, 1.0 - float(table.price[i]) * inv_price),
             "performance": (0.4 * rel_term + 0.3 * float(table.bandwidth_term[i])
                             + 0.3 * float(dlperf[i]) * dl_scale),
-            "gpu_match": float(gpu_terms[table.gpu_code[i]]) if gpu_terms is not None else 1.0,
-            "location": float(loc_terms[table.location_code[i]]) if loc_terms is not None else 1.0,
+            "gpu_match": 1.0 - max(int(gpu_rank[table.gpu_code[i]]), 0) / n_gpu if gpu_rank is not None else 1.0,
+            "location": (1.0 - max(int(loc_rank[table.location_code[i]]), 0) / n_loc
+                         if loc_rank is not None else 1.0),
             "availability": float(table.availability_term[i]),
         }
 
@@ -527,10 +573,10 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
         modifiers = policy.modifiers
         total = total + table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing]
     total = np.minimum(1.0, np.maximum(0.0, total))
-    best_first = np.argsort(-total, kind="stable")  # stable: equal scores keep price, id order
 
     def explain(i: int, score: float) -> ScoredOffer:
         return ScoredOffer(table.offers[i], score, terms_of(i), modifiers_of(i) if policy.modifiers else ())
 
-    return Ranking(req, len(table), passing[best_first], total[best_first], tuple(counts),
-                   reason_texts(req), explain, table.ids, table.id_array)
+    # best first by score, equal scores in price order (price, then id): Ranking sorts stably
+    # when the whole order is asked for
+    return Ranking(req, len(table), passing, total, rejections, explain, table.ids, table.id_array)

@@ -69,6 +69,35 @@ def test_one_table_ranked_for_many_pods_agrees_with_the_naive_reference_every_ti
 
 
 @settings(max_examples=300, deadline=None)
+@given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy, ties=st.integers(0, 4),
+       data=st.data())
+def test_best_and_find_without_the_full_order_agree_with_the_naive_reference(offers, req, policy, ties, data):
+    """``best`` is found without sorting, and ``find`` looks in price order: on a ranking nobody
+    has sorted yet, each names the reference's offer with its score, and equal scores go to the
+    cheaper offer, then the lower id (``ties`` copies of the best offer make sure of ties)."""
+    expected, _ = naive_rank(offers, req, policy)
+    if expected and ties:  # copies of the best offer and of another passing one, under higher ids
+        best, other = expected[0][1], data.draw(st.sampled_from(expected))[1]
+        copies = [dataclasses.replace(best, id=best.id + 2_000_000 * k) for k in range(1, ties + 1)]
+        copies.append(dataclasses.replace(other, id=other.id + 2_000_000 * (ties + 1)))
+        offers = data.draw(st.permutations(offers + copies))
+        expected, _ = naive_rank(offers, req, policy)
+    best = rank(OfferTable(offers), req, policy).best
+    if expected:
+        assert best is not None and best.offer.id == expected[0][1].id and best.score == pytest.approx(expected[0][0])
+    else:
+        assert best is None
+    ranking = rank(OfferTable(offers), req, policy)
+    for score, offer in data.draw(st.permutations(expected))[:5]:
+        found = ranking.find(offer.id)
+        assert found is not None and found.offer.id == offer.id and found.score == pytest.approx(score)
+    passing = {o.id for _, o in expected}
+    assert all(ranking.find(o.id) is None for o in offers if o.id not in passing)
+    assert ranking.top(1) == ((ranking.best,) if expected else ())
+    assert ranking.summary() == rank(OfferTable(offers), req, policy).summary()
+
+
+@settings(max_examples=300, deadline=None)
 @given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy)
 def test_scores_and_terms_stay_within_zero_and_one(offers, req, policy):
     for scored in rank(OfferTable(offers), req, policy).ranked:
