@@ -63,3 +63,20 @@ documents = st.recursive(st.none() | st.integers() | tricky,
 def test_depth_is_the_nesting_of_any_document(document, ascii_only, indent):
     raw = json.dumps(document, ensure_ascii=ascii_only, indent=indent).encode()
     assert depth(raw) == true_depth(document)
+
+
+@settings(max_examples=200, deadline=None)
+@given(levels=st.integers(MAX_DEPTH - 2, MAX_DEPTH + 2), inner=documents, ascii_only=st.booleans())
+def test_a_body_is_refused_exactly_when_it_nests_too_deep_however_few_or_many_its_brackets(levels, inner,
+                                                                                        ascii_only):
+    """A body with at most MAX_DEPTH opening brackets (strings included) is let through without
+    the full depth count; one with more is counted. Either way the answer is the true depth's."""
+    document: Any = inner
+    for k in range(levels):
+        document = [document] if k % 2 else {"k": document}
+    raw = json.dumps(document, ensure_ascii=ascii_only).encode()
+    if true_depth(document) > MAX_DEPTH:
+        with pytest.raises(BadBody, match="nested more than"):
+            decode_json(raw)
+    else:
+        assert decode_json(raw) == document
