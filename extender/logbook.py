@@ -34,6 +34,8 @@ class SelectionLogbook:
 
     def record(self, pod: Mapping[str, Any], node: str, placement: Placement) -> bool:
         """Log a filter decision on a virtual node; True when the full table was logged."""
+        if not self._log.isEnabledFor(logging.INFO):  # nothing to write, so nothing worked out
+            return False
         key, decision = pod_key(pod), decision_key(placement)
         with self._lock:
             repeated = self._seen.get(key) == decision
@@ -46,7 +48,7 @@ class SelectionLogbook:
             self._log.debug("pod=%s node=%s %s again: %s", key, node, verdict, placement.reason)
             return False
         self._log.info("pod=%s node=%s %s: %s", key, node, verdict, placement.reason)
-        if placement.ranking is not None and self._log.isEnabledFor(logging.INFO):  # the table costs
+        if placement.ranking is not None:
             for line in selection_log(placement.ranking):
                 self._log.info("%s", line)
         return True
