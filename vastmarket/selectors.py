@@ -40,6 +40,8 @@ from typing import Any
 from .errors import RequirementError
 from .names import gpu_key, gpu_matches, is_plausible_gpu_name
 
+# isinstance(x, _MAPPING) is isinstance(x, Mapping), and answers a dict without the ABC's check.
+_MAPPING = (dict, Mapping)
 VIRTUAL_NODE_LABEL = "vast.ai/virtual-node"
 VIRTUAL_NODE_EXPRESSION: Mapping[str, Any] = {"key": VIRTUAL_NODE_LABEL, "operator": "In", "values": ["true"]}
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
@@ -284,7 +286,7 @@ def _translate(key: str, operator: str, values: Sequence[str], where: str,
 # --- reading a pod -------------------------------------------------------------------------------
 
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, _MAPPING) else {}
 
 
 def _list(value: Any) -> list[Any]:
@@ -298,11 +300,11 @@ def node_selector(spec: Mapping[str, Any]) -> Mapping[str, Any]:
 def required_terms(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """``spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms``."""
     node_affinity = _mapping(_mapping(spec.get("affinity")).get("nodeAffinity"))
-    return [t for t in _list(_mapping(node_affinity.get(REQUIRED)).get("nodeSelectorTerms")) if isinstance(t, Mapping)]
+    return [t for t in _list(_mapping(node_affinity.get(REQUIRED)).get("nodeSelectorTerms")) if isinstance(t, _MAPPING)]
 
 
 def _expressions(term: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [e for e in _list(term.get("matchExpressions")) if isinstance(e, Mapping)]
+    return [e for e in _list(term.get("matchExpressions")) if isinstance(e, _MAPPING)]
 
 
 def is_gpu_expression(expression: Mapping[str, Any]) -> bool:
@@ -328,6 +330,23 @@ def gpu_selection(pod: Mapping[str, Any]) -> GpuSelection | None:
     :data:`GPU_SELECTOR_KEYS` is used. Raises :class:`RequirementError` naming the selector that
     cannot be translated."""
     spec = _mapping(pod.get("spec"))
+    if _uses_no_gpu_selector(spec):  # most pods: answered without the walk (it runs per request)
+        return None
+    return _gpu_selection(spec)
+
+
+def _uses_no_gpu_selector(spec: Mapping[str, Any]) -> bool:
+    """No affinity to read terms from and no :data:`GPU_SELECTOR_KEYS` in ``nodeSelector``: then
+    :func:`_gpu_selection` finds no source and returns ``None`` without raising."""
+    affinity = spec.get("affinity")
+    if affinity and isinstance(affinity, _MAPPING):
+        return False
+    selector = spec.get("nodeSelector")
+    return not selector or not isinstance(selector, _MAPPING) or GPU_SELECTOR_KEYS.keys().isdisjoint(selector)
+
+
+def _gpu_selection(spec: Mapping[str, Any]) -> GpuSelection | None:
+    """:func:`gpu_selection` of a pod with this ``spec``, by the full walk."""
     seen: list[str] = []
     sources: set[str] = set()
     base = GpuChoice()

@@ -17,7 +17,7 @@ from vastmarket.placement import place
 from vastmarket.requirements import requirements_for
 from vastmarket.selection import ScoringPolicy
 from vastmarket.selectors import (
-    GPU_SELECTOR_KEYS, VIRTUAL_NODE_LABEL, for_virtual_node, gpu_model, gpu_selection, instance_type_gpu,
+    GPU_SELECTOR_KEYS, VIRTUAL_NODE_LABEL, _gpu_selection, for_virtual_node, gpu_model, gpu_selection, instance_type_gpu,
 )
 from vastmarket.snapshot import OfferSnapshot
 
@@ -297,3 +297,33 @@ def without_gpu_selectors(pod: dict[str, Any]) -> dict[str, Any]:
         kept = [e for e in term["matchExpressions"] if e["key"] not in GPU_SELECTOR_KEYS]
         term["matchExpressions"] = kept or [expr("kubernetes.io/os", "Exists")]
     return out
+
+
+_EXPRESSIONS = st.fixed_dictionaries({
+    "key": st.sampled_from(["nvidia.com/gpu.product", "nvidia.com/gpu.memory", "zone", VIRTUAL_NODE_LABEL]),
+    "operator": st.sampled_from(["In", "Gt", "Exists", "NotIn"]),
+    "values": st.lists(st.sampled_from(["NVIDIA-L4", "nvidia-a100-80gb", "24000", "true", "x"]), max_size=2)})
+_SPECS = st.fixed_dictionaries({}, optional={
+    "nodeSelector": st.one_of(st.none(), st.just({}), st.just("x"), st.dictionaries(
+        st.sampled_from(["cloud.google.com/gke-accelerator", "nvidia.com/gpu.product", "kubernetes.io/os"]),
+        st.one_of(st.sampled_from(["nvidia-l4", "NVIDIA-A100-SXM4-80GB", "linux", "bogus!"]), st.integers()),
+        max_size=3)),
+    "affinity": st.one_of(st.none(), st.just({}), st.just(3), st.builds(
+        lambda terms: {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}},
+        st.lists(st.builds(lambda e: {"matchExpressions": e}, st.lists(_EXPRESSIONS, max_size=3)), max_size=2))),
+})
+
+
+def _selection_or_error(function: Any, argument: Any) -> Any:
+    try:
+        return function(argument)
+    except RequirementError as e:
+        return str(e)
+
+
+@settings(max_examples=1000, deadline=None, database=None)
+@given(spec=_SPECS)
+def test_the_shortcut_for_pods_without_gpu_selectors_gives_the_full_walks_answer(spec: dict[str, Any]) -> None:
+    """gpu_selection answers a spec without affinity and without GPU keys in nodeSelector at once;
+    for every spec it gives what the full walk gives (a selection, None or the same refusal)."""
+    assert _selection_or_error(gpu_selection, {"spec": spec}) == _selection_or_error(_gpu_selection, spec)
