@@ -209,18 +209,15 @@ class Ranking:
     question (the snapshot caches it): every lazy part is computed the same way by whichever
     thread comes first."""
 
-    def __init__(self, requirements: Requirements, seen: int, passing: Ints, scores: Floats,
-                 rejections: Callable[[], tuple[tuple[str, int], ...]],
-                 explain: Callable[[int, float], ScoredOffer], ids: Sequence[int],
-                 id_array: Ints | None = None) -> None:
+    def __init__(self, requirements: Requirements, seen: int, passing: Ints, scores: Floats, parts: _Parts,
+                 ids: Sequence[int], id_array: Ints | None = None) -> None:
         self.requirements = requirements
         self.seen = seen
         self._passing = passing  # table positions of the passing offers, in price order (price, id)
         self._scores = scores  # their scores, in the same order
-        self._count_rejections = rejections
+        self._parts = parts
         self._rejections: tuple[tuple[str, int], ...] | None = None
         self._reason_texts: Mapping[str, str] | None = None
-        self._explain = explain
         self._ids = ids
         self._id_array = id_array
         self._best_first: Ints | None = None  # positions in price order, best first
@@ -231,7 +228,7 @@ class Ranking:
     def rejections(self) -> tuple[tuple[str, int], ...]:
         """``(reason, offers rejected for it)``, most frequent first (then in :data:`REASONS` order)."""
         if self._rejections is None:
-            self._rejections = self._count_rejections()
+            self._rejections = self._parts.rejections()
         return self._rejections
 
     @property
@@ -244,7 +241,7 @@ class Ranking:
         """The offer at ``position`` in price order, with the terms of its score."""
         found = self._materialised.get(position)
         if found is None:
-            found = self._materialised[position] = self._explain(
+            found = self._materialised[position] = self._parts.explain(
                 int(self._passing[position]), float(self._scores[position]))
         return found
 
@@ -505,6 +502,55 @@ def _ranks(values: Sequence[Any], patterns: Sequence[Any], matches: Callable[[An
     return _ints(out)
 
 
+class _Parts:
+    """What a ranking works out later from: the terms of a passing offer's score, and the
+    rejection counts. One object rather than a closure per part: rankings are kept (the
+    snapshot's cache, the extender's recent placements), and the cyclic garbage collector walks
+    every cell and function they keep."""
+
+    __slots__ = ("table", "req", "policy", "eligible", "gpu_rank", "loc_rank", "dl_scale", "rel_floor",
+                 "rel_scale", "inv_price")
+
+    def __init__(self, table: OfferTable, req: Requirements, policy: ScoringPolicy, eligible: _Eligible,
+                 gpu_rank: Ints | None, loc_rank: Ints | None, dl_scale: float) -> None:
+        self.table, self.req, self.policy, self.eligible = table, req, policy, eligible
+        self.gpu_rank, self.loc_rank, self.dl_scale = gpu_rank, loc_rank, dl_scale
+        self.rel_floor = min(req.min_reliability, 0.99)
+        self.rel_scale = 1.0 / (1.0 - self.rel_floor)
+        self.inv_price = 1.0 / req.max_price
+
+    def rejections(self) -> tuple[tuple[str, int], ...]:
+        table, max_price = self.table, self.req.max_price
+        over_price = len(table) - int(np.searchsorted(table.price_sorted, max_price, side="right"))
+        counted = self.eligible.counts + ((("price", over_price),) if over_price else ())
+        return tuple(sorted(counted, key=lambda rc: (-rc[1], REASONS.index(rc[0]))))
+
+    def terms(self, i: int) -> dict[str, float]:
+        table, gpu_rank, loc_rank = self.table, self.gpu_rank, self.loc_rank
+        rel = float(table.reliability[i])
+        rel_term = 0.0 if rel == -INF else min(1.0, max(0.0, (rel - self.rel_floor) * self.rel_scale))
+        return {
+            "price": max(0.0, 1.0 - float(table.price[i]) * self.inv_price),
+            "performance": (0.4 * rel_term + 0.3 * float(table.bandwidth_term[i])
+                            + 0.3 * float(table.dlperf[i]) * self.dl_scale),
+            "gpu_match": (1.0 - max(int(gpu_rank[table.gpu_code[i]]), 0) / len(self.req.gpu_types)
+                          if gpu_rank is not None else 1.0),
+            "location": (1.0 - max(int(loc_rank[table.location_code[i]]), 0) / len(self.req.locations)
+                         if loc_rank is not None else 1.0),
+            "availability": float(table.availability_term[i]),
+        }
+
+    def explain(self, i: int, score: float) -> ScoredOffer:
+        offer = self.table.offers[i]
+        modifiers = self.policy.modifiers
+        applied = tuple((m.label, m.add) for m in modifiers if _modifier_applies(m, offer)) if modifiers else ()
+        return ScoredOffer(offer, score, self.terms(i), applied)
+
+
+def _location_matches(pattern: LocationPattern, location: Location) -> bool:
+    return pattern.matches(location)
+
+
 @functools.lru_cache(maxsize=64)
 def _normalised(weights: Weights) -> Weights:
     return weights.normalised()
@@ -517,53 +563,24 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     operations as the one-offer-at-a-time definition in the module docstring (the property
     tests compare both), so scores and order are exactly the reference's."""
     w = _normalised(policy.weights)
-    gpu_patterns = [gpu_key(g) for g in req.gpu_types]
-    gpu_rank = (table.memo(("gpu", req.gpu_types), lambda: _ranks(table.gpu_keys, gpu_patterns, gpu_matches))
-                if gpu_patterns else None)
-    loc_patterns: list[LocationPattern] = [parse_location_pattern(x) for x in req.locations]
-    loc_rank = (table.memo(("location", req.locations),
-                           lambda: _ranks(table.locations, loc_patterns, lambda p, loc: p.matches(loc)))
-                if loc_patterns else None)
+    gpu_rank = (table.memo(("gpu", req.gpu_types),
+                           lambda: _ranks(table.gpu_keys, [gpu_key(g) for g in req.gpu_types], gpu_matches))
+                if req.gpu_types else None)
+    loc_rank = (table.memo(("location", req.locations), lambda: _ranks(
+                    table.locations, [parse_location_pattern(x) for x in req.locations], _location_matches))
+                if req.locations else None)
 
     eligible = table.memo(_beyond_price_key(req), lambda: _eligible(table, req, gpu_rank, loc_rank))
     # The offers within the price cap are a prefix of the price order (price, then id): the
     # tie-break order, which the passing offers keep.
-    def rejections() -> tuple[tuple[str, int], ...]:
-        over_price = len(table) - int(np.searchsorted(table.price_sorted, req.max_price, side="right"))
-        counted = eligible.counts + ((("price", over_price),) if over_price else ())
-        return tuple(sorted(counted, key=lambda rc: (-rc[1], REASONS.index(rc[0]))))
-
-    within_cap = int(np.searchsorted(eligible.price, req.max_price, side="right"))
+    within_cap = int(eligible.price.searchsorted(req.max_price, side="right"))
     passing = eligible.order[:within_cap]
-
-    dlperf = table.dlperf
     best_dlperf = float(eligible.dlperf[:within_cap].max()) if within_cap else 0.0
-    dl_scale = 1.0 / best_dlperf if best_dlperf > 0 else 0.0
-    rel_floor = min(req.min_reliability, 0.99)
-    rel_scale = 1.0 / (1.0 - rel_floor)
-    inv_price = 1.0 / req.max_price
-    n_gpu, n_loc = len(gpu_patterns), len(loc_patterns)
+    parts = _Parts(table, req, policy, eligible, gpu_rank, loc_rank, 1.0 / best_dlperf if best_dlperf > 0 else 0.0)
 
-    def terms_of(i: int) -> dict[str, float]:
-        rel = float(table.reliability[i])
-        rel_term = 0.0 if rel == -INF else min(1.0, max(0.0, (rel - rel_floor) * rel_scale))
-        return {
-            "price": max(0.0, 1.0 - float(table.price[i]) * inv_price),
-            "performance": (0.4 * rel_term + 0.3 * float(table.bandwidth_term[i])
-                            + 0.3 * float(dlperf[i]) * dl_scale),
-            "gpu_match": 1.0 - max(int(gpu_rank[table.gpu_code[i]]), 0) / n_gpu if gpu_rank is not None else 1.0,
-            "location": (1.0 - max(int(loc_rank[table.location_code[i]]), 0) / n_loc
-                         if loc_rank is not None else 1.0),
-            "availability": float(table.availability_term[i]),
-        }
-
-    def modifiers_of(i: int) -> tuple[tuple[str, float], ...]:
-        offer = table.offers[i]
-        return tuple((m.label, m.add) for m in policy.modifiers if _modifier_applies(m, offer))
-
-    # The same operations, in the same order, as terms_of and the weighted sum, on the eligible
-    # offers' columns (a prefix of each: no gathering per pod).
-    k = within_cap
+    # The same operations, in the same order, as _Parts.terms and the weighted sum, on the
+    # eligible offers' columns (a prefix of each: no gathering per pod).
+    k, inv_price, dl_scale = within_cap, parts.inv_price, parts.dl_scale
     total = (w.price * np.maximum(0.0, 1.0 - eligible.price[:k] * inv_price)
              + w.performance * (eligible.rel_bandwidth[:k] + 0.3 * eligible.dlperf[:k] * dl_scale)
              + w.gpu_match * (eligible.gpu_term[:k] if eligible.gpu_term is not None else 1.0)
@@ -574,9 +591,6 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
         total = total + table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing]
     total = np.minimum(1.0, np.maximum(0.0, total))
 
-    def explain(i: int, score: float) -> ScoredOffer:
-        return ScoredOffer(table.offers[i], score, terms_of(i), modifiers_of(i) if policy.modifiers else ())
-
     # best first by score, equal scores in price order (price, then id): Ranking sorts stably
     # when the whole order is asked for
-    return Ranking(req, len(table), passing, total, rejections, explain, table.ids, table.id_array)
+    return Ranking(req, len(table), passing, total, parts, table.ids, table.id_array)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 _OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(Offer) if f.init)
 FORMAT_VERSION = 1
+RANKINGS_KEPT = 64  # per snapshot (see OfferSnapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +79,15 @@ def _utc(ts: float) -> str:
 
 class OfferSnapshot:
     """Offers fetched at ``taken_at`` (epoch seconds). Immutable; ranking results are cached.
-    ``pause``: searches are paused (the offers are the last ones found)."""
+    ``pause``: searches are paused (the offers are the last ones found).
+
+    The cache answers the pods of one Deployment, which share their requirements, and keeps the
+    last :data:`RANKINGS_KEPT` requirements: a ranking missed costs tens of microseconds (the
+    offer table keeps what rankings share), and every ranking kept is more for the cyclic
+    garbage collector to walk, on the request path."""
 
     def __init__(self, offers: Sequence[Offer], *, taken_at: float, source: str = "",
-                 cache_size: int = 512, pause: SearchPause | None = None) -> None:
+                 cache_size: int = RANKINGS_KEPT, pause: SearchPause | None = None) -> None:
         self.table = OfferTable(offers)
         self._bids: OfferTable | None = None  # the offers at their bid price, built on first use
         self.taken_at = taken_at

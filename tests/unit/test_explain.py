@@ -68,8 +68,17 @@ def test_the_selection_log_works_out_only_the_offers_it_names():
     offers = [make_offer(i, dph_total=0.1 + i / 1000) for i in range(1, 200)]
     ranking = rank(OfferTable(offers), REQ)
     explained = []
-    work_out = ranking._explain
-    ranking._explain = lambda i, score: explained.append(i) or work_out(i, score)
+    parts = ranking._parts
+
+    class Counting:
+        def explain(self, i, score):
+            explained.append(i)
+            return parts.explain(i, score)
+
+        def rejections(self):
+            return parts.rejections()
+
+    ranking._parts = Counting()
     lines = selection_log(ranking, top=3)
     assert len(lines) == 8 and ranking.passed == 199
     assert len(explained) == 3, "every passing offer was worked out for a log of three"
