@@ -8,7 +8,7 @@ The extender runs as ``kube-vast extender`` with a snapshot of 10,000 simulator 
 request is distinct, as when each pod belongs to another Deployment: its own price cap and GPU
 memory floor (a requirement the snapshot ranks cold) and its own node list (so no encoded reply
 is reused); the captured pod asks for an RTX 3060, so the virtual node passes. Only the last two
-cases repeat one request, to show the reply cache on its own. Each client keeps one HTTP/1.1
+cases repeat one request (one pod, one node list: the extender reuses the pod's placement). Each client keeps one HTTP/1.1
 connection open, as kube-scheduler's Go client does. Prints p50, p99 and throughput per server
 and the ratios against the bare endpoint.
 """
@@ -55,7 +55,7 @@ def distinct_bodies(count: int, size: int, seed: int) -> list[bytes]:
 
 
 def same_bodies(count: int, size: int) -> list[bytes]:
-    """The captured pod and one node list, repeated: every answer after the first is a cache hit."""
+    """The captured pod and one node list, repeated: every placement after the first is reused."""
     names = ["vast-gpu-node-1"] + [f"node-{i:05d}" for i in range(size - 1)]
     return [json.dumps({"Pod": POD, "Nodes": None, "NodeNames": names}).encode()] * count
 
@@ -90,7 +90,7 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         cases = [(verb, size, clients, "distinct") for size in (100, 5000) for verb in ("filter", "prioritize")
                  for clients in (1, args.clients)]
-        cases += [(verb, 5000, 1, "same (the reply cache)") for verb in ("filter", "prioritize")]
+        cases += [(verb, 5000, 1, "same (repeated)") for verb in ("filter", "prioritize")]
         worst = 0.0
         for n, (verb, size, clients, kind) in enumerate(cases):
             bodies = (distinct_bodies(args.requests, size, seed=n) if kind == "distinct"

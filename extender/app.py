@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -45,38 +44,6 @@ class _Metrics:
         self.ok = {verb: self.requests.labels(verb, "ok") for verb in ("filter", "prioritize")}
         self.took = {verb: self.latency.labels(verb) for verb in ("filter", "prioritize")}
         self.virtual = {ok: self.decisions.labels("pass" if ok else "fail") for ok in (True, False)}
-
-
-class _ReplyCache:
-    """Encoded reply bodies for the last two distinct answers, by node list and what else the
-    answer depends on. A burst of like pods gets the same node list pod after pod, and at
-    thousands of nodes encoding the reply is most of the work. Only the last two: at scale
-    kube-scheduler sends each pod another sample of the feasible nodes (it rotates where its
-    search starts), so older lists seldom come back, and keeping them costs memory and, when
-    they go, the freeing of thousands of names no longer in the CPU's cache.
-
-    The names are never hashed: a request's freshly decoded strings have no hash yet, and hashing
-    5,000 of them costs more than a miss. An entry is found by the list's length, three of its
-    names and the rest of the answer, and then the whole list is compared (first in, first out)."""
-
-    def __init__(self, size: int = 2) -> None:
-        self._size = size
-        self._data: dict[Hashable, tuple[tuple[str, ...], bytes]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, names: tuple[str, ...], rest: Hashable, build: Callable[[], bytes]) -> bytes:
-        middle = len(names) // 2
-        probe = (len(names), names[:1], names[middle:middle + 1], names[-1:], rest)
-        hit = self._data.get(probe)
-        if hit is not None and hit[0] == names:
-            return hit[1]
-        data = build()
-        with self._lock:
-            self._data.pop(probe, None)
-            self._data[probe] = (names, data)
-            while len(self._data) > self._size:
-                del self._data[next(iter(self._data))]
-        return data
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -119,31 +86,21 @@ def create_app(
         if decision.placement is not None:
             logbook.record(args.pod, decision.virtual[0], decision.placement)
             metrics.virtual[decision.placement.ok].inc()
-        def reply() -> bytes:
-            result = encode_filter_result(args, decision.passed, decision.failed, decision.unresolvable)
-            return json.dumps(result, separators=(",", ":")).encode()
-
-        if args.nodes is None:  # names only: the same answer recurs pod after pod
-            # the names passed are the names asked about less the failed ones
-            failed = (tuple(sorted(decision.failed.items())), tuple(sorted(decision.unresolvable.items())))
-            data = filter_replies.get(args.names, failed, reply)
-        else:
-            data = reply()
+        # Encoded for every request: at scale kube-scheduler sends each pod another sample of the
+        # feasible nodes, and keeping earlier replies to reuse made distinct requests slower (old
+        # lists of thousands of names to keep, compare and free) while a repeated one gained little.
+        result = encode_filter_result(args, decision.passed, decision.failed, decision.unresolvable)
+        data = json.dumps(result, separators=(",", ":")).encode()
         metrics.ok["filter"].inc()
         metrics.took["filter"].observe(time.perf_counter() - start)
         return Response(data, status=200, mimetype="application/json")
-
-    priority_replies = _ReplyCache()
-    filter_replies = _ReplyCache()
 
     @app.post("/prioritize")
     def prioritize_route() -> Response:
         start = time.perf_counter()
         args = decode_args(body(), validate=False)  # validated where the pod is read
         result = priorities(args, context(), placements)
-        reply = priority_replies.get(
-            result.names, (result.virtual, result.virtual_score, result.real_score),
-            lambda: priorities_body(result.names, result.virtual, result.virtual_score, result.real_score))
+        reply = priorities_body(result.names, result.virtual, result.virtual_score, result.real_score)
         metrics.ok["prioritize"].inc()
         metrics.took["prioritize"].observe(time.perf_counter() - start)
         return Response(reply, status=200, mimetype="application/json")

@@ -15,7 +15,7 @@ Only the virtual Vast node(s) are judged; every other node passes filter untouch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,7 +66,7 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class FilterDecision:
-    passed: tuple[str, ...]
+    passed: Sequence[str]
     failed: Mapping[str, str]
     unresolvable: Mapping[str, str]
     placement: Placement | None = None  # set when a virtual node was judged
@@ -111,7 +111,7 @@ class Priorities:
     """The scores of one prioritize request: ``virtual_score`` for the virtual nodes in it,
     ``real_score`` for every other node."""
 
-    names: tuple[str, ...]
+    names: Sequence[str]
     virtual: frozenset[str]
     virtual_score: int
     real_score: int

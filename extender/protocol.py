@@ -26,7 +26,7 @@ class BadRequest(ValueError):
 @dataclass(frozen=True, slots=True)
 class ExtenderArgs:
     pod: Mapping[str, Any]
-    names: tuple[str, ...]
+    names: Sequence[str]  # as decoded (not copied: thousands of names), never changed
     nodes: tuple[Mapping[str, Any], ...] | None  # set when the request used the full Nodes form
 
     @property
@@ -62,7 +62,7 @@ def decode_args(body: Any, *, validate: bool = True) -> ExtenderArgs:
         # strings, all() an empty one
         if not isinstance(names, list) or not _all_names(names):
             raise BadRequest("ExtenderArgs.NodeNames must be a list of node names")
-        return ExtenderArgs(pod, tuple(names), None)
+        return ExtenderArgs(pod, names, None)
     if nodes is not None:
         items = nodes.get("items") if isinstance(nodes, Mapping) else None
         if not isinstance(items, list):
@@ -105,7 +105,7 @@ def encode_filter_result(args: ExtenderArgs, passed: Sequence[str], failed: Mapp
         "Error": "",
     }
     if args.nodes is None:
-        result["NodeNames"] = list(passed)
+        result["NodeNames"] = passed  # a list or a tuple: the same JSON array
     else:
         keep = set(passed)
         result["Nodes"] = {"metadata": {}, "items": [n for n, name in zip(args.nodes, args.names) if name in keep]}

@@ -1,6 +1,7 @@
-"""The encoded replies kept for node lists that recur are only ever given for the same list and
-the same answer: node lists alike in length and in the names the cache probes, pods whose
-virtual node passes or fails, any order of requests."""
+"""Every reply is the answer for its own node list and pod, whatever came before: lists alike
+in length and in their first, middle and last names, pods whose virtual node passes or fails, any
+order of requests. (The extender once kept encoded replies for lists that recur, probed by a few
+of their names; it no longer does, and this keeps any such shortcut honest.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from hypothesis import strategies as st
 from tests.extender.conftest import Harness, captured
 
 VIRTUAL = "vast-gpu-node-1"
-# Lists of the same length whose first, middle and last names are the same: the cache's probe
-# cannot tell them apart, only the whole comparison can.
+# Lists of the same length whose first, middle and last names are the same: a probe of a few
+# names cannot tell them apart, only the whole comparison can.
 LISTS = [
     ["a", "b", VIRTUAL, "d", "z"],
     ["a", "c", VIRTUAL, "e", "z"],
