@@ -4,8 +4,9 @@ The Go structs have no JSON tags, so the keys are the Go field names: ``Pod``, `
 ``NodeNames``, ``FailedNodes``, ``FailedAndUnresolvableNodes``, ``Error``, ``Host``, ``Score``.
 Go decodes keys case-insensitively, so lowercase requests are accepted here too. Pure functions;
 a request that cannot be understood raises :class:`BadRequest` (HTTP 400), and so does a Pod with
-a field kube-vast reads in the wrong shape (:func:`vastmarket.pods.check_pod`; the message names
-its path, ``Pod.spec.containers[0].ports``).
+a field the extender reads in the wrong shape (:func:`vastmarket.pods.check_pod` with
+``scheduling``: the metadata, the containers' resources and ports, the node selector and
+affinity; the message names its path, ``Pod.spec.containers[0].ports``).
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ def _all_names(items: list[Any]) -> bool:
 
 
 def validate_pod(pod: Mapping[str, Any]) -> None:
-    """:class:`BadRequest` naming the path of a field kube-vast reads in the wrong shape."""
+    """:class:`BadRequest` naming the path of a field the extender reads (a scheduling decision's:
+    :func:`vastmarket.pods.check_pod`) in the wrong shape."""
     try:
-        check_pod(pod, where="Pod")
+        check_pod(pod, where="Pod", scheduling=True)
     except InvalidPod as exc:
         raise BadRequest(f"invalid pod: {exc}") from None
 

@@ -18,7 +18,8 @@ port number out of range) are for the domain to judge, with its own messages. ``
 field, as in Kubernetes' JSON; an item of a list may not be null.
 
 Where pods come in, this is called first: the webhook (the AdmissionReview's pod, a workload's pod
-template), the extender (``ExtenderArgs.Pod``), the controller (each pod it reads before acting on
+template), the extender (``ExtenderArgs.Pod``, only the fields a scheduling decision reads:
+``scheduling=True``), the controller (each pod it reads before acting on
 it) and ``kube-vast offers --pod``. Everything that reads a pod afterwards (requirements, GPU
 selectors, placement, the webhook's validation and patch, the controller's translation, probes,
 endpoints and status) takes the same plain dict: pods stay dicts (unknown fields kept, patches
@@ -470,6 +471,31 @@ _POD = _Pod()
 STORED_FIELDS = ("name", "namespace", "uid")
 
 
+# What a scheduling decision reads (the extender's filter and prioritize): the metadata, the
+# containers' resources and ports, the node selector and the node affinity. The extender judges
+# every pod it has not seen on kube-scheduler's clock and reads nothing else; the pod came in
+# through the webhook, which checks it whole.
+class _SchedulingContainer(_Shape):
+    name = Text()
+    ports = Items(Object(_ContainerPort))
+    resources = Object(_Resources)
+
+
+class _SchedulingSpec(_Shape):
+    containers = Items(Object(_SchedulingContainer))
+    nodeSelector = Map(Text())
+    affinity = Object(_Affinity)
+    schedulerName = Text()
+
+
+class _SchedulingPod(_Shape):
+    metadata = Object(_Metadata)
+    spec = Object(_SchedulingSpec)
+
+
+_SCHEDULING = _SchedulingPod()
+
+
 # --- the same shape, compiled to plain checks -------------------------------------------------
 # marshmallow builds an error report for every field of every pod, and the extender and the
 # webhook check a pod per request: about 0.2 ms of a ~1 ms answer. Nearly every pod passes, so
@@ -519,12 +545,14 @@ def _compile_object(schema: Schema) -> Accepts:
 
 
 _POD_PASSES: Accepts = _compile_object(_POD)
+_SCHEDULING_PASSES: Accepts = _compile_object(_SCHEDULING)
 
 
-def pod_passes(pod: Any) -> bool:
-    """Whether every field of ``pod`` kube-vast reads has its shape: the verdict of
-    :func:`pod_problems` (``stored`` aside) without building a report."""
-    return _POD_PASSES(pod)
+def pod_passes(pod: Any, *, scheduling: bool = False) -> bool:
+    """Whether every field of ``pod`` kube-vast reads (``scheduling``: a scheduling decision
+    reads) has its shape: the verdict of :func:`pod_problems` (``stored`` aside) without
+    building a report."""
+    return (_SCHEDULING_PASSES if scheduling else _POD_PASSES)(pod)
 
 
 # --- checking ---------------------------------------------------------------------------------
@@ -551,14 +579,17 @@ def json_path(steps: tuple[Any, ...], prefix: str = "") -> str:
     return out
 
 
-def pod_problems(pod: Any, *, where: str = "", stored: bool = False) -> list[tuple[str, str]]:
+def pod_problems(pod: Any, *, where: str = "", stored: bool = False,
+                 scheduling: bool = False) -> list[tuple[str, str]]:
     """``(path, message)`` for each field of ``pod`` kube-vast reads that has the wrong shape (empty
     when none does). ``where`` prefixes every path (``Pod``, ``spec.template``). ``stored``: the pod
-    was read from the API server, so its metadata names it (name, namespace and uid are set)."""
+    was read from the API server, so its metadata names it (name, namespace and uid are set).
+    ``scheduling``: only the fields a scheduling decision reads (the extender's)."""
     if not isinstance(pod, Mapping):
         return [(where or "pod", f"expected an object, got {describe(pod)}")]
-    problems = ([] if _POD_PASSES(pod)
-                else [(json_path(steps, where), message) for steps, message in _flatten(_POD.validate(pod))])
+    schema = _SCHEDULING if scheduling else _POD
+    problems = ([] if pod_passes(pod, scheduling=scheduling)
+                else [(json_path(steps, where), message) for steps, message in _flatten(schema.validate(pod))])
     if stored and not problems:
         meta = pod.get("metadata")
         meta = meta if isinstance(meta, Mapping) else {}
@@ -567,10 +598,10 @@ def pod_problems(pod: Any, *, where: str = "", stored: bool = False) -> list[tup
     return problems
 
 
-def check_pod(pod: Any, *, where: str = "", stored: bool = False) -> Mapping[str, Any]:
+def check_pod(pod: Any, *, where: str = "", stored: bool = False, scheduling: bool = False) -> Mapping[str, Any]:
     """``pod`` itself when every field kube-vast reads has its shape; else :class:`InvalidPod`
     naming them (see :func:`pod_problems`)."""
-    problems = pod_problems(pod, where=where, stored=stored)
+    problems = pod_problems(pod, where=where, stored=stored, scheduling=scheduling)
     if problems:
         raise InvalidPod(problems)
     assert isinstance(pod, Mapping)

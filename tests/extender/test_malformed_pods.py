@@ -66,3 +66,17 @@ def test_a_number_json_does_not_have_is_a_400(ext, constant):
     raw = json.dumps(body_with("filter-nodenames.json", GPU, "X")).replace('"X"', constant)
     reply = ext.post("filter", None, raw=raw.encode())
     assert reply.status_code == 400 and constant in reply.get_json()["error"]
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+@pytest.mark.parametrize("path", [("spec", "volumes"), ("spec", "containers", 0, "env"), ("spec", "tolerations"),
+                                  ("spec", "containers", 0, "readinessProbe"), ("status", "phase")])
+def test_a_field_the_extender_does_not_read_is_not_looked_at(ext, verb, path):
+    """The extender checks what its decision reads; the rest of the pod was checked whole by the
+    webhook when it came in. A field of the wrong shape there gets the clean pod's answer."""
+    clean = ext.post(verb, captured("filter-nodenames.json"))
+    mutated = body_with("filter-nodenames.json", path, 7)
+    mutated["Pod"]["metadata"]["uid"] += "-other"  # another pod: judged, not the clean one's reused
+    reply = ext.post(verb, mutated)
+    assert clean.status_code == 200 and reply.status_code == 200, reply.get_data(as_text=True)
+    assert reply.get_json() == clean.get_json()

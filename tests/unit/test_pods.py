@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.fuzzing.corpus import pods
 from tests.fuzzing.mutations import Mutant, mutants
 from vastmarket.errors import InvalidPod
-from vastmarket.pods import _POD, check_pod, pod_passes, pod_problems
+from vastmarket.pods import _POD, _SCHEDULING, check_pod, pod_passes, pod_problems
 
 POD: dict[str, Any] = pods()[-1]  # the captured pod with every field kube-vast reads filled in
 C = ("spec", "containers", 0)
@@ -138,6 +138,31 @@ def test_the_compiled_check_gives_the_schemas_verdict_on_any_mutated_pod(body: M
     exactly when the marshmallow schema finds nothing, whatever was changed where."""
     pod = body.document
     assert pod_passes(pod) == (isinstance(pod, dict) and not _POD.validate(pod))
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=st.sampled_from(pods()).flatmap(mutants))
+def test_the_compiled_scheduling_check_gives_its_schemas_verdict_on_any_mutated_pod(body: Mutant) -> None:
+    """The same for the fields a scheduling decision reads (the extender's check)."""
+    pod = body.document
+    assert pod_passes(pod, scheduling=True) == (isinstance(pod, dict) and not _SCHEDULING.validate(pod))
+
+
+SCHEDULING_FIELDS = [("metadata", "annotations"), ("metadata", "uid"), ("spec", "containers", 0, "resources"),
+                     ("spec", "containers", 0, "ports"), ("spec", "nodeSelector"), ("spec", "affinity", "nodeAffinity")]
+OTHER_FIELDS = [("spec", "volumes"), ("spec", "containers", 0, "env"), ("spec", "containers", 0, "image"),
+                ("spec", "tolerations"), ("spec", "initContainers"), ("status", "phase"),
+                ("spec", "containers", 0, "readinessProbe")]
+
+
+@pytest.mark.parametrize("path", SCHEDULING_FIELDS + OTHER_FIELDS)
+def test_the_scheduling_check_looks_only_at_what_a_scheduling_decision_reads(path):
+    bad = with_value(path, 7)
+    assert pod_passes(bad) is False, "every field here is one kube-vast reads"
+    assert pod_passes(bad, scheduling=True) is (path in OTHER_FIELDS)
+    problems = pod_problems(bad, where="Pod", scheduling=True)
+    assert bool(problems) is (path in SCHEDULING_FIELDS) and all(p.startswith("Pod.") for p, _ in problems)
 
 
 @pytest.mark.parametrize("path, value", [row[:2] for row in ROWS] + [
