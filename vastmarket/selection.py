@@ -73,7 +73,7 @@ class OfferTable:
                  "gpu_ram_gb", "price", "reliability", "inet_down", "available", "verified",
                  "datacenter", "static_ip", "host_ids", "host_code", "machine_ids", "machine_code",
                  "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term", "availability_term",
-                 "by_price", "price_sorted", "_memo", "_memo_lock", "_memo_bytes")
+                 "by_price", "price_sorted", "index_of", "_memo", "_memo_lock", "_memo_bytes")
 
     def __init__(self, offers: Sequence[Offer]) -> None:
         self.offers: tuple[Offer, ...] = tuple(offers)
@@ -105,6 +105,10 @@ class OfferTable:
         # Ids are Python ints (Vast's are not bounded to 64 bits), so this one sort is Python's.
         self.by_price = _ints(sorted(range(len(o)), key=lambda i: (self.price[i], self.ids[i])))
         self.price_sorted: Floats = self.price[self.by_price]
+        # Each offer's position by its id, when no id repeats (Vast's do not; a table that has a
+        # repeated id is searched instead).
+        index_of = {offer_id: i for i, offer_id in enumerate(self.ids)}
+        self.index_of: dict[int, int] | None = index_of if len(index_of) == len(self.ids) else None
         self._memo: dict[Hashable, Any] = {}
         self._memo_lock = threading.Lock()
         self._memo_bytes = 0
@@ -282,6 +286,11 @@ class Ranking:
 
     def find(self, offer_id: int) -> ScoredOffer | None:
         """The passing offer with this id, or ``None`` when it did not pass (or is gone)."""
+        index_of = self._parts.table.index_of
+        if index_of is not None:
+            index = index_of.get(offer_id) if type(offer_id) is int else None
+            position = -1 if index is None else int(self._parts.eligible.place[index])
+            return self._scored(position) if 0 <= position < len(self._passing) else None
         if self._id_array is not None:
             if type(offer_id) is not int or not _INT64_MIN <= offer_id <= _INT64_MAX:
                 return None
@@ -447,6 +456,7 @@ class _Eligible:
 
     counts: tuple[tuple[str, int], ...]
     order: Ints  # positions in the table
+    place: Ints  # for each offer of the table, its place in ``order`` (-1: not eligible)
     price: Floats
     rel_bandwidth: Floats  # 0.4 × the reliability term + 0.3 × the bandwidth term
     dlperf: Floats
@@ -456,8 +466,8 @@ class _Eligible:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.order, self.price, self.rel_bandwidth, self.dlperf, self.gpu_term, self.location_term,
-                  self.availability)
+        arrays = (self.order, self.place, self.price, self.rel_bandwidth, self.dlperf, self.gpu_term,
+                  self.location_term, self.availability)
         return sum(a.nbytes for a in arrays if a is not None)
 
 
@@ -470,6 +480,8 @@ def _eligible(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_r
         if count:
             counts.append((reason, count))
     order = table.by_price[~rejected[table.by_price]]
+    place = np.full(len(table), -1, dtype=np.int64)
+    place[order] = np.arange(len(order), dtype=np.int64)
     # The same operations, in the same order, as rank()'s terms_of.
     rel_floor = min(req.min_reliability, 0.99)
     rel_scale = 1.0 / (1.0 - rel_floor)
@@ -482,7 +494,7 @@ def _eligible(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_r
     location_term = None
     if loc_rank is not None:
         location_term = (1.0 - np.maximum(loc_rank, 0) / len(req.locations))[table.location_code[order]]
-    return _Eligible(tuple(counts), order, table.price[order], 0.4 * rel_term + 0.3 * table.bandwidth_term[order],
+    return _Eligible(tuple(counts), order, place, table.price[order], 0.4 * rel_term + 0.3 * table.bandwidth_term[order],
                      table.dlperf[order], gpu_term, location_term, table.availability_term[order])
 
 

@@ -287,3 +287,14 @@ def test_the_parts_a_table_keeps_are_bounded_in_count_and_bytes_newest_kept(monk
     assert sum(v.nbytes for v in table._memo.values()) == table._memo_bytes
     table.forget()
     assert table._memo == {} and table._memo_bytes == 0
+
+
+def test_find_with_a_repeated_id_gives_the_copy_that_passes():
+    """Vast's ids do not repeat, but a table whose ids do is searched, not indexed by id."""
+    cheap_but_rented = make_offer(7, dph_total=0.1, rented=True)
+    passing = make_offer(7, dph_total=0.3)
+    table = OfferTable([cheap_but_rented, passing, make_offer(8, dph_total=0.2)])
+    assert table.index_of is None
+    found = rank(table, Requirements(max_price=0.5)).find(7)
+    assert found is not None and found.offer is passing
+    assert OfferTable([passing, make_offer(8)]).index_of == {7: 0, 8: 1}
