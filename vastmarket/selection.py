@@ -460,15 +460,32 @@ class _Eligible:
     price: Floats
     rel_bandwidth: Floats  # 0.4 × the reliability term + 0.3 × the bandwidth term
     dlperf: Floats
+    dl03: Floats  # 0.3 × dlperf
+    dl_best: Floats  # the best dlperf of the first k offers, at k - 1
     gpu_term: Floats | None
     location_term: Floats | None
     availability: Floats
+    # the weighted gpu, location and availability terms per set of weights (a policy's: one or two)
+    weighted: dict[Weights, tuple[Floats | float, Floats | float, Floats]] = field(
+        default_factory=dict, compare=False)
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.order, self.place, self.price, self.rel_bandwidth, self.dlperf, self.gpu_term,
-                  self.location_term, self.availability)
+        arrays = (self.order, self.place, self.price, self.rel_bandwidth, self.dlperf, self.dl03, self.dl_best,
+                  self.gpu_term, self.location_term, self.availability)
         return sum(a.nbytes for a in arrays if a is not None)
+
+    def weighted_terms(self, w: Weights) -> tuple[Floats | float, Floats | float, Floats]:
+        """``w.gpu_match × gpu term``, ``w.location × location term`` (a number when the pod
+        names no GPU or location: every term is 1) and ``w.availability × availability``, for
+        every eligible offer: the same products rank() would take of each prefix."""
+        found = self.weighted.get(w)
+        if found is None:
+            found = self.weighted[w] = (
+                w.gpu_match * (self.gpu_term if self.gpu_term is not None else 1.0),
+                w.location * (self.location_term if self.location_term is not None else 1.0),
+                w.availability * self.availability)
+        return found
 
 
 def _eligible(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_rank: Ints | None) -> _Eligible:
@@ -494,8 +511,10 @@ def _eligible(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_r
     location_term = None
     if loc_rank is not None:
         location_term = (1.0 - np.maximum(loc_rank, 0) / len(req.locations))[table.location_code[order]]
+    dlperf = table.dlperf[order]
     return _Eligible(tuple(counts), order, place, table.price[order], 0.4 * rel_term + 0.3 * table.bandwidth_term[order],
-                     table.dlperf[order], gpu_term, location_term, table.availability_term[order])
+                     dlperf, 0.3 * dlperf, np.maximum.accumulate(dlperf) if len(dlperf) else dlperf, gpu_term,
+                     location_term, table.availability_term[order])
 
 
 def _beyond_price_key(req: Requirements) -> tuple[Any, ...]:
@@ -585,23 +604,35 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     eligible = table.memo(_beyond_price_key(req), lambda: _eligible(table, req, gpu_rank, loc_rank))
     # The offers within the price cap are a prefix of the price order (price, then id): the
     # tie-break order, which the passing offers keep.
-    within_cap = int(eligible.price.searchsorted(req.max_price, side="right"))
-    passing = eligible.order[:within_cap]
-    best_dlperf = float(eligible.dlperf[:within_cap].max()) if within_cap else 0.0
+    k = int(eligible.price.searchsorted(req.max_price, side="right"))
+    passing = eligible.order[:k]
+    best_dlperf = float(eligible.dl_best[k - 1]) if k else 0.0
     parts = _Parts(table, req, policy, eligible, gpu_rank, loc_rank, 1.0 / best_dlperf if best_dlperf > 0 else 0.0)
 
-    # The same operations, in the same order, as _Parts.terms and the weighted sum, on the
-    # eligible offers' columns (a prefix of each: no gathering per pod).
-    k, inv_price, dl_scale = within_cap, parts.inv_price, parts.dl_scale
-    total = (w.price * np.maximum(0.0, 1.0 - eligible.price[:k] * inv_price)
-             + w.performance * (eligible.rel_bandwidth[:k] + 0.3 * eligible.dlperf[:k] * dl_scale)
-             + w.gpu_match * (eligible.gpu_term[:k] if eligible.gpu_term is not None else 1.0)
-             + w.location * (eligible.location_term[:k] if eligible.location_term is not None else 1.0)
-             + w.availability * eligible.availability[:k])
+    # The same operations, in the same order, as _Parts.terms and the weighted sum
+    #   w.price × max(0, 1 - price × inv_price) + w.performance × (rel_bandwidth + 0.3 × dlperf × dl_scale)
+    #   + w.gpu_match × gpu + w.location × location + w.availability × availability,
+    # on a prefix of the eligible offers' columns (no gathering per pod), in place (few arrays
+    # made per pod). Products and sums are taken operand for operand as written there (IEEE
+    # products and sums do not depend on the operands' order; their grouping is kept).
+    gpu, location, availability = eligible.weighted_terms(w)
+    total = np.multiply(eligible.price[:k], parts.inv_price)
+    np.subtract(1.0, total, out=total)
+    np.maximum(0.0, total, out=total)
+    np.multiply(total, w.price, out=total)
+    performance = np.multiply(eligible.dl03[:k], parts.dl_scale)
+    np.add(eligible.rel_bandwidth[:k], performance, out=performance)
+    np.multiply(performance, w.performance, out=performance)
+    np.add(total, performance, out=total)
+    np.add(total, gpu if isinstance(gpu, float) else gpu[:k], out=total)
+    np.add(total, location if isinstance(location, float) else location[:k], out=total)
+    np.add(total, availability[:k], out=total)
     if policy.modifiers:
         modifiers = policy.modifiers
-        total = total + table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing]
-    total = np.minimum(1.0, np.maximum(0.0, total))
+        np.add(total, table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing],
+               out=total)
+    np.maximum(0.0, total, out=total)
+    np.minimum(1.0, total, out=total)
 
     # best first by score, equal scores in price order (price, then id): Ranking sorts stably
     # when the whole order is asked for
