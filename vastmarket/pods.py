@@ -507,40 +507,89 @@ Accepts = Callable[[Any], bool]
 _ABSENT = object()
 
 
-def _compile_field(field: fields.Field) -> Accepts:  # type: ignore[type-arg]
-    accepts: Accepts
+class _Source:
+    """The text of one generated check: straight-line code, nested as the shape is, so that a
+    pod is walked by one function rather than a call per field (the interpreter's calls are what
+    a check spends its time on, and the extender makes one per pod it judges)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"Mapping": Mapping, "_ABSENT": _ABSENT}
+        self._count = 0
+
+    def var(self) -> str:
+        self._count += 1
+        return f"v{self._count}"
+
+    def const(self, value: Any) -> str:
+        name = f"c{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+
+def _leaf_test(leaf: _Leaf, x: str, src: _Source) -> str:
+    """An expression true when ``x`` (not null) is what ``leaf`` accepts."""
+    if isinstance(leaf, Text):
+        return f"isinstance({x}, str)"
+    if isinstance(leaf, Flag):
+        return f"isinstance({x}, bool)"
+    if isinstance(leaf, Whole):
+        low, high = leaf.bounds
+        return f"(isinstance({x}, int) and not isinstance({x}, bool) and {low} <= {x} <= {high})"
+    if isinstance(leaf, NumberOrText):
+        low, high = INT32
+        return f"(isinstance({x}, str) or (isinstance({x}, int) and not isinstance({x}, bool) and {low} <= {x} <= {high}))"
+    return f"{src.const(leaf.accepts)}({x})"  # a quantity: parsed
+
+
+def _emit_field(field: fields.Field, x: str, indent: int, src: _Source) -> None:  # type: ignore[type-arg]
+    """Lines that return False unless ``x`` (present) is what ``field`` accepts."""
+    if field.allow_none:
+        src.emit(indent, f"if {x} is not None:")
+        indent += 1
     if isinstance(field, Object):
-        accepts = _compile_object(field.schema)
+        _emit_object(field.schema, x, indent, src)
     elif isinstance(field, Items):
-        item = _compile_field(field.inner)
-        accepts = lambda value: isinstance(value, list) and all(map(item, value))  # noqa: E731
+        src.emit(indent, f"if not isinstance({x}, list): return False")
+        item = src.var()
+        src.emit(indent, f"for {item} in {x}:")
+        _emit_field(field.inner, item, indent + 1, src)  # items are never null (allow_none False)
     elif isinstance(field, Map):
-        values = field.values.accepts
-        accepts = lambda value: ((type(value) is dict or isinstance(value, Mapping))  # noqa: E731
-                                 and all(map(values, value.values())))
+        src.emit(indent, f"if type({x}) is not dict and not isinstance({x}, Mapping): return False")
+        item = src.var()
+        src.emit(indent, f"for {item} in {x}.values():")
+        src.emit(indent + 1, f"if not {_leaf_test(field.values, item, src)}: return False")
     elif isinstance(field, _Leaf):
-        accepts = field.accepts
+        src.emit(indent, f"if not {_leaf_test(field, x, src)}: return False")
     else:  # pragma: no cover - every field of the shape is one of the above
         raise TypeError(f"no compiled check for {type(field).__name__}")
     if field.allow_none:
-        inner = accepts
-        return lambda value: value is None or inner(value)
-    return accepts
+        src.emit(indent, "pass")
+
+
+def _emit_object(schema: Schema, x: str, indent: int, src: _Source) -> None:
+    src.emit(indent, f"if type({x}) is not dict and not isinstance({x}, Mapping): return False")  # the ABC check is slow
+    get = src.var()
+    src.emit(indent, f"{get} = {x}.get")
+    for name, field in schema.fields.items():
+        value = src.var()
+        src.emit(indent, f"{value} = {get}({name!r}, _ABSENT)")
+        src.emit(indent, f"if {value} is not _ABSENT:")
+        _emit_field(field, value, indent + 1, src)
+        src.emit(indent + 1, "pass")
 
 
 def _compile_object(schema: Schema) -> Accepts:
-    checks = tuple((name, _compile_field(field)) for name, field in schema.fields.items())
-
-    def accepts(value: Any) -> bool:
-        if type(value) is not dict and not isinstance(value, Mapping):  # the ABC check is the slow one
-            return False
-        get = value.get
-        for name, check in checks:
-            item = get(name, _ABSENT)
-            if item is not _ABSENT and not check(item):
-                return False
-        return True
-
+    """The shape as one plain function that says whether a value passes (no report)."""
+    src = _Source()
+    src.emit(0, "def accepts(v0):")
+    _emit_object(schema, "v0", 1, src)
+    src.emit(1, "return True")
+    exec("\n".join(src.lines), src.names)  # noqa: S102 - our own text, built from the shape above
+    accepts: Accepts = src.names["accepts"]
     return accepts
 
 

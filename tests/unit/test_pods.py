@@ -171,6 +171,12 @@ def test_the_scheduling_check_looks_only_at_what_a_scheduling_decision_reads(pat
     (("spec", "containers", 0, "command"), [None]),
     (("spec", "containers", 0, "readinessProbe", "httpGet", "port"), -(2**31) - 1),
     (("metadata", "annotations"), ["vast.ai/gpu-type"]),
+    (("metadata", "labels"), {"app": None}),
+    (("spec", "volumes", 0, "configMap", "optional"), 1),
+    (("spec", "volumes", 0, "configMap", "defaultMode"), True),
+    (("spec", "volumes", 0, "configMap", "items", 0), None),
+    (("spec", "containers", 0, "readinessProbe", "httpGet", "port"), 2**31),
+    (("spec", "containers", 0, "readinessProbe", "httpGet", "port"), 80.0),
 ])
 def test_the_compiled_check_fails_each_wrong_shape(path, value):
     assert pod_passes(with_value(path, value)) is False
