@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -575,7 +575,35 @@ class _Parts:
         offer = self.table.offers[i]
         modifiers = self.policy.modifiers
         applied = tuple((m.label, m.add) for m in modifiers if _modifier_applies(m, offer)) if modifiers else ()
-        return ScoredOffer(offer, score, self.terms(i), applied)
+        return ScoredOffer(offer, score, _Terms(self, i), applied)
+
+
+class _Terms(Mapping[str, float]):
+    """An offer's score terms, worked out when first read: the extender's answers read only the
+    score."""
+
+    __slots__ = ("_parts", "_index", "_values")
+
+    def __init__(self, parts: _Parts, index: int) -> None:
+        self._parts, self._index = parts, index
+        self._values: dict[str, float] | None = None
+
+    def _data(self) -> dict[str, float]:
+        if self._values is None:
+            self._values = self._parts.terms(self._index)
+        return self._values
+
+    def __getitem__(self, key: str) -> float:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __repr__(self) -> str:
+        return repr(self._data())
 
 
 def _location_matches(pattern: LocationPattern, location: Location) -> bool:
