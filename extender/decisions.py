@@ -74,8 +74,8 @@ class FilterDecision:
 
 
 def _virtual_names(args: ExtenderArgs, ctx: Context) -> frozenset[str]:
-    if args.nodes is None:  # names only: a scan per virtual node, comparing (a set would hash every name)
-        return frozenset(name for name in ctx.virtual.names if name in args.names)
+    if args.nodes is None:  # names only: a search per virtual node (a set would hash every name)
+        return frozenset(name for name in ctx.virtual.names if args.has_name(name))
     return frozenset(name for name, node in zip(args.names, args.nodes) if ctx.virtual.is_virtual(name, node))
 
 
