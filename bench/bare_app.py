@@ -43,9 +43,24 @@ def create_bare_app() -> Flask:
     return app
 
 
+def held_snapshot_app(path: str) -> Flask:
+    """The bare endpoint in a process that also holds an offer snapshot, loaded as the extender's
+    follower loads it (and frozen out of the collector), never read: what holding the offers
+    costs every request, apart from deciding anything with them."""
+    from vastmarket.snapshot import SnapshotFile, SnapshotFollower
+
+    follower = SnapshotFollower(SnapshotFile(path))
+    follower.refresh()
+    app = create_bare_app()
+    app.config["held_snapshot"] = follower.current
+    return app
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--hold-snapshot", metavar="PATH", help="also hold this offer snapshot (never read)")
     args = parser.parse_args()
-    serve(create_bare_app, host="127.0.0.1", port=args.port, threads=args.threads, name="bare")
+    factory = (lambda: held_snapshot_app(args.hold_snapshot)) if args.hold_snapshot else create_bare_app
+    serve(factory, host="127.0.0.1", port=args.port, threads=args.threads, name="bare")

@@ -2,7 +2,8 @@
 names, one client and 8 concurrent clients, against a bare Flask endpoint (same gunicorn
 settings, a reply of the same size encoded per request) measured in the same run.
 
-Run: ``make bench-extender`` (or ``.venv/bin/python bench/extender.py [--requests N] [--clients C] [--rounds R]``).
+Run: ``make bench-extender`` (or ``.venv/bin/python bench/extender.py [--requests N] [--clients C] [--rounds R]
+[--baseline-holds-snapshot]``).
 
 The extender runs as ``kube-vast extender`` with a snapshot of 10,000 simulator offers. Every
 request is distinct, as when each pod belongs to another Deployment: its own price cap and GPU
@@ -66,6 +67,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the concurrent cases")
     parser.add_argument("--rounds", type=int, default=10,
                         help="alternating blocks per case (more: machine noise hits both servers alike)")
+    parser.add_argument("--baseline-holds-snapshot", action="store_true",
+                        help="the bare endpoint also holds the offer snapshot (never read): the cost of "
+                             "holding the offers apart from deciding with them")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kv-bench-"))
@@ -77,14 +81,17 @@ def main() -> int:
         subprocess.Popen([sys.executable, "-m", "kube_vast.cli", "--log-level", "WARNING", "extender",
                           "--host", "127.0.0.1", "--port", str(ext_port), "--snapshot", str(snapshot),
                           "--max-snapshot-age", "86400"], env=env, cwd=ROOT),
-        subprocess.Popen([sys.executable, str(ROOT / "bench/bare_app.py"), "--port", str(bare_port)], env=env, cwd=ROOT),
+        subprocess.Popen([sys.executable, str(ROOT / "bench/bare_app.py"), "--port", str(bare_port)]
+                         + (["--hold-snapshot", str(snapshot)] if args.baseline_holds_snapshot else []),
+                         env=env, cwd=ROOT),
     ]
     try:
         wait_ready(ext_port, procs[0])
         wait_ready(bare_port, procs[1])
         print("\n".join(machine_lines()))
         print(f"requests per case: {args.requests} in {args.rounds} alternating blocks, each client on its own "
-              "keep-alive connection\n")
+              "keep-alive connection"
+              + ("; the bare endpoint holds the same offer snapshot" if args.baseline_holds_snapshot else "") + "\n")
         print("| verb | names | requests | clients | extender p50 ms | p99 ms | req/s | bare p50 ms | p99 ms "
               "| req/s | p99 ratio | throughput ratio |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
