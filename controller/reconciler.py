@@ -570,12 +570,15 @@ class Reconciler:
         if first_time:
             pod = self._patch_annotations(pod, {A_PUBLIC_IP: ip, A_PORTS: ports_text})
             self._event(pod, "InstanceRunning", f"instance {inst.id} running at {ip}")
+        # The Services first, then the status: a pod seen Ready is already in its Services'
+        # EndpointSlices (what `kubectl wait --for=condition=Ready` and then a request expect), and
+        # one seen unready has already left them.
+        self._sync_endpoints(pod, ip, inst.ports, state.ready)
         started_at = (pod.get("status") or {}).get("startTime") or now_rfc3339()
         self._write_status(pod, status.pod_status(
             pod, phase="Running", ready=state.ready, public_ip=ip, started_at=started_at,
             container_state="running", now=now_rfc3339(),
             message=None if state.ready else state.last_message))
-        self._sync_endpoints(pod, ip, inst.ports, state.ready)
         return min(self.settings.resync, max(probe.period_seconds, 0.2))
 
     def _sync_endpoints(self, pod: Mapping[str, Any], ip: str, host_ports: Mapping[int, int], ready: bool) -> None:

@@ -291,6 +291,17 @@ def slice_writes(world: World) -> list[tuple[float, dict[str, Any]]]:
     return [(at, body["endpoints"][0]["conditions"]) for at, what, body in world.kube.journal if what == "apply slice"]
 
 
+def test_a_pod_is_reported_ready_only_once_its_services_point_at_the_instance(world: World) -> None:
+    """`kubectl wait --for=condition=Ready` and then a request through the Service must find the
+    instance there: the ready EndpointSlice is written before the Ready status."""
+    serving_pod(world, "first", grace=0, stop_seconds=0)
+    writes = [what for _, what, detail in world.kube.journal
+              if (what == "apply slice" and detail["endpoints"][0]["conditions"]["ready"])
+              or (what == "patch status" and any(c["type"] == "Ready" and c["status"] == "True"
+                                                 for c in detail["status"].get("conditions", [])))]
+    assert writes[:2] == ["apply slice", "patch status"], writes
+
+
 def test_a_deleted_pod_leaves_its_services_then_is_stopped_then_destroyed_once_stopped(world: World) -> None:
     serving_pod(world, "api", grace=30, stop_seconds=0.5)
     deleted_at = time.time()
