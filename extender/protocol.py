@@ -39,10 +39,6 @@ class ExtenderArgs:
             return False
         return name in self.names
 
-    @property
-    def node_cache_capable(self) -> bool:
-        return self.nodes is None
-
 
 def _field(body: Mapping[str, Any], name: str) -> Any:
     if name in body:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
@@ -82,6 +83,9 @@ class Offer:
             "machine_id": self.machine_id,
             "host_id": self.host_id,
         }
+
+
+OFFER_FIELDS = tuple(f.name for f in dataclass_fields(Offer) if f.init)  # the constructor's, in order
 
 
 class _OfferSchema(Schema):

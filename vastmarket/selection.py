@@ -34,6 +34,7 @@ import numpy.typing as npt
 from .config import Modifier, SelectionConfig, Weights
 from .names import Location, LocationPattern, display_gpu, gpu_key, gpu_matches, parse_location_pattern
 from .offers import Offer
+from .packed_offers import PackedOffers
 from .requirements import Requirements
 
 INF = math.inf
@@ -69,18 +70,23 @@ class OfferTable:
     requirements other than price, a policy's modifiers) are kept per table (:meth:`memo`): pods
     of different Deployments differ mostly in their price cap, and that needs no mask at all."""
 
-    __slots__ = ("offers", "ids", "id_array", "gpu_keys", "gpu_code", "locations", "location_code", "num_gpus",
-                 "gpu_ram_gb", "price", "reliability", "inet_down", "available", "verified",
+    __slots__ = ("offers", "packed", "ids", "id_array", "gpu_keys", "gpu_code", "locations", "location_code",
+                 "num_gpus", "gpu_ram_gb", "price", "reliability", "inet_down", "available", "verified",
                  "datacenter", "static_ip", "host_ids", "host_code", "machine_ids", "machine_code",
                  "cpu", "ram_gb", "disk_gb", "ports", "dlperf", "bandwidth_term", "availability_term",
-                 "by_price", "price_sorted", "index_of", "_memo", "_memo_lock", "_memo_bytes")
+                 "by_price", "price_sorted", "_by_id", "_memo", "_memo_lock", "_memo_bytes")
 
-    def __init__(self, offers: Sequence[Offer]) -> None:
-        self.offers: tuple[Offer, ...] = tuple(offers)
-        o = self.offers
-        self.ids = [x.id for x in o]
-        # The same ids as an array when they all fit in 64 bits (Vast's do), for finding one fast.
-        self.id_array = _ints(self.ids) if all(_INT64_MIN <= i <= _INT64_MAX for i in self.ids) else None
+    def __init__(self, offers: Sequence[Offer], *, packed: bool = False) -> None:
+        """``packed``: keep the offers as :class:`~vastmarket.packed_offers.PackedOffers` (an
+        :class:`Offer` is made each time one is read), for a process that holds the table long
+        and reads few of its offers (the extender's and the webhook's snapshot)."""
+        o: Sequence[Offer] = tuple(offers)
+        self.packed = packed
+        ids = [x.id for x in o]
+        # The ids as an array when they all fit in 64 bits (Vast's do): the only copy then, for
+        # finding one fast; a list otherwise.
+        self.id_array = _ints(ids) if all(_INT64_MIN <= i <= _INT64_MAX for i in ids) else None
+        self.ids: Sequence[int] | Ints = self.id_array if self.id_array is not None else ids
         self.gpu_keys, self.gpu_code = _codes([x.gpu_key for x in o])
         self.locations, self.location_code = _codes([x.location for x in o])
         self.num_gpus = _floats([x.num_gpus for x in o])
@@ -92,8 +98,8 @@ class OfferTable:
         self.verified = _bools([x.verified for x in o])
         self.datacenter = _bools([x.datacenter for x in o])
         self.static_ip = _bools([x.static_ip for x in o])
-        self.host_ids, self.host_code = _codes([x.host_id for x in o])
-        self.machine_ids, self.machine_code = _codes([x.machine_id for x in o])
+        self.host_ids, self.host_code = _id_codes([x.host_id for x in o])
+        self.machine_ids, self.machine_code = _id_codes([x.machine_id for x in o])
         self.cpu = _floats([-INF if x.cpu_cores is None else x.cpu_cores for x in o])
         self.ram_gb = _floats([-INF if x.cpu_ram_mb is None else x.cpu_ram_mb / 1000.0 for x in o])
         self.disk_gb = _floats([-INF if x.disk_gb is None else x.disk_gb for x in o])
@@ -103,18 +109,38 @@ class OfferTable:
         self.bandwidth_term = _floats([bandwidth_term(x.inet_down) for x in o])
         self.availability_term = _floats([availability_term(x) for x in o])
         # Ids are Python ints (Vast's are not bounded to 64 bits), so this one sort is Python's.
-        self.by_price = _ints(sorted(range(len(o)), key=lambda i: (self.price[i], self.ids[i])))
+        self.by_price = _ints(sorted(range(len(o)), key=lambda i: (self.price[i], ids[i])))
         self.price_sorted: Floats = self.price[self.by_price]
-        # Each offer's position by its id, when no id repeats (Vast's do not; a table that has a
-        # repeated id is searched instead).
-        index_of = {offer_id: i for i, offer_id in enumerate(self.ids)}
-        self.index_of: dict[int, int] | None = index_of if len(index_of) == len(self.ids) else None
+        # The ids in order and each one's position, for finding an offer by id, when they are
+        # 64-bit and none repeats (Vast's do not; a table that has a repeated id is searched).
+        self._by_id: tuple[Ints, Ints] | None = None
+        if self.id_array is not None:
+            order = np.argsort(self.id_array, kind="stable")
+            ordered = self.id_array[order]
+            if not np.any(ordered[1:] == ordered[:-1]):
+                self._by_id = (ordered, order)
+        self.offers: Sequence[Offer] = PackedOffers(o) if packed else o
         self._memo: dict[Hashable, Any] = {}
         self._memo_lock = threading.Lock()
         self._memo_bytes = 0
 
     def __len__(self) -> int:
         return len(self.offers)
+
+    @property
+    def indexed(self) -> bool:
+        """Whether :meth:`index_of` answers (the ids are 64-bit and none repeats)."""
+        return self._by_id is not None
+
+    def index_of(self, offer_id: int) -> int | None:
+        """The table position of the offer with this id (``None`` when there is none). Only for an
+        :attr:`indexed` table."""
+        assert self._by_id is not None, "index_of on a table whose ids repeat or exceed 64 bits"
+        if type(offer_id) is not int or not _INT64_MIN <= offer_id <= _INT64_MAX:
+            return None
+        ordered, order = self._by_id
+        k = int(np.searchsorted(ordered, offer_id))
+        return int(order[k]) if k < len(ordered) and ordered[k] == offer_id else None
 
     def forget(self) -> None:
         """Drop what :meth:`memo` kept (a benchmark's cold start)."""
@@ -171,6 +197,31 @@ def _codes(values: Sequence[Any]) -> tuple[list[Any], Ints]:
     return list(index), _ints(codes)
 
 
+@dataclass(frozen=True)
+class _DistinctIds:
+    """Distinct host or machine ids kept as one array, not thousands of Python ints; ``None``
+    (offers without one) at position ``none_at``, or -1."""
+
+    array: Ints
+    none_at: int
+
+    def tolist(self) -> list[int | None]:
+        values: list[int | None] = self.array.tolist()
+        if self.none_at >= 0:
+            values[self.none_at] = None
+        return values
+
+
+def _id_codes(values: Sequence[int | None]) -> tuple[Sequence[int | None] | _DistinctIds, Ints]:
+    """:func:`_codes` of host or machine ids; the distinct ids as :class:`_DistinctIds` when
+    they are all 64-bit integers (or ``None``)."""
+    distinct, codes = _codes(values)
+    if all(v is None or (type(v) is int and _INT64_MIN <= v <= _INT64_MAX) for v in distinct):
+        none_at = distinct.index(None) if None in distinct else -1
+        return _DistinctIds(_ints([0 if v is None else v for v in distinct]), none_at), codes
+    return distinct, codes
+
+
 _BANDWIDTH_REF = math.log10(1001.0)
 
 
@@ -214,7 +265,7 @@ class Ranking:
     thread comes first."""
 
     def __init__(self, requirements: Requirements, seen: int, passing: Ints, scores: Floats, parts: _Parts,
-                 ids: Sequence[int], id_array: Ints | None = None) -> None:
+                 ids: Sequence[int] | Ints, id_array: Ints | None = None) -> None:
         self.requirements = requirements
         self.seen = seen
         self._passing = passing  # table positions of the passing offers, in price order (price, id)
@@ -286,9 +337,9 @@ class Ranking:
 
     def find(self, offer_id: int) -> ScoredOffer | None:
         """The passing offer with this id, or ``None`` when it did not pass (or is gone)."""
-        index_of = self._parts.table.index_of
-        if index_of is not None:
-            index = index_of.get(offer_id) if type(offer_id) is int else None
+        table = self._parts.table
+        if table.indexed:
+            index = table.index_of(offer_id)
             position = -1 if index is None else int(self._parts.eligible.place[index])
             return self._scored(position) if 0 <= position < len(self._passing) else None
         if self._id_array is not None:
@@ -304,8 +355,11 @@ class Ranking:
 
     def offer_ids(self) -> list[int]:
         """Passing offer ids, best first, without working out any terms."""
-        ids, passing = self._ids, self._passing
-        return [ids[passing[p]] for p in self._order().tolist()]
+        positions = self._passing[self._order()]
+        if self._id_array is not None:
+            return self._id_array[positions].tolist()  # type: ignore[no-any-return]
+        ids = self._ids
+        return [ids[i] for i in positions.tolist()]
 
     def rejection_phrases(self) -> list[str]:
         """``["4210 over $0.50/h", "601 not RTX3060"]``, most frequent first."""
@@ -356,10 +410,6 @@ def _rank_in(patterns: Sequence[Any], matches: Any) -> int | None:
     return None
 
 
-def _rank_term(idx: int, length: int) -> float:
-    return 1.0 - idx / length
-
-
 def _modifier_applies(mod: Modifier, offer: Offer) -> bool:
     for key, expected in mod.when:
         if key == "datacenter" and offer.datacenter != expected:
@@ -379,9 +429,12 @@ def _modifier_applies(mod: Modifier, offer: Offer) -> bool:
     return True
 
 
-def _lookup(values: Sequence[Any], codes: Ints, test: Callable[[Any], bool]) -> Bools:
+def _lookup(values: Sequence[Any] | _DistinctIds, codes: Ints, test: Callable[[Any], bool]) -> Bools:
     """``test`` of every offer's value, asked once per distinct value."""
-    return np.array([test(v) for v in values], dtype=np.bool_)[codes] if len(codes) else _bools([])
+    if not len(codes):
+        return _bools([])
+    plain = values.tolist() if isinstance(values, _DistinctIds) else values
+    return np.array([test(v) for v in plain], dtype=np.bool_)[codes]
 
 
 def _condition(table: OfferTable, key: str, expected: Any) -> Bools:

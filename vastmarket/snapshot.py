@@ -18,7 +18,6 @@ The poller and follower do I/O (files, and the injected search callable); the re
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import logging
@@ -33,14 +32,13 @@ from typing import Any
 from .bids import bid_priced
 from .errors import ConfigError, KubeVastError, VastError
 from .files import write_json_atomically
-from .offers import Offer
+from .offers import OFFER_FIELDS, Offer
 from .requirements import Requirements
 from .selection import OfferTable, Ranking, ScoringPolicy, rank
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-_OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(Offer) if f.init)
 FORMAT_VERSION = 1
 RANKINGS_KEPT = 64  # per snapshot (see OfferSnapshot)
 
@@ -87,8 +85,8 @@ class OfferSnapshot:
     garbage collector to walk, on the request path."""
 
     def __init__(self, offers: Sequence[Offer], *, taken_at: float, source: str = "",
-                 cache_size: int = RANKINGS_KEPT, pause: SearchPause | None = None) -> None:
-        self.table = OfferTable(offers)
+                 cache_size: int = RANKINGS_KEPT, pause: SearchPause | None = None, packed: bool = False) -> None:
+        self.table = OfferTable(offers, packed=packed)
         self._bids: OfferTable | None = None  # the offers at their bid price, built on first use
         self.taken_at = taken_at
         self.source = source
@@ -98,7 +96,7 @@ class OfferSnapshot:
         self._lock = threading.Lock()
 
     @property
-    def offers(self) -> tuple[Offer, ...]:
+    def offers(self) -> Sequence[Offer]:
         return self.table.offers
 
     def __len__(self) -> int:
@@ -155,7 +153,7 @@ class OfferSnapshot:
         with self._lock:
             table = self._bids
             if table is None:
-                table = self._bids = OfferTable(bid_priced(self.table.offers))
+                table = self._bids = OfferTable(bid_priced(self.table.offers), packed=self.table.packed)
             return table
 
     def to_json(self) -> dict[str, Any]:
@@ -163,20 +161,20 @@ class OfferSnapshot:
             "version": FORMAT_VERSION,
             "taken_at": self.taken_at,
             "source": self.source,
-            "offers": [{f: getattr(o, f) for f in _OFFER_FIELDS} for o in self.offers],
+            "offers": [{f: getattr(o, f) for f in OFFER_FIELDS} for o in self.offers],
         }
         if self.pause is not None:
             data["search_pause"] = self.pause.to_json()
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> OfferSnapshot:
+    def from_json(cls, data: Any, *, packed: bool = False) -> OfferSnapshot:
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
             raise ConfigError("offer snapshot file has an unknown format")
         try:
-            offers = [Offer(**{f: raw.get(f) for f in _OFFER_FIELDS}) for raw in data["offers"]]
+            offers = [Offer(**{f: raw.get(f) for f in OFFER_FIELDS}) for raw in data["offers"]]
             return cls(offers, taken_at=float(data["taken_at"]), source=str(data.get("source", "")),
-                       pause=SearchPause.from_json(data.get("search_pause")))
+                       pause=SearchPause.from_json(data.get("search_pause")), packed=packed)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"offer snapshot file is damaged: {exc}") from None
 
@@ -190,14 +188,15 @@ class SnapshotFile:
     def publish(self, snapshot: OfferSnapshot) -> None:
         write_json_atomically(self.path, snapshot.to_json(), prefix=".snapshot-")
 
-    def load(self) -> OfferSnapshot:
+    def load(self, *, packed: bool = False) -> OfferSnapshot:
+        """The snapshot published last (``packed``: as :class:`OfferTable` says)."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{self.path}: cannot read the offer snapshot: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{self.path}: the offer snapshot is not JSON: {exc}") from None
-        return OfferSnapshot.from_json(data)
+        return OfferSnapshot.from_json(data, packed=packed)
 
     def stamp(self) -> tuple[int, int] | None:
         try:
@@ -208,7 +207,8 @@ class SnapshotFile:
 
 
 class SnapshotFollower:
-    """Keeps :attr:`current` equal to the newest snapshot in a :class:`SnapshotFile`."""
+    """Keeps :attr:`current` equal to the newest snapshot in a :class:`SnapshotFile`, its offers
+    packed (:class:`OfferTable`): a follower's process holds them long and reads few of them."""
 
     def __init__(self, source: SnapshotFile, *, interval: float = 1.0, freeze_heap: bool = True) -> None:
         self.source = source
@@ -225,7 +225,7 @@ class SnapshotFollower:
         if stamp is None or stamp == self._stamp:
             return False
         try:
-            snapshot = self.source.load()
+            snapshot = self.source.load(packed=True)
         except KubeVastError as exc:
             log.warning("offer snapshot not reloaded: %s", exc)
             return False

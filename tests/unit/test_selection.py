@@ -39,9 +39,9 @@ def ranked_ids(ranking):
 
 
 @settings(max_examples=300, deadline=None)
-@given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy)
-def test_the_fast_ranker_agrees_with_the_naive_reference(offers, req, policy):
-    ranking = rank(OfferTable(offers), req, policy)
+@given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy, packed=st.booleans())
+def test_the_fast_ranker_agrees_with_the_naive_reference(offers, req, policy, packed):
+    ranking = rank(OfferTable(offers, packed=packed), req, policy)
     expected, counts = naive_rank(offers, req, policy)
     assert ranked_ids(ranking) == [o.id for _, o in expected]
     assert [s.score for s in ranking.ranked] == pytest.approx([s for s, _ in expected])
@@ -50,12 +50,12 @@ def test_the_fast_ranker_agrees_with_the_naive_reference(offers, req, policy):
 
 @settings(max_examples=150, deadline=None)
 @given(offers=offers_strategy, asks=st.lists(st.tuples(requirements_strategy, policy_strategy, st.booleans()),
-                                             min_size=2, max_size=8))
-def test_one_table_ranked_for_many_pods_agrees_with_the_naive_reference_every_time(offers, asks):
+                                             min_size=2, max_size=8), packed=st.booleans())
+def test_one_table_ranked_for_many_pods_agrees_with_the_naive_reference_every_time(offers, asks, packed):
     """A table keeps the parts of a ranking pods share (GPU and location ranks, the mask of the
     requirements but price, the modifiers): whatever was ranked on it before, each answer is the
     reference's. Half the asks take an earlier one's requirements with another price cap."""
-    table = OfferTable(offers)
+    table = OfferTable(offers, packed=packed)
     previous = None
     for req, policy, same_but_price in asks:
         if same_but_price and previous is not None:
@@ -70,8 +70,9 @@ def test_one_table_ranked_for_many_pods_agrees_with_the_naive_reference_every_ti
 
 @settings(max_examples=300, deadline=None)
 @given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy, ties=st.integers(0, 4),
-       data=st.data())
-def test_best_and_find_without_the_full_order_agree_with_the_naive_reference(offers, req, policy, ties, data):
+       packed=st.booleans(), data=st.data())
+def test_best_and_find_without_the_full_order_agree_with_the_naive_reference(offers, req, policy, ties, packed,
+                                                                            data):
     """``best`` is found without sorting, and ``find`` looks in price order: on a ranking nobody
     has sorted yet, each names the reference's offer with its score, and equal scores go to the
     cheaper offer, then the lower id (``ties`` copies of the best offer make sure of ties)."""
@@ -82,15 +83,15 @@ def test_best_and_find_without_the_full_order_agree_with_the_naive_reference(off
         copies.append(dataclasses.replace(other, id=other.id + 2_000_000 * (ties + 1)))
         offers = data.draw(st.permutations(offers + copies))
         expected, _ = naive_rank(offers, req, policy)
-    best = rank(OfferTable(offers), req, policy).best
+    best = rank(OfferTable(offers, packed=packed), req, policy).best
     if expected:
-        assert best is not None and best.offer.id == expected[0][1].id and best.score == pytest.approx(expected[0][0])
+        assert best is not None and best.offer == expected[0][1] and best.score == pytest.approx(expected[0][0])
     else:
         assert best is None
-    ranking = rank(OfferTable(offers), req, policy)
+    ranking = rank(OfferTable(offers, packed=packed), req, policy)
     for score, offer in data.draw(st.permutations(expected))[:5]:
         found = ranking.find(offer.id)
-        assert found is not None and found.offer.id == offer.id and found.score == pytest.approx(score)
+        assert found is not None and found.offer == offer and found.score == pytest.approx(score)
     passing = {o.id for _, o in expected}
     assert all(ranking.find(o.id) is None for o in offers if o.id not in passing)
     assert ranking.top(1) == ((ranking.best,) if expected else ())
@@ -294,7 +295,9 @@ def test_find_with_a_repeated_id_gives_the_copy_that_passes():
     cheap_but_rented = make_offer(7, dph_total=0.1, rented=True)
     passing = make_offer(7, dph_total=0.3)
     table = OfferTable([cheap_but_rented, passing, make_offer(8, dph_total=0.2)])
-    assert table.index_of is None
+    assert not table.indexed
     found = rank(table, Requirements(max_price=0.5)).find(7)
     assert found is not None and found.offer is passing
-    assert OfferTable([passing, make_offer(8)]).index_of == {7: 0, 8: 1}
+    indexed = OfferTable([make_offer(9), passing, make_offer(8)])
+    assert indexed.indexed
+    assert [indexed.index_of(i) for i in (7, 8, 9, 10, -1, 2**70)] == [1, 2, 0, None, None, None]

@@ -1,5 +1,7 @@
+import gc
 import json
 import os
+import sys
 import threading
 
 import pytest
@@ -134,3 +136,31 @@ def test_a_paused_snapshot_is_served_past_its_age_until_the_pause_has_ended_for_
     plain = snapshot(taken_at=100.0)
     assert plain.stale_reason(401.0, max_age=300) == "the Vast offer snapshot is stale (301s old, limit 300s)"
     assert plain.staleness(300.0, max_age=300) is None
+
+
+def test_a_follower_holds_its_offers_packed_and_answers_as_the_whole_snapshot_does(tmp_path):
+    """A follower's process (the extender, the webhook) holds the snapshot long and reads few of
+    its offers: 3,000 offers held packed take a few hundred heap blocks, not one or more per
+    offer; and every answer is the one the offers loaded whole give."""
+    offers = [make_offer(i, dph_total=0.05 + (i % 97) / 100, min_bid=(i % 13) / 200 or None, dph_base=0.04,
+                         host_id=10**6 + i // 3, machine_id=None if i % 50 == 0 else 5 * 10**6 + i,
+                         public_ip=f"203.0.113.{i % 250}", geolocation=("Texas, US", "Bavaria, DE", None)[i % 3])
+              for i in range(1, 3001)]
+    file = SnapshotFile(tmp_path / "offers.json")
+    file.publish(OfferSnapshot(offers, taken_at=1.0))
+    whole = file.load()
+    follower = SnapshotFollower(file, freeze_heap=False)
+    gc.collect()
+    before = sys.getallocatedblocks()
+    follower.refresh()
+    gc.collect()
+    held = sys.getallocatedblocks() - before
+    assert held < len(offers) / 4, f"{held} heap blocks held for {len(offers)} offers"
+    packed = follower.current
+    assert packed is not None and list(packed.offers) == list(whole.offers) == offers
+    for req in (Requirements(max_price=0.5), Requirements(max_price=0.3, gpu_types=("RTX3060",), locations=("EU",)),
+                Requirements(max_price=0.2, interruptible=True)):
+        mine, theirs = packed.rank(req), whole.rank(req)
+        assert mine.offer_ids() == theirs.offer_ids() and mine.passed > 0
+        assert mine.best == theirs.best and mine.top(5) == theirs.top(5)
+        assert mine.find(theirs.offer_ids()[-1]) == theirs.find(theirs.offer_ids()[-1])
