@@ -34,7 +34,7 @@ def create_bare_app() -> Flask:
     def prioritize_route() -> Response:
         # the extender's own encoder, so that both sides do the same encoding work
         names = json.loads(request.get_data())["NodeNames"]
-        return Response(priorities_body(names, frozenset(), 0, 10), mimetype="application/json")
+        return Response(priorities_body(names, (), 0, 10), mimetype="application/json")
 
     @app.get("/readyz")
     def readyz() -> Response:

@@ -100,7 +100,7 @@ def create_app(
         start = time.perf_counter()
         args = decode_args(body(), validate=False)  # validated where the pod is read
         result = priorities(args, context(), placements)
-        reply = priorities_body(result.names, result.virtual, result.virtual_score, result.real_score)
+        reply = priorities_body(result.names, result.virtual_at, result.virtual_score, result.real_score)
         metrics.ok["prioritize"].inc()
         metrics.took["prioritize"].observe(time.perf_counter() - start)
         return Response(reply, status=200, mimetype="application/json")

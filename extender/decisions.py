@@ -112,20 +112,27 @@ class Priorities:
     ``real_score`` for every other node."""
 
     names: Sequence[str]
-    virtual: frozenset[str]
+    virtual_at: tuple[int, ...]  # the virtual nodes' positions among the names, ascending
     virtual_score: int
     real_score: int
 
     def scores(self) -> list[tuple[str, int]]:
-        return [(n, self.virtual_score if n in self.virtual else self.real_score) for n in self.names]
+        virtual = set(self.virtual_at)
+        return [(n, self.virtual_score if i in virtual else self.real_score) for i, n in enumerate(self.names)]
+
+
+def _virtual_positions(args: ExtenderArgs, ctx: Context) -> tuple[int, ...]:
+    if args.nodes is None:  # names only: a search per virtual node, as in _virtual_names
+        return tuple(sorted(at for name in ctx.virtual.names for at in args.positions(name)))
+    return tuple(i for i, (name, node) in enumerate(zip(args.names, args.nodes)) if ctx.virtual.is_virtual(name, node))
 
 
 def priorities(args: ExtenderArgs, ctx: Context,
                placement_of: Callable[[ExtenderArgs, Context], Placement] = placement_for) -> Priorities:
-    virtual = _virtual_names(args, ctx)
-    v_score = virtual_score(placement_of(args, ctx), ctx.burst_policy) if virtual else 0
+    virtual_at = _virtual_positions(args, ctx)
+    v_score = virtual_score(placement_of(args, ctx), ctx.burst_policy) if virtual_at else 0
     real = MAX_SCORE if ctx.burst_policy == "local-first" else ctx.real_node_score
-    return Priorities(args.names, virtual, v_score, real)
+    return Priorities(args.names, virtual_at, v_score, real)
 
 
 def prioritize_nodes(args: ExtenderArgs, ctx: Context) -> list[tuple[str, int]]:

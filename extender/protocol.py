@@ -39,6 +39,21 @@ class ExtenderArgs:
             return False
         return name in self.names
 
+    def positions(self, name: str) -> tuple[int, ...]:
+        """Where ``name`` is among the node names, in order (nowhere, as :meth:`has_name` finds
+        it, or usually once)."""
+        if self.joined is not None and name not in self.joined:
+            return ()
+        found: list[int] = []
+        names = self.names
+        try:
+            at = names.index(name)
+            while True:
+                found.append(at)
+                at = names.index(name, at + 1)
+        except ValueError:
+            return tuple(found)
+
 
 def _field(body: Mapping[str, Any], name: str) -> Any:
     if name in body:
@@ -126,19 +141,25 @@ def encode_priorities(scores: Sequence[tuple[str, int]]) -> list[dict[str, Any]]
     return [{"Host": host, "Score": score} for host, score in scores]
 
 
-def priorities_body(names: Sequence[str], virtual: frozenset[str], virtual_score: int, real_score: int) -> bytes:
+def priorities_body(names: Sequence[str], virtual_at: Sequence[int], virtual_score: int, real_score: int) -> bytes:
     """The HostPriorityList of :func:`encode_priorities` as compact JSON (the bytes ``json.dumps``
-    gives), built from each name quoted once: at thousands of nodes this is most of prioritize."""
-    real = f',"Score":{int(real_score)}}}'
+    gives), built from each name quoted once: at thousands of nodes this is most of prioritize.
+    ``virtual_at``: the positions (ascending) of the names scored ``virtual_score``; every other
+    name is scored ``real_score``."""
     if not names:
         return b"[]"
-    body = '[{"Host":' + (real + ',{"Host":').join(map(_quote, names)) + real + "]"
-    if virtual_score != real_score:
-        # The few virtual nodes' entries rewritten in place. The match is exact: every entry is
-        # {"Host":"<name>","Score":N} and a quote inside a name is escaped, so no other entry
-        # contains this one.
-        other = f',"Score":{int(virtual_score)}}}'
-        for name in virtual:  # one absent from the list matches nothing
-            entry = '{"Host":' + _quote(name)
-            body = body.replace(entry + real, entry + other)
-    return body.encode()
+    real = f',"Score":{int(real_score)}}}'
+    if virtual_score == real_score or not virtual_at:
+        return ('[{"Host":' + (real + ',{"Host":').join(map(_quote, names)) + real + "]").encode()
+    # runs of real nodes between the few virtual ones, each run joined in one go
+    other = f',"Score":{int(virtual_score)}}}'
+    runs: list[str] = []
+    start = 0
+    for at in virtual_at:
+        if at > start:
+            runs.append('{"Host":' + (real + ',{"Host":').join(map(_quote, names[start:at])) + real)
+        runs.append('{"Host":' + _quote(names[at]) + other)
+        start = at + 1
+    if start < len(names):
+        runs.append('{"Host":' + (real + ',{"Host":').join(map(_quote, names[start:])) + real)
+    return ("[" + ",".join(runs) + "]").encode()

@@ -20,6 +20,7 @@ names = st.lists(st.sampled_from([VIRTUAL, *LOOKALIKES]) | st.text(min_size=1, m
 def test_a_name_is_found_exactly_when_it_is_one_of_the_names(names, probe):
     args = decode_args({"Pod": {}, "NodeNames": names}, validate=False)
     assert args.has_name(probe) is (probe in names)
+    assert args.positions(probe) == tuple(i for i, name in enumerate(names) if name == probe)
 
 
 def test_two_names_side_by_side_that_spell_the_virtual_node_are_not_it():

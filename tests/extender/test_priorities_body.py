@@ -20,7 +20,7 @@ def assert_json_of_the_list(names: list[str], data: st.DataObject, virtual_score
     """The reply for ``names``, some of them virtual (drawn), is byte for byte json.dumps of the list."""
     virtual = frozenset(data.draw(st.lists(st.sampled_from(names), unique=True)) if names else [])
     expected = encode_priorities([(n, virtual_score if n in virtual else real_score) for n in names])
-    body = priorities_body(names, virtual, virtual_score, real_score)
+    body = priorities_body(names, [i for i, n in enumerate(names) if n in virtual], virtual_score, real_score)
     assert body == json.dumps(expected, separators=(",", ":")).encode()
     assert json.loads(body) == expected
 
