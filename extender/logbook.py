@@ -22,7 +22,7 @@ def pod_key(pod: Mapping[str, Any]) -> str:
 
 
 def decision_key(placement: Placement) -> str:
-    return f"offer:{placement.chosen.offer.id}" if placement.chosen else f"no:{placement.reason}"
+    return f"offer:{placement.chosen.offer_id}" if placement.chosen else f"no:{placement.reason}"
 
 
 class SelectionLogbook:

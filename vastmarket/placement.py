@@ -90,7 +90,7 @@ def place(
     if best is None:
         return Placement(None, "", requirements=req, ranking=ranking)
     wanted = annotated_offer_id(pod)
-    if wanted is None or wanted == best.offer.id:
+    if wanted is None or wanted == best.offer_id:
         return Placement(best, "", requirements=req, ranking=ranking)
     annotated = ranking.find(wanted)
     if annotated is not None:

@@ -238,12 +238,65 @@ def availability_term(offer: Offer) -> float:
     return (0.5 if offer.verified else 0.0) + 0.5 * min(1.0, days / 7.0)
 
 
-@dataclass(frozen=True, slots=True)
 class ScoredOffer:
-    offer: Offer
-    score: float
-    terms: Mapping[str, float]
-    modifiers: tuple[tuple[str, float], ...] = ()
+    """An offer that passes, its score, the terms of the score and the score modifiers that
+    applied. Ranked from a table, the offer (and so its modifiers) is read from the table when
+    first asked for: the extender's answers read only the score and the id, and a packed table
+    makes an :class:`Offer` on each read (:mod:`vastmarket.packed_offers`)."""
+
+    __slots__ = ("offer_id", "score", "terms", "_offer", "_parts", "_index", "_modifiers")
+
+    def __init__(self, offer: Offer, score: float, terms: Mapping[str, float],
+                 modifiers: tuple[tuple[str, float], ...] = ()) -> None:
+        self.offer_id: int = offer.id
+        self.score = score
+        self.terms = terms
+        self._offer: Offer | None = offer
+        self._parts: _Parts | None = None
+        self._index = -1
+        self._modifiers: tuple[tuple[str, float], ...] | None = modifiers
+
+    @classmethod
+    def ranked(cls, parts: _Parts, index: int, score: float) -> ScoredOffer:
+        """The offer at ``index`` of ``parts``' table, read when first asked for."""
+        scored = cls.__new__(cls)
+        scored.offer_id = int(parts.table.ids[index])
+        scored.score = score
+        scored.terms = _Terms(parts, index)
+        scored._offer = None
+        scored._parts = parts
+        scored._index = index
+        scored._modifiers = None
+        return scored
+
+    @property
+    def offer(self) -> Offer:
+        offer = self._offer
+        if offer is None:
+            assert self._parts is not None
+            offer = self._offer = self._parts.table.offers[self._index]
+        return offer
+
+    @property
+    def modifiers(self) -> tuple[tuple[str, float], ...]:
+        applied = self._modifiers
+        if applied is None:
+            assert self._parts is not None
+            rules, offer = self._parts.policy.modifiers, self.offer
+            applied = self._modifiers = tuple((m.label, m.add) for m in rules if _modifier_applies(m, offer))
+        return applied
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ScoredOffer):
+            return NotImplemented
+        return (self.offer_id == other.offer_id and self.score == other.score and self.offer == other.offer
+                and self.terms == other.terms and self.modifiers == other.modifiers)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"ScoredOffer(offer={self.offer!r}, score={self.score!r}, terms={dict(self.terms)!r}, "
+                f"modifiers={self.modifiers!r})")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -625,10 +678,7 @@ class _Parts:
         }
 
     def explain(self, i: int, score: float) -> ScoredOffer:
-        offer = self.table.offers[i]
-        modifiers = self.policy.modifiers
-        applied = tuple((m.label, m.add) for m in modifiers if _modifier_applies(m, offer)) if modifiers else ()
-        return ScoredOffer(offer, score, _Terms(self, i), applied)
+        return ScoredOffer.ranked(self, i, score)
 
 
 class _Terms(Mapping[str, float]):

@@ -301,3 +301,25 @@ def test_find_with_a_repeated_id_gives_the_copy_that_passes():
     indexed = OfferTable([make_offer(9), passing, make_offer(8)])
     assert indexed.indexed
     assert [indexed.index_of(i) for i in (7, 8, 9, 10, -1, 2**70)] == [1, 2, 0, None, None, None]
+
+
+def test_a_ranked_offer_is_read_from_its_table_only_when_asked_for():
+    """The extender's answers read only the best offer's score and id: on a packed table, an
+    Offer is made only for what asks for it (the webhook's annotations, the controller)."""
+    offers = [make_offer(i, dph_total=0.1 * i, datacenter=i % 2 == 0) for i in range(1, 8)]
+    table = OfferTable(offers, packed=True)
+    reads = []
+
+    class Counting(list):
+        def __getitem__(self, i):
+            reads.append(i)
+            return super().__getitem__(i)
+
+    table.offers = Counting(table.offers)
+    policy = ScoringPolicy(modifiers=(Modifier(when=(("datacenter", True),), add=0.3),))
+    ranking = rank(table, Requirements(max_price=0.65), policy)
+    best = ranking.best
+    assert best is not None and best.offer_id == 2 and best.score > 0 and ranking.find(4).offer_id == 4
+    assert reads == []
+    assert best.offer == offers[1] and best.modifiers == ((policy.modifiers[0].label, 0.3),)
+    assert best.offer is best.offer and reads == [1]
