@@ -149,17 +149,21 @@ def priorities_body(names: Sequence[str], virtual_at: Sequence[int], virtual_sco
     if not names:
         return b"[]"
     real = f',"Score":{int(real_score)}}}'
+    between = real + ',{"Host":'  # one entry's end and the next one's start
     if virtual_score == real_score or not virtual_at:
-        return ('[{"Host":' + (real + ',{"Host":').join(map(_quote, names)) + real + "]").encode()
-    # runs of real nodes between the few virtual ones, each run joined in one go
+        return "".join(('[{"Host":', between.join(map(_quote, names)), real, "]")).encode()
+    # runs of real nodes between the few virtual ones, each run joined in one go, and all the
+    # pieces in one more (no copy of the whole reply per piece)
     other = f',"Score":{int(virtual_score)}}}'
-    runs: list[str] = []
+    pieces: list[str] = []
     start = 0
     for at in virtual_at:
         if at > start:
-            runs.append('{"Host":' + (real + ',{"Host":').join(map(_quote, names[start:at])) + real)
-        runs.append('{"Host":' + _quote(names[at]) + other)
+            pieces += (',{"Host":', between.join(map(_quote, names[start:at])), real)
+        pieces += (',{"Host":', _quote(names[at]), other)
         start = at + 1
     if start < len(names):
-        runs.append('{"Host":' + (real + ',{"Host":').join(map(_quote, names[start:])) + real)
-    return ("[" + ",".join(runs) + "]").encode()
+        pieces += (',{"Host":', between.join(map(_quote, names[start:])), real)
+    pieces[0] = '[{"Host":'
+    pieces.append("]")
+    return "".join(pieces).encode()
