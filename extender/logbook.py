@@ -1,5 +1,6 @@
-"""Selection logging without flooding: the whole seed-style table once per pod and decision,
-one short line when the same pod is asked about again with the same answer."""
+"""Selection logging without flooding: one line per pod and decision at INFO (the whole
+seed-style table with it at DEBUG), one line at DEBUG when the same pod is asked about again
+with the same answer."""
 
 from __future__ import annotations
 
@@ -48,7 +49,9 @@ class SelectionLogbook:
             self._log.debug("pod=%s node=%s %s again: %s", key, node, verdict, placement.reason)
             return False
         self._log.info("pod=%s node=%s %s: %s", key, node, verdict, placement.reason)
-        if placement.ranking is not None:
+        # The whole table is the controller's to log when it launches (and `kube-vast explain`
+        # prints it on demand); here it is on kube-scheduler's path, once per new pod.
+        if placement.ranking is not None and self._log.isEnabledFor(logging.DEBUG):
             for line in selection_log(placement.ranking):
-                self._log.info("%s", line)
+                self._log.debug("%s", line)
         return True

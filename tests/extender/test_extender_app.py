@@ -147,7 +147,7 @@ def test_metrics_count_requests_decisions_and_snapshot_age(ext):
 
 
 def test_the_same_pod_refiltered_logs_the_selection_table_once(ext, caplog):
-    caplog.set_level(logging.INFO, logger="kube_vast.extender")
+    caplog.set_level(logging.DEBUG, logger="kube_vast.extender")
     body = captured("filter-nodenames.json")
     for _ in range(5):
         ext.post("filter", body)
@@ -156,6 +156,18 @@ def test_the_same_pod_refiltered_logs_the_selection_table_once(ext, caplog):
     caplog.clear()
     ext.post("filter", annotated(body, {"vast.ai/price-max": "0.10"}))
     assert "[VAST] Searching for instances matching" in caplog.text, "a changed decision is logged again"
+
+
+def test_at_info_a_new_decision_is_one_line_and_the_table_is_left_to_debug(ext, caplog):
+    """On kube-scheduler's path, once per new pod: the decision and its reason, not the table
+    (the controller logs that when it launches)."""
+    caplog.set_level(logging.INFO, logger="kube_vast.extender")
+    body = captured("filter-nodenames.json")
+    for _ in range(3):
+        ext.post("filter", body)
+    decisions = [r for r in caplog.records if "node=vast-gpu-node-1 passes:" in r.getMessage()]
+    assert len(decisions) == 1 and "offers match" in decisions[0].getMessage()
+    assert "[VAST]" not in caplog.text
 
 
 def test_only_configured_names_count_when_the_request_has_no_labels():
