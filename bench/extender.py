@@ -3,7 +3,7 @@ names, one client and 8 concurrent clients, against a bare Flask endpoint (same 
 settings, a reply of the same size encoded per request) measured in the same run.
 
 Run: ``make bench-extender`` (or ``.venv/bin/python bench/extender.py [--requests N] [--clients C] [--rounds R]
-[--baseline-holds-snapshot]``).
+[--baseline-holds-snapshot] [--log-level LEVEL]``).
 
 The extender runs as ``kube-vast extender`` with a snapshot of 10,000 simulator offers. Every
 request is distinct, as when each pod belongs to another Deployment: its own price cap and GPU
@@ -11,7 +11,9 @@ memory floor (a requirement the snapshot ranks cold) and its own node list (so n
 is reused); the captured pod asks for an RTX 3060, so the virtual node passes. Only the last two
 cases repeat one request (one pod, one node list: the extender reuses the pod's placement). Each client keeps one HTTP/1.1
 connection open, as kube-scheduler's Go client does. Prints p50, p99 and throughput per server
-and the ratios against the bare endpoint.
+and the ratios against the bare endpoint. The extender logs at WARNING unless ``--log-level``
+says otherwise (the chart's default is INFO: one line per new pod's decision), then into a file
+beside the snapshot, as a container's log goes to a file.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def main() -> int:
     parser.add_argument("--baseline-holds-snapshot", action="store_true",
                         help="the bare endpoint also holds the offer snapshot (never read): the cost of "
                              "holding the offers apart from deciding with them")
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING"),
+                        help="the extender's log level (the chart runs INFO)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kv-bench-"))
@@ -77,10 +81,11 @@ def main() -> int:
     publish_offers(snapshot)
     ext_port, bare_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = None if args.log_level == "WARNING" else (work / "extender.log").open("wb")
     procs = [
-        subprocess.Popen([sys.executable, "-m", "kube_vast.cli", "--log-level", "WARNING", "extender",
+        subprocess.Popen([sys.executable, "-m", "kube_vast.cli", "--log-level", args.log_level, "extender",
                           "--host", "127.0.0.1", "--port", str(ext_port), "--snapshot", str(snapshot),
-                          "--max-snapshot-age", "86400"], env=env, cwd=ROOT),
+                          "--max-snapshot-age", "86400"], env=env, cwd=ROOT, stderr=log),
         subprocess.Popen([sys.executable, str(ROOT / "bench/bare_app.py"), "--port", str(bare_port)]
                          + (["--hold-snapshot", str(snapshot)] if args.baseline_holds_snapshot else []),
                          env=env, cwd=ROOT),
@@ -91,7 +96,8 @@ def main() -> int:
         print("\n".join(machine_lines()))
         print(f"requests per case: {args.requests} in {args.rounds} alternating blocks, each client on its own "
               "keep-alive connection"
-              + ("; the bare endpoint holds the same offer snapshot" if args.baseline_holds_snapshot else "") + "\n")
+              + ("; the bare endpoint holds the same offer snapshot" if args.baseline_holds_snapshot else "")
+              + f"; the extender logs at {args.log_level}" + (f" into {log.name}" if log else "") + "\n")
         print("| verb | names | requests | clients | extender p50 ms | p99 ms | req/s | bare p50 ms | p99 ms "
               "| req/s | p99 ratio | throughput ratio |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -118,6 +124,8 @@ def main() -> int:
             p.terminate()
         for p in procs:
             p.wait(timeout=15)
+        if log is not None:
+            log.close()
     return 0
 
 

@@ -48,10 +48,22 @@ class SelectionLogbook:
         if repeated:
             self._log.debug("pod=%s node=%s %s again: %s", key, node, verdict, placement.reason)
             return False
-        self._log.info("pod=%s node=%s %s: %s", key, node, verdict, placement.reason)
+        self._log.info("pod=%s node=%s %s: %s", key, node, verdict, _why(placement))
         # The whole table is the controller's to log when it launches (and `kube-vast explain`
         # prints it on demand); here it is on kube-scheduler's path, once per new pod.
         if placement.ranking is not None and self._log.isEnabledFor(logging.DEBUG):
-            for line in selection_log(placement.ranking):
+            for line in selection_log(placement.ranking, selected=placement.chosen,
+                                      why="the offer the pod's vast.ai/offer-id names, still matching"):
                 self._log.debug("%s", line)
         return True
+
+
+def _why(placement: Placement) -> str:
+    """The reason of a failure in full; for a pass, the offer and how many match (the rejection
+    counts are left to the table: working them out for every new pod costs more than the rest
+    of the line)."""
+    chosen, ranking = placement.chosen, placement.ranking
+    if chosen is None or ranking is None:
+        return placement.reason
+    return (f"{placement.detail}offer {chosen.offer_id} (score {chosen.score:.2f}); "
+            f"{ranking.passed} of {ranking.seen} offers match")

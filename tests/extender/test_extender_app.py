@@ -152,7 +152,9 @@ def test_the_same_pod_refiltered_logs_the_selection_table_once(ext, caplog):
     for _ in range(5):
         ext.post("filter", body)
     assert caplog.text.count("[VAST] Searching for instances matching") == 1
-    assert caplog.text.count("[VAST] Selected instance 2") == 1
+    # the pod's annotated offer 1 still matches, so it is the one chosen, not the top offer 2
+    assert caplog.text.count("[VAST] Selected instance 1 (not the top offer 2: the offer the pod's "
+                             "vast.ai/offer-id names, still matching)") == 1
     caplog.clear()
     ext.post("filter", annotated(body, {"vast.ai/price-max": "0.10"}))
     assert "[VAST] Searching for instances matching" in caplog.text, "a changed decision is logged again"
@@ -165,9 +167,12 @@ def test_at_info_a_new_decision_is_one_line_and_the_table_is_left_to_debug(ext, 
     body = captured("filter-nodenames.json")
     for _ in range(3):
         ext.post("filter", body)
-    decisions = [r for r in caplog.records if "node=vast-gpu-node-1 passes:" in r.getMessage()]
-    assert len(decisions) == 1 and "offers match" in decisions[0].getMessage()
+    decisions = [r.getMessage() for r in caplog.records if "node=vast-gpu-node-1 passes:" in r.getMessage()]
+    assert len(decisions) == 1 and "offer 1 (score " in decisions[0] and "offers match" in decisions[0]
     assert "[VAST]" not in caplog.text
+    ext.post("filter", annotated(body, {"vast.ai/price-max": "0.01"}))
+    [failed] = [r.getMessage() for r in caplog.records if "node=vast-gpu-node-1 fails:" in r.getMessage()]
+    assert "no offer matches" in failed and "over $0.01/h" in failed, "a failure says why in full"
 
 
 def test_only_configured_names_count_when_the_request_has_no_labels():
