@@ -69,4 +69,3 @@ class PackedOffers(Sequence[Offer]):
     def nbytes(self) -> int:
         """The bytes held (the buffer and the offsets)."""
         return len(self._buffer) + int(self._ends.nbytes)
-
