@@ -11,7 +11,8 @@ affinity; the message names its path, ``Pod.spec.containers[0].ports``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote  # what json.dumps quotes strings with
 from dataclasses import dataclass
 from typing import Any
@@ -24,26 +25,22 @@ class BadRequest(ValueError):
     """The body is not a valid ExtenderArgs; the message says what is wrong."""
 
 
+NAMES_REFUSED = "ExtenderArgs.NodeNames must be a list of node names"
+
+
 @dataclass(frozen=True, slots=True)
 class ExtenderArgs:
     pod: Mapping[str, Any]
     names: Sequence[str]  # as decoded (not copied: thousands of names), never changed
     nodes: tuple[Mapping[str, Any], ...] | None  # set when the request used the full Nodes form
-    joined: str | None = None  # every name, one after the other (NodeNames form)
 
     def has_name(self, name: str) -> bool:
-        """Whether ``name`` is one of the node names. A name that is not even part of the names
-        joined is not one of them, and that is found at memchr's speed: most requests name no
-        virtual node (kube-scheduler asks about every pod, GPU or not)."""
-        if self.joined is not None and name not in self.joined:
-            return False
+        """Whether ``name`` is one of the node names."""
         return name in self.names
 
     def positions(self, name: str) -> tuple[int, ...]:
-        """Where ``name`` is among the node names, in order (nowhere, as :meth:`has_name` finds
-        it, or usually once)."""
-        if self.joined is not None and name not in self.joined:
-            return ()
+        """Where ``name`` is among the node names, in order (nowhere, or usually once): one pass
+        over the names, as :meth:`has_name` makes."""
         found: list[int] = []
         names = self.names
         try:
@@ -79,12 +76,12 @@ def decode_args(body: Any, *, validate: bool = True) -> ExtenderArgs:
     names = _field(body, "NodeNames")
     nodes = _field(body, "Nodes")
     if names is not None:
-        # in C, as this check must stay cheap at thousands of names: join refuses anything but
-        # strings, all() an empty one
-        joined = _joined_names(names) if isinstance(names, list) else None
-        if joined is None:
-            raise BadRequest("ExtenderArgs.NodeNames must be a list of node names")
-        return ExtenderArgs(pod, names, None, joined)
+        # all() refuses an empty name (and null, 0, []) in C, as this must stay cheap at thousands
+        # of names; a name that is not a string is refused where the reply quotes each name
+        # (NAMES_REFUSED), before anything is recorded
+        if not isinstance(names, list) or not all(names):
+            raise BadRequest(NAMES_REFUSED)
+        return ExtenderArgs(pod, names, None)
     if nodes is not None:
         items = nodes.get("items") if isinstance(nodes, Mapping) else None
         if not isinstance(items, list):
@@ -98,15 +95,6 @@ def decode_args(body: Any, *, validate: bool = True) -> ExtenderArgs:
             found.append(name)
         return ExtenderArgs(pod, tuple(found), tuple(items))
     raise BadRequest("ExtenderArgs carries neither NodeNames nor Nodes")
-
-
-def _joined_names(items: list[Any]) -> str | None:
-    """The names joined when every item is a non-empty string, else ``None``."""
-    try:
-        joined = "".join(items)
-    except TypeError:
-        return None
-    return joined if all(items) else None
 
 
 def validate_pod(pod: Mapping[str, Any]) -> None:
@@ -136,6 +124,27 @@ def encode_filter_result(args: ExtenderArgs, passed: Sequence[str], failed: Mapp
     return result
 
 
+def filter_body(args: ExtenderArgs, passed: Sequence[str], failed: Mapping[str, str],
+                unresolvable: Mapping[str, str]) -> bytes:
+    """:func:`encode_filter_result` as compact JSON (the bytes ``json.dumps`` gives), with the
+    names quoted one by one: :class:`BadRequest` when one is not a string."""
+    if args.nodes is not None:
+        return json.dumps(encode_filter_result(args, passed, failed, unresolvable), separators=(",", ":")).encode()
+    return "".join(('{"Nodes":null,"NodeNames":[', _quoted(passed, ","),
+                    '],"FailedNodes":', json.dumps(dict(failed), separators=(",", ":")),
+                    ',"FailedAndUnresolvableNodes":', json.dumps(dict(unresolvable), separators=(",", ":")),
+                    ',"Error":""}')).encode()
+
+
+def _quoted(names: Iterable[str], between: str) -> str:
+    """Each name quoted as ``json.dumps`` quotes it, ``between`` two; :class:`BadRequest` when a
+    name is not a string (decode_args left that to here: the quoting looks at every name anyway)."""
+    try:
+        return between.join(map(_quote, names))
+    except TypeError:
+        raise BadRequest(NAMES_REFUSED) from None
+
+
 def encode_priorities(scores: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
     """HostPriorityList."""
     return [{"Host": host, "Score": score} for host, score in scores]
@@ -151,7 +160,7 @@ def priorities_body(names: Sequence[str], virtual_at: Sequence[int], virtual_sco
     real = f',"Score":{int(real_score)}}}'
     between = real + ',{"Host":'  # one entry's end and the next one's start
     if virtual_score == real_score or not virtual_at:
-        return "".join(('[{"Host":', between.join(map(_quote, names)), real, "]")).encode()
+        return "".join(('[{"Host":', _quoted(names, between), real, "]")).encode()
     # runs of real nodes between the few virtual ones, each run joined in one go, and all the
     # pieces in one more (no copy of the whole reply per piece)
     other = f',"Score":{int(virtual_score)}}}'
@@ -159,11 +168,11 @@ def priorities_body(names: Sequence[str], virtual_at: Sequence[int], virtual_sco
     start = 0
     for at in virtual_at:
         if at > start:
-            pieces += (',{"Host":', between.join(map(_quote, names[start:at])), real)
+            pieces += (',{"Host":', _quoted(names[start:at], between), real)
         pieces += (',{"Host":', _quote(names[at]), other)
         start = at + 1
     if start < len(names):
-        pieces += (',{"Host":', between.join(map(_quote, names[start:])), real)
+        pieces += (',{"Host":', _quoted(names[start:], between), real)
     pieces[0] = '[{"Host":'
     pieces.append("]")
     return "".join(pieces).encode()
