@@ -11,8 +11,11 @@ that even a client that changes a pod without a new resourceVersion gets a fresh
 Kept only for the snapshot being served (a new snapshot starts afresh, so no old offer table is
 kept alive) and for :data:`REUSE_SECONDS` (a placement also depends on the time, through the
 snapshot's staleness). A pod without a uid or resourceVersion is judged every time. Only the
-last :data:`KEPT` pods: kube-scheduler judges one pod at a time, so prioritize comes right after
-its filter, and every placement kept is more for the cyclic garbage collector to walk.
+last :data:`KEPT` pods: kube-scheduler judges one pod at a time (a scheduling loop per profile),
+so prioritize comes right after its filter. Every placement kept is young until the cyclic
+garbage collector's next pass, which walks it (on the request path, every few dozen requests);
+with few kept, most are freed before that, never walked (docs/benchmarks.md: at 64 kept, here
+and in the snapshot's rankings, those passes took 2.5-3 times the bare endpoint's).
 """
 
 from __future__ import annotations
@@ -28,27 +31,23 @@ from .decisions import Context, placement_for
 from .protocol import ExtenderArgs
 
 REUSE_SECONDS = 5.0
-KEPT = 64
+KEPT = 16
 
 PlacementOf = Callable[[ExtenderArgs, Context], Placement]
 
 
-Key = tuple[str, str, tuple[tuple[Any, Any], ...]]
+Key = tuple[str, str]  # uid, resourceVersion
 
 
-def _identity(pod: Mapping[str, Any]) -> Key | None:
+def _identity(pod: Mapping[str, Any]) -> tuple[Key, dict[Any, Any] | None] | None:
+    """The pod's uid and resourceVersion, and a copy of its annotations (compared on a hit)."""
     meta = pod.get("metadata")
     if not isinstance(meta, Mapping):
         return None
     uid, version, annotations = meta.get("uid"), meta.get("resourceVersion"), meta.get("annotations")
     if not (isinstance(uid, str) and uid and isinstance(version, str) and version):
         return None
-    key = (uid, version, tuple(annotations.items()) if isinstance(annotations, Mapping) else ())
-    try:
-        hash(key)
-    except TypeError:  # an annotation that is not a string: judged (and refused) every time
-        return None
-    return key
+    return (uid, version), dict(annotations) if isinstance(annotations, Mapping) else None
 
 
 class RecentPlacements:
@@ -60,25 +59,26 @@ class RecentPlacements:
         self._kept = kept
         self._reuse_seconds = reuse_seconds
         self._snapshot: OfferSnapshot | None = None
-        self._data: dict[Key, tuple[float, Placement]] = {}
+        self._data: dict[Key, tuple[float, dict[Any, Any] | None, Placement]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, args: ExtenderArgs, ctx: Context) -> Placement:
-        key = _identity(args.pod)
-        if key is None:
+        identity = _identity(args.pod)
+        if identity is None:
             return self._compute(args, ctx)
+        key, annotations = identity
         with self._lock:
             if ctx.snapshot is not self._snapshot:
                 self._snapshot = ctx.snapshot
                 self._data.clear()
             hit = self._data.get(key)
-        if hit is not None and 0.0 <= ctx.now - hit[0] <= self._reuse_seconds:
-            return hit[1]
+        if hit is not None and 0.0 <= ctx.now - hit[0] <= self._reuse_seconds and hit[1] == annotations:
+            return hit[2]
         placement = self._compute(args, ctx)
         with self._lock:
             if ctx.snapshot is self._snapshot:
                 self._data.pop(key, None)
-                self._data[key] = (ctx.now, placement)
+                self._data[key] = (ctx.now, annotations, placement)
                 while len(self._data) > self._kept:
                     del self._data[next(iter(self._data))]
         return placement
