@@ -23,7 +23,7 @@ from vastmarket.snapshot import OfferSnapshot
 from .decisions import Context, filter_nodes, priorities
 from .logbook import SelectionLogbook
 from .placements import RecentPlacements
-from .protocol import BadRequest, decode_args, filter_body, priorities_body
+from .protocol import BadRequest, decode_args, encode_filter_result, priorities_body
 from .settings import ExtenderSettings
 
 log = logging.getLogger("kube_vast.extender")
@@ -83,14 +83,14 @@ def create_app(
         start = time.perf_counter()
         args = decode_args(body(), validate=False)  # validated where the pod is read
         decision = filter_nodes(args, context(), placements)
-        # Encoded for every request: at scale kube-scheduler sends each pod another sample of the
-        # feasible nodes, and keeping earlier replies to reuse made distinct requests slower (old
-        # lists of thousands of names to keep, compare and free) while a repeated one gained little.
-        # Recorded once the reply is made: a name that is not a string is refused there.
-        data = filter_body(args, decision.passed, decision.failed, decision.unresolvable)
         if decision.placement is not None:
             logbook.record(args.pod, decision.virtual[0], decision.placement)
             metrics.virtual[decision.placement.ok].inc()
+        # Encoded for every request: at scale kube-scheduler sends each pod another sample of the
+        # feasible nodes, and keeping earlier replies to reuse made distinct requests slower (old
+        # lists of thousands of names to keep, compare and free) while a repeated one gained little.
+        result = encode_filter_result(args, decision.passed, decision.failed, decision.unresolvable)
+        data = json.dumps(result, separators=(",", ":")).encode()
         metrics.ok["filter"].inc()
         metrics.took["filter"].observe(time.perf_counter() - start)
         return Response(data, status=200, mimetype="application/json")

@@ -11,8 +11,7 @@ affinity; the message names its path, ``Pod.spec.containers[0].ports``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote  # what json.dumps quotes strings with
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,6 @@ class BadRequest(ValueError):
     """The body is not a valid ExtenderArgs; the message says what is wrong."""
 
 
-NAMES_REFUSED = "ExtenderArgs.NodeNames must be a list of node names"
-
-
 @dataclass(frozen=True, slots=True)
 class ExtenderArgs:
     pod: Mapping[str, Any]
@@ -35,7 +31,8 @@ class ExtenderArgs:
     nodes: tuple[Mapping[str, Any], ...] | None  # set when the request used the full Nodes form
 
     def has_name(self, name: str) -> bool:
-        """Whether ``name`` is one of the node names."""
+        """Whether ``name`` is one of the node names: one pass over the list (a search of the
+        names joined first costs as much as it saves)."""
         return name in self.names
 
     def positions(self, name: str) -> tuple[int, ...]:
@@ -76,11 +73,10 @@ def decode_args(body: Any, *, validate: bool = True) -> ExtenderArgs:
     names = _field(body, "NodeNames")
     nodes = _field(body, "Nodes")
     if names is not None:
-        # all() refuses an empty name (and null, 0, []) in C, as this must stay cheap at thousands
-        # of names; a name that is not a string is refused where the reply quotes each name
-        # (NAMES_REFUSED), before anything is recorded
-        if not isinstance(names, list) or not all(names):
-            raise BadRequest(NAMES_REFUSED)
+        # in C, as this check must stay cheap at thousands of names: join refuses anything but
+        # strings, all() an empty one
+        if not (isinstance(names, list) and _all_names(names)):
+            raise BadRequest("ExtenderArgs.NodeNames must be a list of node names")
         return ExtenderArgs(pod, names, None)
     if nodes is not None:
         items = nodes.get("items") if isinstance(nodes, Mapping) else None
@@ -95,6 +91,15 @@ def decode_args(body: Any, *, validate: bool = True) -> ExtenderArgs:
             found.append(name)
         return ExtenderArgs(pod, tuple(found), tuple(items))
     raise BadRequest("ExtenderArgs carries neither NodeNames nor Nodes")
+
+
+def _all_names(items: list[Any]) -> bool:
+    """Whether every item is a non-empty string."""
+    try:
+        "".join(items)
+    except TypeError:
+        return False
+    return all(items)
 
 
 def validate_pod(pod: Mapping[str, Any]) -> None:
@@ -124,27 +129,6 @@ def encode_filter_result(args: ExtenderArgs, passed: Sequence[str], failed: Mapp
     return result
 
 
-def filter_body(args: ExtenderArgs, passed: Sequence[str], failed: Mapping[str, str],
-                unresolvable: Mapping[str, str]) -> bytes:
-    """:func:`encode_filter_result` as compact JSON (the bytes ``json.dumps`` gives), with the
-    names quoted one by one: :class:`BadRequest` when one is not a string."""
-    if args.nodes is not None:
-        return json.dumps(encode_filter_result(args, passed, failed, unresolvable), separators=(",", ":")).encode()
-    return "".join(('{"Nodes":null,"NodeNames":[', _quoted(passed, ","),
-                    '],"FailedNodes":', json.dumps(dict(failed), separators=(",", ":")),
-                    ',"FailedAndUnresolvableNodes":', json.dumps(dict(unresolvable), separators=(",", ":")),
-                    ',"Error":""}')).encode()
-
-
-def _quoted(names: Iterable[str], between: str) -> str:
-    """Each name quoted as ``json.dumps`` quotes it, ``between`` two; :class:`BadRequest` when a
-    name is not a string (decode_args left that to here: the quoting looks at every name anyway)."""
-    try:
-        return between.join(map(_quote, names))
-    except TypeError:
-        raise BadRequest(NAMES_REFUSED) from None
-
-
 def encode_priorities(scores: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
     """HostPriorityList."""
     return [{"Host": host, "Score": score} for host, score in scores]
@@ -160,7 +144,7 @@ def priorities_body(names: Sequence[str], virtual_at: Sequence[int], virtual_sco
     real = f',"Score":{int(real_score)}}}'
     between = real + ',{"Host":'  # one entry's end and the next one's start
     if virtual_score == real_score or not virtual_at:
-        return "".join(('[{"Host":', _quoted(names, between), real, "]")).encode()
+        return "".join(('[{"Host":', between.join(map(_quote, names)), real, "]")).encode()
     # runs of real nodes between the few virtual ones, each run joined in one go, and all the
     # pieces in one more (no copy of the whole reply per piece)
     other = f',"Score":{int(virtual_score)}}}'
@@ -168,11 +152,11 @@ def priorities_body(names: Sequence[str], virtual_at: Sequence[int], virtual_sco
     start = 0
     for at in virtual_at:
         if at > start:
-            pieces += (',{"Host":', _quoted(names[start:at], between), real)
+            pieces += (',{"Host":', between.join(map(_quote, names[start:at])), real)
         pieces += (',{"Host":', _quote(names[at]), other)
         start = at + 1
     if start < len(names):
-        pieces += (',{"Host":', _quoted(names[start:], between), real)
+        pieces += (',{"Host":', between.join(map(_quote, names[start:])), real)
     pieces[0] = '[{"Host":'
     pieces.append("]")
     return "".join(pieces).encode()
