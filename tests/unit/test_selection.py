@@ -1,5 +1,7 @@
 import dataclasses
+import sys
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -323,3 +325,50 @@ def test_a_ranked_offer_is_read_from_its_table_only_when_asked_for():
     assert reads == []
     assert best.offer == offers[1] and best.modifiers == ((policy.modifiers[0].label, 0.3),)
     assert best.offer is best.offer and reads == [1]
+
+
+# numpy calls that let the interpreter lock go however small the array (each then waits for the
+# lock back behind whatever thread took it: 80-130 us a call with another thread busy, against
+# 0.3-0.6 us alone)
+LOCK_RELEASING = {"argmax", "argmin", "searchsorted", "argsort", "sort", "lexsort", "partition", "argpartition"}
+
+
+def numpy_calls(work) -> set[str]:
+    """The names of the functions and C methods ``work()`` calls, as the profiler sees them."""
+    seen: set[str] = set()
+
+    def profile(frame, event, arg):
+        if event == "c_call":
+            seen.add(getattr(arg, "__name__", ""))
+        elif event == "call":
+            seen.add(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+def test_ranking_a_pod_on_a_warm_table_calls_nothing_that_lets_the_interpreter_lock_go():
+    """The extender ranks on its request threads: a numpy call that lets the lock go (argmax,
+    searchsorted) hands it to another request's thread and waits to get it back. Once a table
+    has ranked a pod's kind (its requirements but the price cap), ranking another such pod,
+    taking its best offer and finding an offer by id call none of them."""
+    offers = [make_offer(i, dph_total=0.05 + (i % 97) * 0.004, dlperf=5.0 + i % 13,
+                         reliability=0.9 + (i % 7) * 0.01) for i in range(1, 400)]
+    table = OfferTable(offers, packed=True)
+    req = Requirements(gpu_types=("RTX3060",), max_price=0.30)
+    assert rank(table, req).best is not None  # the kind's shared parts, built once per table
+    assert "argmax" in numpy_calls(lambda: np.argmax(np.arange(3.0)))  # what the check sees
+
+    def judge_pods() -> None:
+        for k in range(20):
+            ranking = rank(table, dataclasses.replace(req, max_price=0.2 + k * 0.003))
+            best = ranking.best
+            assert best is not None and ranking.find(best.offer_id) is best
+            assert table.index_of(offers[k].id) is not None
+            assert ranking.rejections  # the reasons a failing pod's message names
+
+    assert numpy_calls(judge_pods) & LOCK_RELEASING == set()
