@@ -15,7 +15,7 @@ last :data:`KEPT` pods: kube-scheduler judges one pod at a time (a scheduling lo
 so prioritize comes right after its filter. Every placement kept is young until the cyclic
 garbage collector's next pass, which walks it (on the request path, every few dozen requests);
 with few kept, most are freed before that, never walked (docs/benchmarks.md: at 64 kept, here
-and in the snapshot's rankings, those passes took 2.5-3 times the bare endpoint's).
+and in the snapshot's rankings, those passes took about 3 times the bare endpoint's).
 """
 
 from __future__ import annotations
