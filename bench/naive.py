@@ -9,6 +9,7 @@ rejection counts and the order.
 from __future__ import annotations
 
 import math
+import sys
 
 from vastmarket.names import gpu_key, gpu_matches, parse_location_pattern
 from vastmarket.offers import Offer
@@ -51,6 +52,11 @@ def reasons(offer: Offer, req: Requirements) -> list[str]:
     return out
 
 
+def _dl(offer: Offer) -> float:
+    """DL performance as scored: none, negative or subnormal (its reciprocal overflows) is 0."""
+    return 0.0 if offer.dlperf is None or offer.dlperf < sys.float_info.min else offer.dlperf
+
+
 def _position(items: list[bool]) -> int:
     return items.index(True)
 
@@ -66,14 +72,14 @@ def naive_rank(offers: list[Offer], req: Requirements, policy: ScoringPolicy = S
             counts[r] = counts.get(r, 0) + 1
         if not why:
             passing.append(offer)
-    best_dl = max((max(o.dlperf or 0.0, 0.0) for o in passing), default=0.0)
+    best_dl = max((_dl(o) for o in passing), default=0.0)
     floor = min(req.min_reliability, 0.99)
     ranked = []
     for o in passing:
         price = max(0.0, 1 - o.dph_total / req.max_price)
         rel = 0.0 if o.reliability is None else min(1.0, max(0.0, (o.reliability - floor) / (1 - floor)))
         bw = 0.0 if not o.inet_down or o.inet_down <= 0 else min(1.0, math.log10(1 + o.inet_down) / math.log10(1001))
-        dl = max(o.dlperf or 0.0, 0.0) / best_dl if best_dl > 0 else 0.0
+        dl = _dl(o) / best_dl if best_dl > 0 else 0.0
         perf = 0.4 * rel + 0.3 * bw + 0.3 * dl
         if req.gpu_types:
             g = _position([gpu_matches(gpu_key(t), o.gpu_key) for t in req.gpu_types])

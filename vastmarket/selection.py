@@ -10,7 +10,8 @@ Score in [0, 1] = Σ weight × term (weights normalised to sum 1) + modifiers, c
 
 * ``price`` — ``1 - dph_total / max_price``: cheaper is better, relative to the pod's cap.
 * ``performance`` — 0.4 × reliability above the pod's floor + 0.3 × download bandwidth
-  (log scale, 1000 Mb/s = 1) + 0.3 × DL performance relative to the best matching offer.
+  (log scale, 1000 Mb/s = 1) + 0.3 × DL performance relative to the best matching offer (a DL
+  performance below the smallest normal float, 2.2e-308, counts as 0).
 * ``gpu_match`` — 1 for the first preferred GPU type, falling linearly with its rank in the
   list; 1 when any GPU is allowed.
 * ``location`` — the same, by rank in the location list.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +57,29 @@ def _right_of(ordered: Any, value: float) -> int:
     """``np.searchsorted(ordered, value, side="right")`` for a sorted 1-D column, keeping the
     interpreter lock (see the module)."""
     return bisect.bisect_right(memoryview(ordered), value)
+
+
+_FEW = 8  # top(n) up to this many without the full sort (argsort lets the lock go)
+
+
+def _first_highests(scores: Any, n: int) -> list[int] | None:
+    """The positions of the ``n`` highest scores, equal ones first come first (the stable sort's
+    order), keeping the interpreter lock; ``None`` when a score is NaN (the sort decides)."""
+    rest = scores.copy()
+    found: list[int] = []
+    for _ in range(min(n, len(rest))):
+        position = _first_highest(rest)
+        if position < 0:
+            return None
+        found.append(position)
+        rest[position] = -INF  # scores are clamped to [0, 1]
+    return found
+
+
+def _dl_performance(dlperf: float | None) -> float:
+    """An offer's DL performance as scored: none, negative or too small to divide by (a
+    subnormal, whose reciprocal overflows: the terms would be inf and NaN) counts as 0."""
+    return 0.0 if dlperf is None or dlperf < sys.float_info.min else dlperf
 
 
 def _left_of(ordered: Any, value: int) -> int:
@@ -131,7 +156,7 @@ class OfferTable:
         self.ram_gb = _floats([-INF if x.cpu_ram_mb is None else x.cpu_ram_mb / 1000.0 for x in o])
         self.disk_gb = _floats([-INF if x.disk_gb is None else x.disk_gb for x in o])
         self.ports = _floats([x.direct_port_count for x in o])
-        self.dlperf = _floats([0.0 if x.dlperf is None or x.dlperf < 0 else x.dlperf for x in o])
+        self.dlperf = _floats([_dl_performance(x.dlperf) for x in o])
         # Terms that do not depend on the pod are computed once per snapshot.
         self.bandwidth_term = _floats([bandwidth_term(x.inet_down) for x in o])
         self.availability_term = _floats([availability_term(x) for x in o])
@@ -408,6 +433,10 @@ class Ranking:
         if n == 1:
             best = self.best
             return () if best is None else (best,)
+        if n <= _FEW and self._best_first is None:
+            positions = _first_highests(self._scores, n)
+            if positions is not None:
+                return tuple(self._scored(p) for p in positions)
         return tuple(self._scored(int(p)) for p in self._order()[:n])
 
     @property

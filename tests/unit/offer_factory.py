@@ -27,29 +27,40 @@ def _maybe(strategy):
     return st.one_of(st.none(), strategy)
 
 
-offers_strategy = st.lists(
-    st.builds(
-        lambda i, **kw: make_offer(i, **kw),
-        st.integers(1, 10**6),
-        gpu_name=st.sampled_from(GPUS),
-        num_gpus=st.sampled_from([1, 1, 2, 4, 8]),
-        gpu_ram_mb=st.sampled_from([8192, 11264, 12288, 16376, 24564, 81559]),
-        dph_total=_maybe(st.floats(0.01, 5.0)),
-        reliability=_maybe(st.floats(0.5, 1.0)),
-        inet_down=_maybe(st.floats(0.0, 5000.0)),
-        dlperf=_maybe(st.floats(0.0, 300.0)),
-        cpu_cores=_maybe(st.floats(1, 64)),
-        cpu_ram_mb=_maybe(st.floats(1000, 512000)),
-        disk_gb=_maybe(st.floats(5, 2000)),
-        geolocation=st.sampled_from(GEOS),
-        verified=st.booleans(),
-        rentable=st.booleans(),
-        rented=st.booleans(),
-        direct_port_count=st.integers(0, 50),
-        datacenter=st.booleans(),
-        duration_s=_maybe(st.floats(0, 60 * 86400)),
-        host_id=st.integers(1, 20),
-    ),
-    max_size=40,
-    unique_by=lambda o: o.id,
-)
+def _offer_lists(numbers, available, min_size=0):
+    """Lists of offers; ``numbers`` wraps each numeric field's strategy, ``available`` draws
+    (rentable, rented)."""
+    return st.lists(
+        st.builds(
+            lambda i, availability, **kw: make_offer(i, rentable=availability[0], rented=availability[1], **kw),
+            st.integers(1, 10**6),
+            availability=available,
+            gpu_name=st.sampled_from(GPUS),
+            num_gpus=st.sampled_from([1, 1, 2, 4, 8]),
+            gpu_ram_mb=st.sampled_from([8192, 11264, 12288, 16376, 24564, 81559]),
+            dph_total=numbers(st.floats(0.01, 5.0)),
+            reliability=numbers(st.floats(0.5, 1.0)),
+            inet_down=numbers(st.floats(0.0, 5000.0)),
+            dlperf=numbers(st.floats(0.0, 300.0)),
+            cpu_cores=numbers(st.floats(1, 64)),
+            cpu_ram_mb=numbers(st.floats(1000, 512000)),
+            disk_gb=numbers(st.floats(5, 2000)),
+            geolocation=st.sampled_from(GEOS),
+            verified=st.booleans(),
+            direct_port_count=st.integers(0, 50),
+            datacenter=st.booleans(),
+            duration_s=numbers(st.floats(0, 60 * 86400)),
+            host_id=st.integers(1, 20),
+        ),
+        min_size=min_size,
+        max_size=40,
+        unique_by=lambda o: o.id,
+    )
+
+
+# Messy offers (missing numbers, rented, not rentable) a third of the time, else offers that are
+# for rent with every number set: with messy ones alone, hardly an example had two offers passing a pod's
+# requirements, and a ranking's order and scores went unchecked.
+_messy = _offer_lists(_maybe, st.tuples(st.booleans(), st.booleans()))
+_for_rent = _offer_lists(lambda numbers: numbers, st.just((True, False)), min_size=2)
+offers_strategy = st.integers(0, 2).flatmap(lambda k: _messy if k == 0 else _for_rent)
