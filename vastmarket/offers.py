@@ -144,6 +144,12 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _price(value: float | None) -> float | None:
+    """A price below 0 is no price: such an offer is over every cap, never the cheapest."""
+    value = _finite(value)
+    return None if value is None or value < 0 else value
+
+
 def offer_from_fields(raw: Mapping[str, Any]) -> Offer | None:
     """Build an :class:`Offer` from schema-validated fields; ``None`` when it has no usable id
     or GPU name."""
@@ -160,7 +166,7 @@ def offer_from_fields(raw: Mapping[str, Any]) -> Offer | None:
         gpu_name=name,
         num_gpus=max(int(raw.get("num_gpus") or 1), 1),
         gpu_ram_mb=float(raw.get("gpu_ram") or 0.0),
-        dph_total=_finite(raw.get("dph_total")),
+        dph_total=_price(raw.get("dph_total")),
         reliability=_finite(raw.get("reliability") if raw.get("reliability") is not None
                             else raw.get("reliability2")),
         inet_down=_finite(raw.get("inet_down")),
@@ -181,8 +187,8 @@ def offer_from_fields(raw: Mapping[str, Any]) -> Offer | None:
         host_id=raw.get("host_id"),
         public_ip=ip.strip() or None if isinstance(ip, str) else None,
         cuda_max_good=_finite(raw.get("cuda_max_good")),
-        min_bid=_finite(raw.get("min_bid")),
-        dph_base=_finite(raw.get("dph_base")),
+        min_bid=_price(raw.get("min_bid")),
+        dph_base=_price(raw.get("dph_base")),
     )
 
 

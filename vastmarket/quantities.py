@@ -37,7 +37,10 @@ def parse_size_gb(text: str | int | float) -> float:
     return value
 
 
-PRICE_FORM = "a price in $/hour greater than 0 such as 0.50 or $0.50"
+# The lowest cap accepted: a hundredth of a cent an hour, far below any Vast price. A cap nearer 0
+# would overflow a score's 1 / cap (a price cap of 1e-310 made a free offer's score NaN).
+MIN_PRICE = 0.0001
+PRICE_FORM = "a price in $/hour of at least 0.0001 such as 0.50 or $0.50"
 
 
 def parse_price(text: str | int | float) -> float:
@@ -54,7 +57,7 @@ def parse_price(text: str | int | float) -> float:
             raise ValueError(PRICE_FORM) from None
     else:
         value = float(text)
-    if not math.isfinite(value) or value <= 0 or value > 10000:
+    if not math.isfinite(value) or not MIN_PRICE <= value <= 10000:
         raise ValueError(PRICE_FORM)
     return value
 

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from extender.decisions import VirtualNodes
 from extender.settings import ExtenderSettings
-from vastmarket.snapshot import SearchPause
+from vastmarket.snapshot import OfferSnapshot, SearchPause
+from tests.unit.offer_factory import make_offer
 from tests.extender.conftest import NOW, Harness, captured, market
 
 RESULT_KEYS = {"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
@@ -67,12 +68,20 @@ def test_without_a_snapshot_the_virtual_node_fails_and_real_nodes_pass():
     assert "no Vast offer snapshot yet" in data["FailedAndUnresolvableNodes"]["vast-gpu-node-1"]
 
 
-def test_an_invalid_annotation_fails_the_virtual_node_with_the_validation_message(ext):
-    body = annotated(captured("filter-nodenames.json"), {"vast.ai/price-max": "free"})
+@pytest.mark.parametrize("cap", ["free", "1e-310", "0.00001"])
+def test_an_invalid_annotation_fails_the_virtual_node_with_the_validation_message(cap):
+    """A cap of 1e-310 once passed: 1 / cap overflowed, a free offer's score was NaN and
+    prioritize answered 500 rounding it."""
+    ext = Harness(snapshot=OfferSnapshot([make_offer(1, dph_total=0.0), make_offer(2, dph_total=0.1)],
+                                         taken_at=NOW - 10))
+    body = annotated(captured("filter-nodenames.json"), {"vast.ai/price-max": cap})
     reply = ext.post("filter", body)
     assert reply.status_code == 200
     reason = reply.get_json()["FailedAndUnresolvableNodes"]["vast-gpu-node-1"]
-    assert "vast.ai/price-max: invalid value 'free': expected a price" in reason
+    assert f"vast.ai/price-max: invalid value '{cap}': expected a price" in reason
+    reply = ext.post("prioritize", body)
+    assert reply.status_code == 200
+    assert {p["Host"]: p["Score"] for p in reply.get_json()}["vast-gpu-node-1"] == 0
 
 
 def test_lowercase_keys_are_understood_like_go_does(ext):

@@ -19,7 +19,7 @@ def test_binary_sizes_convert_to_decimal_gb():
 
 @pytest.mark.parametrize("parser, bad", [
     (parse_size_gb, "twelve"), (parse_size_gb, "-1"), (parse_size_gb, True),
-    (parse_price, "0"), (parse_price, "-0.5"), (parse_price, "cheap"), (parse_price, "nan"),
+    (parse_price, "0"), (parse_price, "-0.5"), (parse_price, "1e-310"), (parse_price, "0.00009"), (parse_price, "cheap"), (parse_price, "nan"),
     (parse_fraction, "95"), (parse_fraction, "1.5"), (parse_fraction, "abc%"),
     (parse_mbps, "fast"), (parse_bool, "maybe"),
 ])
@@ -28,7 +28,7 @@ def test_malformed_values_raise_value_error_with_the_accepted_form(parser, bad):
         parser(bad)
 
 
-@pytest.mark.parametrize("text, value", [("0.50", 0.5), ("$0.50", 0.5), ("0.5/h", 0.5), (1, 1.0)])
+@pytest.mark.parametrize("text, value", [("0.50", 0.5), ("$0.50", 0.5), ("0.5/h", 0.5), (1, 1.0), ("0.0001", 0.0001)])
 def test_prices_accept_a_dollar_sign_and_an_hour_suffix(text, value):
     assert parse_price(text) == value
 

@@ -414,3 +414,14 @@ def test_a_subnormal_dl_performance_scores_as_none_not_as_nan():
     for scored in ranking.ranked:
         assert 0.0 <= scored.score <= 1.0
         assert all(0.0 <= t <= 1.0 for t in scored.terms.values()), scored.terms
+
+
+def test_a_negative_vast_price_is_no_price_and_never_the_cheapest():
+    from vastmarket.offers import parse_offers
+
+    raw = [{"id": 1, "gpu_name": "RTX 3060", "dph_total": -0.5, "min_bid": -1.0, "dph_base": -0.6},
+           {"id": 2, "gpu_name": "RTX 3060", "dph_total": 0.3}]
+    offers = list(parse_offers(raw).offers)
+    assert [(o.dph_total, o.min_bid, o.dph_base) for o in offers] == [(None, None, None), (0.3, None, None)]
+    ranking = rank(OfferTable(offers), Requirements(max_price=1.0))
+    assert [s.offer.id for s in ranking.ranked] == [2]
