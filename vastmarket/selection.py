@@ -59,6 +59,7 @@ def _right_of(ordered: Any, value: float) -> int:
     return bisect.bisect_right(memoryview(ordered), value)
 
 
+_maximum = np.maximum.reduce  # the ufunc's reduction, without ndarray.max()'s Python wrapper
 _FEW = 8  # top(n) up to this many without the full sort (argsort lets the lock go)
 
 
@@ -88,12 +89,15 @@ def _left_of(ordered: Any, value: int) -> int:
 
 
 def _first_highest(scores: Any) -> int:
-    """The position of the first highest score (``np.argmax``), keeping the interpreter lock;
-    -1 when the highest is NaN."""
-    top = scores.max()
+    """The position of the first highest score (``np.argmax``) of a non-empty column, keeping the
+    interpreter lock; -1 when the highest is NaN. Two calls into numpy and a search of bytes: a
+    pod's ranking makes this call on every request, after the request's other work has pushed the
+    ranking's machinery out of the processor's caches (numpy's Python-level wrappers, such as
+    ``max()`` and ``flatnonzero``, then cost several times their warm price)."""
+    top = _maximum(scores)
     if top != top:
         return -1
-    return int(np.flatnonzero(scores == top)[0])
+    return (scores == top).tobytes().index(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +374,7 @@ class Ranking:
     thread comes first."""
 
     def __init__(self, requirements: Requirements, seen: int, passing: Ints, scores: Floats, parts: _Parts,
-                 ids: Sequence[int] | Ints, id_array: Ints | None = None) -> None:
+                 ids: Sequence[int] | Ints, id_array: Ints | None = None, best_at: int | None = None) -> None:
         self.requirements = requirements
         self.seen = seen
         self._passing = passing  # table positions of the passing offers, in price order (price, id)
@@ -383,6 +387,8 @@ class Ranking:
         self._best_first: Ints | None = None  # positions in price order, best first
         self._materialised: dict[int, ScoredOffer] = {}  # by position in price order
         self._summary: str | None = None
+        # the position of the best score in price order (-1: a NaN score), when the caller found it
+        self._best_at = best_at
 
     @property
     def rejections(self) -> tuple[tuple[str, int], ...]:
@@ -422,7 +428,9 @@ class Ranking:
         # the first highest score in price order: what the stable sort puts first (a NaN, which
         # the sort puts last, cannot come from clamped finite terms; the sort decides if one
         # ever does)
-        position = _first_highest(self._scores)
+        position = self._best_at
+        if position is None:
+            position = self._best_at = _first_highest(self._scores)
         if position < 0:
             position = int(self._order()[0])
         return self._scored(position)
@@ -627,9 +635,8 @@ class _Eligible:
     gpu_term: Floats | None
     location_term: Floats | None
     availability: Floats
-    # the weighted gpu, location and availability terms per set of weights (a policy's: one or two)
-    weighted: dict[Weights, tuple[Floats | float, Floats | float, Floats]] = field(
-        default_factory=dict, compare=False)
+    # per set of weights (a policy's: one or two), what every pod of this kind adds up the same
+    weighted: dict[Weights, tuple[Floats, Floats]] = field(default_factory=dict, compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -637,16 +644,18 @@ class _Eligible:
                   self.gpu_term, self.location_term, self.availability)
         return sum(a.nbytes for a in arrays if a is not None)
 
-    def weighted_terms(self, w: Weights) -> tuple[Floats | float, Floats | float, Floats]:
-        """``w.gpu_match × gpu term``, ``w.location × location term`` (a number when the pod
-        names no GPU or location: every term is 1) and ``w.availability × availability``, for
-        every eligible offer: the same products rank() would take of each prefix."""
+    def weighted_terms(self, w: Weights) -> tuple[Floats, Floats]:
+        """For every eligible offer, the part of its score that no price cap changes,
+        ``w.performance × (0.4 × reliability + 0.3 × bandwidth) + w.gpu_match × gpu +
+        w.location × location + w.availability × availability``, and ``w.performance × 0.3 ×
+        dlperf`` (the DL term before it is scaled by the best dlperf under the cap)."""
         found = self.weighted.get(w)
         if found is None:
-            found = self.weighted[w] = (
-                w.gpu_match * (self.gpu_term if self.gpu_term is not None else 1.0),
-                w.location * (self.location_term if self.location_term is not None else 1.0),
-                w.availability * self.availability)
+            fixed = w.performance * self.rel_bandwidth
+            fixed += w.gpu_match * (self.gpu_term if self.gpu_term is not None else 1.0)
+            fixed += w.location * (self.location_term if self.location_term is not None else 1.0)
+            fixed += w.availability * self.availability
+            found = self.weighted[w] = (fixed, (w.performance * 0.3) * self.dlperf)
         return found
 
 
@@ -777,9 +786,9 @@ def _normalised(weights: Weights) -> Weights:
 def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPolicy()) -> Ranking:
     """Filter ``table`` by ``req`` and score the rest under ``policy``; best first.
 
-    Vectorised over the table's columns; every score is the same sequence of floating-point
-    operations as the one-offer-at-a-time definition in the module docstring (the property
-    tests compare both), so scores and order are exactly the reference's."""
+    Vectorised over the table's columns, from parts shared by the pods of one kind (the same
+    requirements but the price cap). The property tests compare scores and order with the
+    one-offer-at-a-time definition in the module docstring (``bench/naive.py``)."""
     w = _normalised(policy.weights)
     gpu_rank = (table.memo(("gpu", req.gpu_types),
                            lambda: _ranks(table.gpu_keys, [gpu_key(g) for g in req.gpu_types], gpu_matches))
@@ -796,31 +805,26 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     best_dlperf = float(eligible.dl_best[k - 1]) if k else 0.0
     parts = _Parts(table, req, policy, eligible, gpu_rank, loc_rank, 1.0 / best_dlperf if best_dlperf > 0 else 0.0)
 
-    # The same operations, in the same order, as _Parts.terms and the weighted sum
-    #   w.price × max(0, 1 - price × inv_price) + w.performance × (rel_bandwidth + 0.3 × dlperf × dl_scale)
-    #   + w.gpu_match × gpu + w.location × location + w.availability × availability,
-    # on a prefix of the eligible offers' columns (no gathering per pod), in place (few arrays
-    # made per pod). Products and sums are taken operand for operand as written there (IEEE
-    # products and sums do not depend on the operands' order; their grouping is kept).
-    gpu, location, availability = eligible.weighted_terms(w)
-    total = np.multiply(eligible.price[:k], parts.inv_price)
-    np.subtract(1.0, total, out=total)
+    # score = w.price × max(0, 1 - price × inv_price) + dl_weighted × dl_scale + fixed, clamped to
+    # [0, 1], where fixed and dl_weighted (weighted_terms) are kept for every pod of this kind: per
+    # pod, seven operations on a prefix of the eligible offers' columns (no gathering), in place.
+    # Each offer's score is the same sequence of operations, whichever pod ranked the kind first.
+    fixed, dl_weighted = eligible.weighted_terms(w)
+    total = np.multiply(eligible.price[:k], w.price * parts.inv_price)
+    np.subtract(w.price, total, out=total)
     np.maximum(0.0, total, out=total)
-    np.multiply(total, w.price, out=total)
-    performance = np.multiply(eligible.dl03[:k], parts.dl_scale)
-    np.add(eligible.rel_bandwidth[:k], performance, out=performance)
-    np.multiply(performance, w.performance, out=performance)
+    performance = np.multiply(dl_weighted[:k], parts.dl_scale)
     np.add(total, performance, out=total)
-    np.add(total, gpu if isinstance(gpu, float) else gpu[:k], out=total)
-    np.add(total, location if isinstance(location, float) else location[:k], out=total)
-    np.add(total, availability[:k], out=total)
+    np.add(total, fixed[:k], out=total)
     if policy.modifiers:
         modifiers = policy.modifiers
         np.add(total, table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing],
                out=total)
-    np.maximum(0.0, total, out=total)
+        np.maximum(0.0, total, out=total)  # every other term is at least 0
     np.minimum(1.0, total, out=total)
 
     # best first by score, equal scores in price order (price, then id): Ranking sorts stably
-    # when the whole order is asked for
-    return Ranking(req, len(table), passing, total, parts, table.ids, table.id_array)
+    # when the whole order is asked for; the best offer is found now, while the scores are in the
+    # processor's caches (every caller asks for it)
+    return Ranking(req, len(table), passing, total, parts, table.ids, table.id_array,
+                   _first_highest(total) if k else None)
