@@ -97,7 +97,8 @@ def _first_highest(scores: Any) -> int:
     top = _maximum(scores)
     if top != top:
         return -1
-    return (scores == top).tobytes().index(1)
+    position: int = (scores == top).tobytes().index(1)
+    return position
 
 
 @dataclass(frozen=True, slots=True)
