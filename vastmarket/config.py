@@ -85,6 +85,14 @@ class Blacklist:
     hosts: frozenset[int] = frozenset()
     machines: frozenset[int] = frozenset()
     countries: frozenset[str] = frozenset()
+    # worked out once: a blacklist lives as long as its config, and every ranking's keys hash it
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.hosts, self.machines, self.countries)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __bool__(self) -> bool:
         return bool(self.hosts or self.machines or self.countries)

@@ -29,7 +29,6 @@ the best score is found with a reduction, which keeps the lock.
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 import sys
 import threading
@@ -107,6 +106,17 @@ class ScoringPolicy:
 
     weights: Weights = Weights()
     modifiers: tuple[Modifier, ...] = ()
+    # Worked out once: a policy lives as long as its config, and every ranking asks for both
+    # (hashing a dataclass builds and hashes the tuple of its fields on each call).
+    normalised: Weights = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "normalised", self.weights.normalised())
+        object.__setattr__(self, "_hash", hash((self.weights, self.modifiers)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def from_config(cls, config: SelectionConfig) -> ScoringPolicy:
@@ -636,8 +646,8 @@ class _Eligible:
     gpu_term: Floats | None
     location_term: Floats | None
     availability: Floats
-    # per set of weights (a policy's: one or two), what every pod of this kind adds up the same
-    weighted: dict[Weights, tuple[Floats, Floats]] = field(default_factory=dict, compare=False)
+    # per scoring policy (one or two), what every pod of this kind adds up the same
+    weighted: dict[ScoringPolicy, tuple[Floats, Floats]] = field(default_factory=dict, compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -645,18 +655,20 @@ class _Eligible:
                   self.gpu_term, self.location_term, self.availability)
         return sum(a.nbytes for a in arrays if a is not None)
 
-    def weighted_terms(self, w: Weights) -> tuple[Floats, Floats]:
+    def weighted_terms(self, policy: ScoringPolicy) -> tuple[Floats, Floats]:
         """For every eligible offer, the part of its score that no price cap changes,
         ``w.performance × (0.4 × reliability + 0.3 × bandwidth) + w.gpu_match × gpu +
         w.location × location + w.availability × availability``, and ``w.performance × 0.3 ×
-        dlperf`` (the DL term before it is scaled by the best dlperf under the cap)."""
-        found = self.weighted.get(w)
+        dlperf`` (the DL term before it is scaled by the best dlperf under the cap), with the
+        policy's normalised weights ``w``."""
+        found = self.weighted.get(policy)
         if found is None:
+            w = policy.normalised
             fixed = w.performance * self.rel_bandwidth
             fixed += w.gpu_match * (self.gpu_term if self.gpu_term is not None else 1.0)
             fixed += w.location * (self.location_term if self.location_term is not None else 1.0)
             fixed += w.availability * self.availability
-            found = self.weighted[w] = (fixed, (w.performance * 0.3) * self.dlperf)
+            found = self.weighted[policy] = (fixed, (w.performance * 0.3) * self.dlperf)
         return found
 
 
@@ -779,18 +791,13 @@ def _location_matches(pattern: LocationPattern, location: Location) -> bool:
     return pattern.matches(location)
 
 
-@functools.lru_cache(maxsize=64)
-def _normalised(weights: Weights) -> Weights:
-    return weights.normalised()
-
-
 def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPolicy()) -> Ranking:
     """Filter ``table`` by ``req`` and score the rest under ``policy``; best first.
 
     Vectorised over the table's columns, from parts shared by the pods of one kind (the same
     requirements but the price cap). The property tests compare scores and order with the
     one-offer-at-a-time definition in the module docstring (``bench/naive.py``)."""
-    w = _normalised(policy.weights)
+    w = policy.normalised
     gpu_rank = (table.memo(("gpu", req.gpu_types),
                            lambda: _ranks(table.gpu_keys, [gpu_key(g) for g in req.gpu_types], gpu_matches))
                 if req.gpu_types else None)
@@ -810,7 +817,7 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     # [0, 1], where fixed and dl_weighted (weighted_terms) are kept for every pod of this kind: per
     # pod, seven operations on a prefix of the eligible offers' columns (no gathering), in place.
     # Each offer's score is the same sequence of operations, whichever pod ranked the kind first.
-    fixed, dl_weighted = eligible.weighted_terms(w)
+    fixed, dl_weighted = eligible.weighted_terms(policy)
     total = np.multiply(eligible.price[:k], w.price * parts.inv_price)
     np.subtract(w.price, total, out=total)
     np.maximum(0.0, total, out=total)
