@@ -62,7 +62,7 @@ class Twice(dict):  # type: ignore[type-arg]
         self.extra = extra
 
 
-STRINGS = ["", " ", "x", "RTX3060", "true", "null", "0", "-1", "1.5", "1e99999999999", "9e999999", "NaN",
+STRINGS = ["", " ", "x", "RTX3060", "true", "null", "0", "-1", "1.5", "1e99999999999", "9e999999", "1e-310", "4.9e-324", "NaN",
            "Infinity", "500m", "16Gi", "1Ei", "9" * 60, "\u2603 \U0001F680", "\ud800", "\x00\x1f", "a/b~0~1",
            "%s%n", "../../etc/passwd", "vast.ai/gpu-type", "nvidia.com/gpu", "x" * 5000, "é" * 70000]
 NUMBERS = [0, 1, -1, 2, 7, 65535, 65536, 2**31 - 1, 2**31, -(2**31) - 1, 2**63 - 1, 2**63, -(2**63) - 1,

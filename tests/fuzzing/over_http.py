@@ -2,9 +2,10 @@
 
 ``kube-vast webhook`` (HTTPS, its own CA) and ``kube-vast extender`` run as real gunicorn processes,
 started as the demo and the end-to-end tests start them (:mod:`devcluster.components`), on an offer
-snapshot of 2,000 simulator offers. Client threads send mutated real bodies (:mod:`tests.fuzzing.corpus`
-mutated by :mod:`tests.fuzzing.mutations`, seeded: a run is reproducible) over keep-alive connections:
-AdmissionReviews to ``/mutate``, ExtenderArgs to ``/filter`` and ``/prioritize``.
+snapshot of 2,000 simulator offers and odd ones (:data:`ODDITIES`). Client threads send mutated
+real bodies (:mod:`tests.fuzzing.corpus` mutated by :mod:`tests.fuzzing.mutations`, seeded: a run is
+reproducible) over keep-alive connections: AdmissionReviews to ``/mutate``, ExtenderArgs to
+``/filter`` and ``/prioritize``.
 
 Counted, and all must be zero for exit code 0: answers other than 200 and 400, answers that are not
 well-formed (:mod:`tests.fuzzing.answers`), connections dropped without an answer, a service process
@@ -124,8 +125,25 @@ def _bug_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if any(marker in line for marker in BUG_LINES)]
 
 
+# Offers at the edges of what Vast's numbers can be, each once made a score NaN or infinite
+# somewhere: free, a DL performance too small to divide by, none at all, no bandwidth, no
+# reliability, a rental time already over, a negative price.
+ODDITIES = ({"dph_total": 0.0, "dph_base": 0.0, "min_bid": 0.0}, {"dlperf": 5e-324}, {"dlperf": 0.0},
+            {"dlperf": None, "inet_down": 0.0}, {"reliability": None, "reliability2": None},
+            {"duration": -3600.0}, {"dph_total": -0.5})
+
+
+def with_odd_offers(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``raw`` and, for one offer of each GPU model in it, a copy with each of :data:`ODDITIES`
+    (so that whatever GPU a body asks for, it can meet them), under new ids."""
+    one_per_model = list({offer["gpu_name"]: offer for offer in raw}.values())
+    odd = [{**offer, **change, "id": 990_000_000 + 100 * m + k}
+           for m, offer in enumerate(one_per_model) for k, change in enumerate(ODDITIES)]
+    return raw + odd
+
+
 def run(bodies: int, seed: int, clients: int, work: Path) -> dict[str, Any]:
-    offers = parse_offers(generate_offers(seed=7, count=2000)).offers
+    offers = parse_offers(with_odd_offers(generate_offers(seed=7, count=2000))).offers
     snapshot = work / "offers.json"
     SnapshotFile(snapshot).publish(OfferSnapshot(offers, taken_at=time.time()))
     webhook = Webhook(work, snapshot, webhook_serving_cert(work / "tls"), extra=("--max-snapshot-age", "86400"))
