@@ -191,6 +191,9 @@ def test_a_bad_annotation_is_denied_with_the_annotation_the_value_and_the_accept
     ({"vast.ai/region": "Mars"}, "vast.ai/region: invalid value 'Mars'"),
     ({"vast.ai/gpu-fallbacks": "A4000"}, "to be used together with vast.ai/gpu-type"),
     ({"vast.ai/disk": "5"}, "vast.ai/disk: invalid value '5': expected a disk size of at least 8 GB (Vast's minimum)"),
+    ({"vast.ai/price-max": "1e-310"}, "vast.ai/price-max: invalid value '1e-310': expected a price in $/hour of at least"),
+    ({"vast.ai/interruptible": "true", "vast.ai/bid-max": "0.00001"},
+     "vast.ai/bid-max: invalid value '0.00001': expected a price in $/hour of at least 0.0001"),
 ])
 def test_every_override_annotation_is_validated(hook, annotations, message):
     response = hook.review(annotated(captured("pod-create-generatename"), annotations))["response"]
