@@ -545,29 +545,45 @@ def _leaf_test(leaf: _Leaf, x: str, src: _Source) -> str:
     return f"{src.const(leaf.accepts)}({x})"  # a quantity: parsed
 
 
-def _emit_field(field: fields.Field, x: str, indent: int, src: _Source) -> None:  # type: ignore[type-arg]
-    """Lines that return False unless ``x`` (present) is what ``field`` accepts."""
-    if field.allow_none:
+def _emit_field(field: fields.Field, x: str, indent: int, src: _Source, *,  # type: ignore[type-arg]
+                nullable_seen: bool = False) -> None:
+    """Lines that return False unless ``x`` (present; not null when ``nullable_seen``) is what
+    ``field`` accepts."""
+    if field.allow_none and not nullable_seen:
         src.emit(indent, f"if {x} is not None:")
         indent += 1
     if isinstance(field, Object):
         _emit_object(field.schema, x, indent, src)
     elif isinstance(field, Items):
         src.emit(indent, f"if not isinstance({x}, list): return False")
-        item = src.var()
-        src.emit(indent, f"for {item} in {x}:")
-        _emit_field(field.inner, item, indent + 1, src)  # items are never null (allow_none False)
+        if type(field.inner) is Text:  # join refuses anything but strings, in one call
+            _emit_all_text(x, indent, src)
+        else:
+            item = src.var()
+            src.emit(indent, f"for {item} in {x}:")
+            _emit_field(field.inner, item, indent + 1, src)  # items are never null (allow_none False)
     elif isinstance(field, Map):
         src.emit(indent, f"if type({x}) is not dict and not isinstance({x}, Mapping): return False")
-        item = src.var()
-        src.emit(indent, f"for {item} in {x}.values():")
-        src.emit(indent + 1, f"if not {_leaf_test(field.values, item, src)}: return False")
+        if type(field.values) is Text:
+            _emit_all_text(f"{x}.values()", indent, src)
+        else:
+            item = src.var()
+            src.emit(indent, f"for {item} in {x}.values():")
+            src.emit(indent + 1, f"if not {_leaf_test(field.values, item, src)}: return False")
     elif isinstance(field, _Leaf):
         src.emit(indent, f"if not {_leaf_test(field, x, src)}: return False")
     else:  # pragma: no cover - every field of the shape is one of the above
         raise TypeError(f"no compiled check for {type(field).__name__}")
-    if field.allow_none:
+    if field.allow_none and not nullable_seen:
         src.emit(indent, "pass")
+
+
+def _emit_all_text(values: str, indent: int, src: _Source) -> None:
+    """Lines that return False unless every item of ``values`` is a string."""
+    src.emit(indent, "try:")
+    src.emit(indent + 1, f"''.join({values})")
+    src.emit(indent, "except TypeError:")
+    src.emit(indent + 1, "return False")
 
 
 def _emit_object(schema: Schema, x: str, indent: int, src: _Source) -> None:
@@ -576,9 +592,14 @@ def _emit_object(schema: Schema, x: str, indent: int, src: _Source) -> None:
     src.emit(indent, f"{get} = {x}.get")
     for name, field in schema.fields.items():
         value = src.var()
-        src.emit(indent, f"{value} = {get}({name!r}, _ABSENT)")
-        src.emit(indent, f"if {value} is not _ABSENT:")
-        _emit_field(field, value, indent + 1, src)
+        if field.allow_none:  # absent and null alike: nothing to check
+            src.emit(indent, f"{value} = {get}({name!r})")
+            src.emit(indent, f"if {value} is not None:")
+            _emit_field(field, value, indent + 1, src, nullable_seen=True)
+        else:
+            src.emit(indent, f"{value} = {get}({name!r}, _ABSENT)")
+            src.emit(indent, f"if {value} is not _ABSENT:")
+            _emit_field(field, value, indent + 1, src)
         src.emit(indent + 1, "pass")
 
 
