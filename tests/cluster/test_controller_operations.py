@@ -123,8 +123,13 @@ def test_a_pod_over_the_budget_waits_with_an_event_and_launches_when_room_frees_
     wait_until(lambda: is_ready(core.read_namespaced_pod("first", ns)), timeout=60)
     core.create_namespaced_pod(ns, pod("second", node))
     wait_until(lambda: "BudgetExceeded" in reasons(api, ns, "second"), timeout=30)
-    second = core.read_namespaced_pod("second", ns)
-    assert second.status.phase == "Pending" and "budget" in (second.status.message or "")
+
+    def held_for_the_budget():  # the status is written right after the Event: wait for it too
+        found = core.read_namespaced_pod("second", ns)
+        return found if "budget" in (found.status.message or "") else None
+
+    second = wait_until(held_for_the_budget, timeout=30)
+    assert second.status.phase == "Pending"
     assert len(live_instances(sim, "kv:opsbudg1:")) == 1
     core.delete_namespaced_pod("first", ns)
     wait_until(lambda: is_ready(core.read_namespaced_pod("second", ns)), timeout=90)
