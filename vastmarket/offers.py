@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from .errors import InvalidResponse
 from .names import Location, display_gpu, gpu_key, parse_geolocation
@@ -88,6 +88,11 @@ class Offer:
 OFFER_FIELDS = tuple(f.name for f in dataclass_fields(Offer) if f.init)  # the constructor's, in order
 
 
+# A count the offer table holds as a float: a larger integer (10**400 is valid JSON) would not
+# convert, and the whole snapshot with it. Out of range, it is invalid like any other wrong value.
+_COLUMN_INT = validate.Range(min=-(2**63), max=2**63 - 1)
+
+
 class _OfferSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -96,7 +101,7 @@ class _OfferSchema(Schema):
     machine_id = fields.Integer(allow_none=True)
     host_id = fields.Integer(allow_none=True)
     gpu_name = fields.String(allow_none=True)
-    num_gpus = fields.Integer(allow_none=True)
+    num_gpus = fields.Integer(allow_none=True, validate=_COLUMN_INT)
     gpu_ram = fields.Float(allow_none=True)
     cpu_cores = fields.Float(allow_none=True)
     cpu_cores_effective = fields.Float(allow_none=True)
@@ -113,7 +118,7 @@ class _OfferSchema(Schema):
     verified = fields.Boolean(allow_none=True)
     rentable = fields.Boolean(allow_none=True)
     rented = fields.Boolean(allow_none=True)
-    direct_port_count = fields.Integer(allow_none=True)
+    direct_port_count = fields.Integer(allow_none=True, validate=_COLUMN_INT)
     hosting_type = fields.Integer(allow_none=True)
     static_ip = fields.Boolean(allow_none=True)
     duration = fields.Float(allow_none=True)

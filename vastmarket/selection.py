@@ -641,7 +641,6 @@ class _Eligible:
     price: Floats
     rel_bandwidth: Floats  # 0.4 × the reliability term + 0.3 × the bandwidth term
     dlperf: Floats
-    dl03: Floats  # 0.3 × dlperf
     dl_best: Floats  # the best dlperf of the first k offers, at k - 1
     gpu_term: Floats | None
     location_term: Floats | None
@@ -651,7 +650,7 @@ class _Eligible:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.order, self.place, self.price, self.rel_bandwidth, self.dlperf, self.dl03, self.dl_best,
+        arrays = (self.order, self.place, self.price, self.rel_bandwidth, self.dlperf, self.dl_best,
                   self.gpu_term, self.location_term, self.availability)
         return sum(a.nbytes for a in arrays if a is not None)
 
@@ -697,7 +696,7 @@ def _eligible(table: OfferTable, req: Requirements, gpu_rank: Ints | None, loc_r
         location_term = (1.0 - np.maximum(loc_rank, 0) / len(req.locations))[table.location_code[order]]
     dlperf = table.dlperf[order]
     return _Eligible(tuple(counts), order, place, table.price[order], 0.4 * rel_term + 0.3 * table.bandwidth_term[order],
-                     dlperf, 0.3 * dlperf, np.maximum.accumulate(dlperf) if len(dlperf) else dlperf, gpu_term,
+                     dlperf, np.maximum.accumulate(dlperf) if len(dlperf) else dlperf, gpu_term,
                      location_term, table.availability_term[order])
 
 

@@ -425,3 +425,18 @@ def test_a_negative_vast_price_is_no_price_and_never_the_cheapest():
     assert [(o.dph_total, o.min_bid, o.dph_base) for o in offers] == [(None, None, None), (0.3, None, None)]
     ranking = rank(OfferTable(offers), Requirements(max_price=1.0))
     assert [s.offer.id for s in ranking.ranked] == [2]
+
+
+def test_a_count_too_large_for_a_float_is_an_invalid_field_not_a_snapshot_that_cannot_be_built():
+    """A ``direct_port_count`` of 10**400 (valid JSON) once failed the offer table, so no
+    snapshot could be published; the fuzzer of Vast answers found it."""
+    from vastmarket.offers import parse_offers
+    from vastmarket.snapshot import OfferSnapshot
+
+    raw = [{"id": 1, "gpu_name": "RTX 3060", "dph_total": 0.2, "direct_port_count": 10**400},
+           {"id": 2, "gpu_name": "RTX 3060", "dph_total": 0.3, "num_gpus": 10**400},
+           {"id": 3, "gpu_name": "RTX 3060", "dph_total": 0.4, "direct_port_count": 2**63 - 1}]
+    offers = list(parse_offers(raw).offers)
+    assert [(o.id, o.direct_port_count, o.num_gpus) for o in offers] == [(1, 0, 1), (2, 0, 1), (3, 2**63 - 1, 1)]
+    ranking = OfferSnapshot(offers, taken_at=0.0).rank(Requirements(max_price=1.0))
+    assert [s.offer.id for s in ranking.ranked] == [1, 2, 3]
