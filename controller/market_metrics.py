@@ -62,6 +62,9 @@ class MarketCollector(Collector):
                                   value=stats.truncated)
         yield CounterMetricFamily("kube_vast_market_incomplete_searches",
                                   "Searches whose truncated answer could not be completed", value=stats.incomplete)
+        yield CounterMetricFamily("kube_vast_market_unusable_offers",
+                                  "Offers left out of a snapshot: values the offer table cannot hold",
+                                  value=stats.unusable)
         yield GaugeMetricFamily("kube_vast_market_rows_per_day", "Offer rows per day, from the last hour's searches",
                                 value=stats.rows_per_day())
         yield GaugeMetricFamily("kube_vast_market_searches_per_hour", "Offer searches per hour, over the last hour",

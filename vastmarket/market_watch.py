@@ -48,6 +48,7 @@ from .demand import MarketQuery, Want, covers, describe_plan, narrow, plan, spli
 from .errors import SearchQuotaExceeded, VastError
 from .offers import Offer, ParsedOffers
 from .requirements import Requirements
+from .selection import OfferTable
 from .snapshot import OfferSnapshot, SearchPause
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class SearchStats:
         self.rows = 0
         self.truncated = 0  # answers that came back truncated
         self.incomplete = 0  # queries whose answer could not be completed
+        self.unusable = 0  # offers left out of a snapshot: values its table cannot hold
 
     def record(self, rows: int, *, truncated: bool = False) -> None:
         with self._lock:
@@ -121,6 +123,16 @@ class Fetched:
     offers: tuple[Offer, ...]
     complete: bool
     searches: int
+
+
+def _tabulates(offer: Offer) -> bool:
+    """Whether an offer table can hold ``offer`` (checked one offer at a time, after a table of
+    many could not be built)."""
+    try:
+        OfferTable([offer])
+    except Exception:
+        return False
+    return True
 
 
 class MarketWatcher:
@@ -244,13 +256,12 @@ class MarketWatcher:
             resumed = self.pause is not None
             self.pause = None
             if refresh or self.latest is None:
-                snapshot = OfferSnapshot(fetched.offers, taken_at=self._clock(), source=self.source)
+                snapshot = self._snapshot(fetched.offers, taken_at=self._clock())
                 self._covered = list(wants)
             else:
                 merged = {o.id: o for o in self.latest.offers}
                 merged.update((o.id, o) for o in fetched.offers)
-                snapshot = OfferSnapshot([merged[i] for i in sorted(merged)], taken_at=self.latest.taken_at,
-                                         source=self.source)
+                snapshot = self._snapshot([merged[i] for i in sorted(merged)], taken_at=self.latest.taken_at)
                 self._covered += wants
             self._publish(snapshot)
             self.latest, self.queries = snapshot, queries
@@ -266,6 +277,22 @@ class MarketWatcher:
             log.info("offer searches resumed")
             self._tell()
         return snapshot
+
+    def _snapshot(self, offers: Sequence[Offer], *, taken_at: float) -> OfferSnapshot:
+        """The snapshot of ``offers``; an offer its table cannot hold (a value the offer schema
+        let through that the table's columns cannot take) is left out and counted, so that one
+        odd offer does not cost every pod a fresh snapshot for as long as Vast lists it."""
+        try:
+            return OfferSnapshot(offers, taken_at=taken_at, source=self.source)
+        except Exception:
+            usable = [_tabulates(o) for o in offers]
+            if all(usable):
+                raise  # not one offer's fault: the round fails, the last snapshot stays
+        left_out = [o.id for o, ok in zip(offers, usable) if not ok]
+        self.stats.unusable += len(left_out)
+        log.warning("left out %d offer(s) whose values the offer table cannot hold (ids %s)", len(left_out),
+                    ", ".join(map(str, left_out[:5])) + (", …" if len(left_out) > 5 else ""))
+        return OfferSnapshot([o for o, ok in zip(offers, usable) if ok], taken_at=taken_at, source=self.source)
 
     def _fetch(self, queries: Sequence[MarketQuery]) -> Fetched:
         found: dict[int, Offer] = {}

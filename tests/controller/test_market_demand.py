@@ -119,6 +119,9 @@ def test_the_metrics_read_the_watcher_at_scrape_time() -> None:
     assert registry.get_sample_value("kube_vast_market_searches_total") == 1
     assert registry.get_sample_value("kube_vast_market_rows_total") == 2
     assert registry.get_sample_value("kube_vast_market_search_paused") == 0
+    assert registry.get_sample_value("kube_vast_market_unusable_offers_total") == 0
+    watch.stats.unusable = 3
+    assert registry.get_sample_value("kube_vast_market_unusable_offers_total") == 3
     vast.fail.append(SearchQuotaExceeded("quota", retry_after=600))
     clock[0] += 240
     watch.step()

@@ -5,6 +5,7 @@ engine behind the watcher's ``search`` seam; time is a fake clock."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +15,9 @@ import pytest
 from bench.market_profile import standard_config, standard_pods
 from controller.demand import pod_demand
 from vastmarket.errors import SearchQuotaExceeded, VastUnavailable
+from vastmarket import market_watch
 from vastmarket.market_watch import Demand, MarketWatcher, SearchStats, next_utc_midnight
-from vastmarket.offers import ParsedOffers, parse_offers
+from vastmarket.offers import Offer, ParsedOffers, parse_offers
 from vastmarket.requirements import Requirements
 from vastmarket.selection import ScoringPolicy
 from vastmarket.snapshot import OfferSnapshot
@@ -44,6 +46,7 @@ class Vast:
     cap: int | None = None
     fail: list[Exception] = field(default_factory=list)
     searches: list[dict[str, Any]] = field(default_factory=list)
+    extra: list[Offer] = field(default_factory=list)  # answered with every search (made past the schema)
 
     def __call__(self, filters: dict[str, Any], order: list[tuple[str, str]], limit: int) -> ParsedOffers:
         self.searches.append(filters)
@@ -52,7 +55,7 @@ class Vast:
         body = {**filters, "order": [list(o) for o in order], "limit": limit}
         answer = search_offers(MARKET, parse_offer_query(body, fields=FIELDS), now=NOW, cap=self.cap)
         parsed = parse_offers(answer.offers)
-        return ParsedOffers(parsed.offers, parsed.dropped, truncated=answer.truncated)
+        return ParsedOffers(parsed.offers + tuple(self.extra), parsed.dropped, truncated=answer.truncated)
 
 
 def watcher(vast: Vast, demand: Callable[[], Demand], clock: Clock, **kw: Any) -> tuple[MarketWatcher, list[OfferSnapshot]]:
@@ -187,6 +190,40 @@ def test_another_failure_keeps_the_snapshot_and_tries_again_after_the_interval()
     assert watch.step() is None
     clock.now += 5
     assert watch.step() is not None and watch.failures == 0
+
+
+def test_an_offer_the_table_cannot_hold_is_left_out_and_counted_and_the_rest_published() -> None:
+    """An offer whose value the offer table cannot take (here a GPU count no float holds, made
+    past the offer schema, which refuses it) must not cost every pod a fresh snapshot: the
+    refresh and the update after it publish every other offer."""
+    good = parse_offers([o for o in MARKET if o["gpu_name"] == "RTX 4090"]).offers[0]
+    odd = dataclasses.replace(good, id=999_999_001, num_gpus=10**400)
+    vast, clock = Vast(extra=[odd]), Clock()
+    demand = [Demand((Requirements(gpu_types=("RTX4090",), max_price=0.6),))]
+    watch, published = watcher(vast, lambda: demand[0], clock)
+    first = watch.step()
+    assert first is not None and len(first) > 0 and published == [first]
+    assert odd.id not in {o.id for o in first.offers} and watch.stats.unusable == 1
+    demand[0] = Demand(demand[0].requirements + (Requirements(gpu_types=("L4",), max_price=0.6),))
+    clock.now += 5
+    second = watch.step()  # an update merges the new answer (with the odd offer again) into the last
+    assert second is not None and {o.gpu_name for o in second.offers} == {"RTX 4090", "L4"}
+    assert odd.id not in {o.id for o in second.offers} and watch.stats.unusable == 2
+
+
+def test_a_snapshot_that_fails_for_no_single_offer_fails_the_round_and_keeps_the_last(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    vast, clock = Vast(), Clock()
+    watch, published = watcher(vast, profile, clock, refresh_interval=240)
+    assert watch.step() is not None
+    clock.now += 240
+
+    def broken(*args: Any, **kwargs: Any) -> OfferSnapshot:
+        raise MemoryError("no room for the table")
+    monkeypatch.setattr(market_watch, "OfferSnapshot", broken)
+    with pytest.raises(MemoryError):
+        watch.step()
+    assert len(published) == 1 and watch.stats.unusable == 0
 
 
 def test_search_stats_extrapolate_the_last_hour() -> None:
