@@ -86,14 +86,14 @@ def place(
     if stale is not None:
         return Placement(None, stale, requirements=req)
     ranking = snapshot.rank(req, policy)
-    best = ranking.best
-    if best is None:
-        return Placement(None, "", requirements=req, ranking=ranking)
     wanted = annotated_offer_id(pod)
-    if wanted is None or wanted == best.offer_id:
-        return Placement(best, "", requirements=req, ranking=ranking)
-    annotated = ranking.find(wanted)
+    # The offer the webhook chose, while it still matches: its score alone is worked out, not
+    # every passing offer's (a pod reaches the extender with it).
+    annotated = ranking.find(wanted) if wanted is not None else None
     if annotated is not None:
         return Placement(annotated, "", requirements=req, ranking=ranking)
+    best = ranking.best
+    if best is None or wanted is None:
+        return Placement(best, "", requirements=req, ranking=ranking)
     return Placement(best, f"annotated offer {wanted} is gone; ", requirements=req, ranking=ranking,
                      annotated_offer_gone=True)

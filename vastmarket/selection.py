@@ -87,6 +87,11 @@ def _left_of(ordered: Any, value: int) -> int:
     return bisect.bisect_left(memoryview(ordered), value)
 
 
+def _at_least_0(value: float) -> float:
+    """``np.maximum(0.0, value)`` on one float: a NaN stays NaN."""
+    return value if value > 0.0 or value != value else 0.0
+
+
 def _first_highest(scores: Any) -> int:
     """The position of the first highest score (``np.argmax``) of a non-empty column, keeping the
     interpreter lock; -1 when the highest is NaN. Two calls into numpy and a search of bytes: a
@@ -377,19 +382,20 @@ class ScoredOffer:
 class Ranking:
     """The outcome of ranking one snapshot for one pod's requirements.
 
-    Only the scores of the passing offers are computed up front (an array, in price order); the
-    best offer is found without sorting, and the full order, the rejection counts and the terms of
-    an offer's score are worked out when they are asked for (:meth:`top`, :attr:`ranked`,
-    :attr:`rejections`, :meth:`find`). A ranking is shared by the threads that ask the same
+    Only which offers pass is worked out up front (in price order). The scores of them all (an
+    array, in price order) are computed when first needed (:attr:`best`, :meth:`top`,
+    :attr:`ranked`): :meth:`find` works out the score of the one offer it finds when they are not
+    there yet. The best offer is found without sorting, and the full order, the rejection counts
+    and the terms of an offer's score are worked out when they are asked for. A ranking is shared by the threads that ask the same
     question (the snapshot caches it): every lazy part is computed the same way by whichever
     thread comes first."""
 
-    def __init__(self, requirements: Requirements, seen: int, passing: Ints, scores: Floats, parts: _Parts,
-                 ids: Sequence[int] | Ints, id_array: Ints | None = None, best_at: int | None = None) -> None:
+    def __init__(self, requirements: Requirements, seen: int, passing: Ints, parts: _Parts,
+                 ids: Sequence[int] | Ints, id_array: Ints | None = None) -> None:
         self.requirements = requirements
         self.seen = seen
         self._passing = passing  # table positions of the passing offers, in price order (price, id)
-        self._scores = scores  # their scores, in the same order
+        self._scores: Floats | None = None  # their scores, in the same order, when first needed
         self._parts = parts
         self._rejections: tuple[tuple[str, int], ...] | None = None
         self._reason_texts: Mapping[str, str] | None = None
@@ -398,8 +404,16 @@ class Ranking:
         self._best_first: Ints | None = None  # positions in price order, best first
         self._materialised: dict[int, ScoredOffer] = {}  # by position in price order
         self._summary: str | None = None
-        # the position of the best score in price order (-1: a NaN score), when the caller found it
-        self._best_at = best_at
+        # the position of the best score in price order (-1: a NaN score), found with the scores
+        self._best_at: int | None = None
+
+    def _all_scores(self) -> Floats:
+        scores = self._scores
+        if scores is None:
+            scores, best_at = self._parts.scores(self._passing)
+            self._best_at = best_at  # before the scores: a thread that sees them finds it set
+            self._scores = scores
+        return scores
 
     @property
     def rejections(self) -> tuple[tuple[str, int], ...]:
@@ -418,14 +432,16 @@ class Ranking:
         """The offer at ``position`` in price order, with the terms of its score."""
         found = self._materialised.get(position)
         if found is None:
-            found = self._materialised[position] = self._parts.explain(
-                int(self._passing[position]), float(self._scores[position]))
+            scores = self._scores
+            score = (float(scores[position]) if scores is not None
+                     else self._parts.score_at(self._passing, position))
+            found = self._materialised[position] = self._parts.explain(int(self._passing[position]), score)
         return found
 
     def _order(self) -> Ints:
         """Positions in price order, best first: by score, ties in price order (a stable sort)."""
         if self._best_first is None:
-            self._best_first = np.argsort(-self._scores, kind="stable")
+            self._best_first = np.argsort(-self._all_scores(), kind="stable")
         return self._best_first
 
     @property
@@ -439,9 +455,10 @@ class Ranking:
         # the first highest score in price order: what the stable sort puts first (a NaN, which
         # the sort puts last, cannot come from clamped finite terms; the sort decides if one
         # ever does)
+        scores = self._all_scores()
         position = self._best_at
         if position is None:
-            position = self._best_at = _first_highest(self._scores)
+            position = self._best_at = _first_highest(scores)
         if position < 0:
             position = int(self._order()[0])
         return self._scored(position)
@@ -453,7 +470,7 @@ class Ranking:
             best = self.best
             return () if best is None else (best,)
         if n <= _FEW and self._best_first is None:
-            positions = _first_highests(self._scores, n)
+            positions = _first_highests(self._all_scores(), n)
             if positions is not None:
                 return tuple(self._scored(p) for p in positions)
         return tuple(self._scored(int(p)) for p in self._order()[:n])
@@ -757,6 +774,47 @@ class _Parts:
     def explain(self, i: int, score: float) -> ScoredOffer:
         return ScoredOffer.ranked(self, i, score)
 
+    def scores(self, passing: Ints) -> tuple[Floats, int | None]:
+        """The scores of the ``passing`` offers (a prefix of the eligible offers' price order),
+        and the position of the first highest.
+
+        score = w.price × max(0, 1 - price × inv_price) + dl_weighted × dl_scale + fixed, clamped
+        to [0, 1], where fixed and dl_weighted (weighted_terms) are kept for every pod of this kind:
+        seven operations on a prefix of the eligible offers' columns (no gathering), in place.
+        Each offer's score is the same sequence of operations, whichever pod ranked the kind
+        first. The best offer is found now, while the scores are in the processor's caches."""
+        eligible, policy, k = self.eligible, self.policy, len(passing)
+        w = policy.normalised
+        fixed, dl_weighted = eligible.weighted_terms(policy)
+        total = np.multiply(eligible.price[:k], w.price * self.inv_price)
+        np.subtract(w.price, total, out=total)
+        np.maximum(0.0, total, out=total)
+        performance = np.multiply(dl_weighted[:k], self.dl_scale)
+        np.add(total, performance, out=total)
+        np.add(total, fixed[:k], out=total)
+        if policy.modifiers:
+            np.add(total, self._modifier_sums()[passing], out=total)
+            np.maximum(0.0, total, out=total)  # every other term is at least 0
+        np.minimum(1.0, total, out=total)
+        return total, (_first_highest(total) if k else None)
+
+    def score_at(self, passing: Ints, position: int) -> float:
+        """What :meth:`scores` gives the offer at ``position``: the same operations in the same
+        order on its numbers alone (IEEE double arithmetic, as numpy's, so the same value)."""
+        eligible, policy = self.eligible, self.policy
+        w = policy.normalised
+        fixed, dl_weighted = eligible.weighted_terms(policy)
+        total = _at_least_0(w.price - float(eligible.price[position]) * (w.price * self.inv_price))
+        total = total + float(dl_weighted[position]) * self.dl_scale
+        total = total + float(fixed[position])
+        if policy.modifiers:
+            total = _at_least_0(total + float(self._modifier_sums()[int(passing[position])]))
+        return 1.0 if 1.0 <= total else total  # np.minimum(1.0, total): a NaN stays NaN
+
+    def _modifier_sums(self) -> Floats:
+        table, modifiers = self.table, self.policy.modifiers
+        return table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))
+
 
 class _Terms(Mapping[str, float]):
     """An offer's score terms, worked out when first read: the extender's answers read only the
@@ -812,26 +870,6 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     best_dlperf = float(eligible.dl_best[k - 1]) if k else 0.0
     parts = _Parts(table, req, policy, eligible, gpu_rank, loc_rank, 1.0 / best_dlperf if best_dlperf > 0 else 0.0)
 
-    # score = w.price × max(0, 1 - price × inv_price) + dl_weighted × dl_scale + fixed, clamped to
-    # [0, 1], where fixed and dl_weighted (weighted_terms) are kept for every pod of this kind: per
-    # pod, seven operations on a prefix of the eligible offers' columns (no gathering), in place.
-    # Each offer's score is the same sequence of operations, whichever pod ranked the kind first.
-    fixed, dl_weighted = eligible.weighted_terms(policy)
-    total = np.multiply(eligible.price[:k], w.price * parts.inv_price)
-    np.subtract(w.price, total, out=total)
-    np.maximum(0.0, total, out=total)
-    performance = np.multiply(dl_weighted[:k], parts.dl_scale)
-    np.add(total, performance, out=total)
-    np.add(total, fixed[:k], out=total)
-    if policy.modifiers:
-        modifiers = policy.modifiers
-        np.add(total, table.memo(("modifiers", modifiers), lambda: _modifier_sum(table, modifiers))[passing],
-               out=total)
-        np.maximum(0.0, total, out=total)  # every other term is at least 0
-    np.minimum(1.0, total, out=total)
-
-    # best first by score, equal scores in price order (price, then id): Ranking sorts stably
-    # when the whole order is asked for; the best offer is found now, while the scores are in the
-    # processor's caches (every caller asks for it)
-    return Ranking(req, len(table), passing, total, parts, table.ids, table.id_array,
-                   _first_highest(total) if k else None)
+    # The scores are worked out when first asked for (Parts.scores): a pod that names the offer
+    # the webhook chose for it needs that offer's score only (Parts.score_at).
+    return Ranking(req, len(table), passing, parts, table.ids, table.id_array)

@@ -78,6 +78,9 @@ def test_the_selection_log_works_out_only_the_offers_it_names():
         def rejections(self):
             return parts.rejections()
 
+        def scores(self, passing):
+            return parts.scores(passing)
+
     ranking._parts = Counting()
     lines = selection_log(ranking, top=3)
     assert len(lines) == 8 and ranking.passed == 199

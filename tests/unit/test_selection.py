@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bench.naive import naive_rank, reasons
@@ -107,6 +107,20 @@ def test_best_and_find_without_the_full_order_agree_with_the_naive_reference(off
     assert all(ranking.find(o.id) is None for o in offers if o.id not in passing)
     assert ranking.top(1) == ((ranking.best,) if expected else ())
     assert ranking.summary() == rank(OfferTable(offers), req, policy).summary()
+
+
+@settings(max_examples=300, deadline=None)
+@given(offers=offers_strategy, req=requirements_strategy, policy=policy_strategy, packed=st.booleans())
+def test_an_offer_found_before_any_score_has_the_score_every_offer_is_ranked_with(offers, req, policy, packed):
+    """``find`` on a ranking whose scores nobody asked for works out that one offer's score (the
+    extender's common case: the pod names the offer the webhook chose). It must be the very score
+    the whole ranking gives it, not merely close: prioritize and the webhook compare them."""
+    table = OfferTable(offers, packed=packed)
+    everyone = {s.offer_id: s.score for s in rank(table, req, policy).ranked}
+    assume(everyone)
+    for offer_id, score in everyone.items():
+        alone = rank(OfferTable(offers, packed=packed), req, policy).find(offer_id)
+        assert alone is not None and alone.score == score
 
 
 @settings(max_examples=300, deadline=None)
