@@ -3,7 +3,7 @@
 Order of questions for a pod CREATE: excluded namespace or ``vast.ai/enabled: "false"`` →
 untouched; no ``nvidia.com/gpu`` → untouched when only its namespace opted in, denied when the
 pod opted in by its own label (only GPU pods go to Vast); not runnable on Vast (containers,
-volumes), an invalid ``vast.ai/*`` annotation or a GPU node selector that cannot be translated →
+volumes, a runtime class other than a GPU one), an invalid ``vast.ai/*`` annotation or a GPU node selector that cannot be translated →
 denied (400, the message names the field, the value and the accepted form); otherwise the placement
 (:func:`vastmarket.placement.place`, the same decision the scheduler extender takes) picks the
 offer, and the pod is patched with it — or, without one, with ``vast.ai/selection-error``
@@ -43,9 +43,8 @@ from .mutation import (
     OFFER_ANNOTATIONS, OFFER_ID, SELECTION_ERROR, Mutation, offer_annotations, patch_for, replaces_scheduler,
 )
 from .settings import WebhookSettings
-from .validation import NO_GPU, denial_message, soft_problems, unrunnable_reasons
+from .validation import ENABLED_LABEL, GPU_RUNTIME_CLASSES, NO_GPU, denial_message, soft_problems, unrunnable_reasons
 
-ENABLED_LABEL = "vast.ai/enabled"
 
 MUTATED = "mutated"
 UNTOUCHED = "allowed_untouched"
@@ -136,7 +135,8 @@ def _gpu_name_warning(placement: Placement) -> str | None:
             "check the model name (Vast sells e.g. RTX3060, RTX4090, A4000, A100, H100)")
 
 
-def review_pod(pod: Mapping[str, Any], config: SelectionConfig) -> tuple[str | None, str | None]:
+def review_pod(pod: Mapping[str, Any], config: SelectionConfig,
+               gpu_runtime_classes: frozenset[str] = GPU_RUNTIME_CLASSES) -> tuple[str | None, str | None]:
     """The questions a pod (or a pod template) must pass before an offer is chosen for it:
     ``(denial message, None)``, ``(None, why it is left to the cluster)`` or ``(None, None)``
     when it goes to Vast. ``pod`` opted in by its own label when it carries
@@ -151,7 +151,7 @@ def review_pod(pod: Mapping[str, Any], config: SelectionConfig) -> tuple[str | N
         if not own_opt_in:
             return None, f"requests no {GPU_RESOURCE}: left to the cluster"
         reasons.append(NO_GPU)
-    reasons.extend(unrunnable_reasons(pod))
+    reasons.extend(unrunnable_reasons(pod, gpu_runtime_classes))
     message = denial_message(reasons)
     if message:
         return message, None
@@ -220,7 +220,7 @@ def decide_workload(request: AdmissionRequest, ctx: Context, path: tuple[str, ..
     spec = _with_claims(spec if isinstance(spec, Mapping) else {}, workload) if request.resource == "statefulsets" \
         else spec
     pod = {"metadata": {**template_meta, "namespace": namespace}, "spec": spec if isinstance(spec, Mapping) else {}}
-    denial, left = review_pod(pod, ctx.config)
+    denial, left = review_pod(pod, ctx.config, ctx.settings.gpu_runtime_classes)
     if denial:
         return _denied(name, 400, f"{where}: {denial}")
     if left:
@@ -250,7 +250,7 @@ def decide(request: AdmissionRequest, ctx: Context) -> Decision:
     if _string_map(meta, "labels").get(ENABLED_LABEL) == "false":
         return _untouched(pod_name, f'opted out ({ENABLED_LABEL}: "false")')
 
-    denial, left = review_pod(view, ctx.config)
+    denial, left = review_pod(view, ctx.config, ctx.settings.gpu_runtime_classes)
     if denial:
         return _denied(pod_name, 400, denial)
     if left:

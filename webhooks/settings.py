@@ -13,6 +13,8 @@ environment                         flag                        meaning (default
 ``KUBE_VAST_DENY_WITHOUT_OFFER``    ``--deny-without-offer``    deny when no offer matches (false)
 ``KUBE_VAST_MAX_SNAPSHOT_AGE``      ``--max-snapshot-age``      seconds (300)
 ``KUBE_VAST_VIRTUAL_NODE_TAINT``    ``--virtual-node-taint``    ``virtual-kubelet.io/provider=vast:NoSchedule``
+``KUBE_VAST_GPU_RUNTIME_CLASSES``   (none)                      runtime classes a pod may name and go to Vast
+                                                                (``nvidia,nvidia-cdi,nvidia-experimental,nvidia-legacy``)
 ==================================  ==========================  ===============================
 """
 
@@ -28,6 +30,7 @@ from vastmarket.errors import ConfigError
 from vastmarket.quantities import BOOL_FORM, parse_bool
 
 from .mutation import TAINT_FORM, VIRTUAL_NODE_TAINT, Taint
+from .validation import GPU_RUNTIME_CLASSES
 
 DEFAULT_SNAPSHOT = "/var/run/kube-vast/offers.json"
 DEFAULT_SCHEDULER_NAME = "vast-scheduler"
@@ -46,6 +49,7 @@ class WebhookSettings:
     deny_without_offer: bool = False
     max_snapshot_age: float = 300.0
     taint: Taint = VIRTUAL_NODE_TAINT
+    gpu_runtime_classes: frozenset[str] = GPU_RUNTIME_CLASSES
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.max_snapshot_age) or self.max_snapshot_age <= 0:
@@ -55,6 +59,10 @@ class WebhookSettings:
             raise ConfigError(f"scheduler name {self.scheduler_name!r}: expected a DNS subdomain such as vast-scheduler")
         if self.release_namespace is not None and not _DNS_SUBDOMAIN.match(self.release_namespace):
             raise ConfigError(f"release namespace {self.release_namespace!r}: expected a namespace name")
+        for name in sorted(self.gpu_runtime_classes):
+            if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+                raise ConfigError(f"GPU runtime class {name!r}: expected a RuntimeClass name such as nvidia "
+                                  "(KUBE_VAST_GPU_RUNTIME_CLASSES: names separated by commas)")
 
     @property
     def excluded_namespaces(self) -> frozenset[str]:
@@ -101,6 +109,10 @@ def settings_from(environ: Mapping[str, str], **flags: object) -> WebhookSetting
                               "expected a number of seconds") from None
     set_scheduler = _bool("KUBE_VAST_SET_SCHEDULER_NAME", env.get("KUBE_VAST_SET_SCHEDULER_NAME", "true"))
     deny = _bool("KUBE_VAST_DENY_WITHOUT_OFFER", env.get("KUBE_VAST_DENY_WITHOUT_OFFER", "false"))
+    runtime_classes = GPU_RUNTIME_CLASSES
+    if "KUBE_VAST_GPU_RUNTIME_CLASSES" in environ:  # set but empty: no runtime class goes to Vast
+        runtime_classes = frozenset(n.strip() for n in environ["KUBE_VAST_GPU_RUNTIME_CLASSES"].split(",")
+                                    if n.strip())
     for key, value in flags.items():
         if value is None or value is False:
             continue
@@ -128,5 +140,5 @@ def settings_from(environ: Mapping[str, str], **flags: object) -> WebhookSetting
         snapshot_path=paths.get("snapshot_path", Path(DEFAULT_SNAPSHOT)), config_path=paths.get("config_path"),
         tls_cert=paths.get("tls_cert"), tls_key=paths.get("tls_key"),
         release_namespace=str(release) if release is not None else None, scheduler_name=scheduler_name,
-        deny_without_offer=deny, max_snapshot_age=float(max_age), taint=taint,
+        deny_without_offer=deny, max_snapshot_age=float(max_age), taint=taint, gpu_runtime_classes=runtime_classes,
     )

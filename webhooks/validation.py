@@ -3,7 +3,9 @@
 A Vast instance runs one image: so a pod that goes to Vast has exactly one container with an
 image, and no init containers (nothing would run them first). It is a machine outside the
 cluster with its own disk: PersistentVolumeClaims (also generic ephemeral volumes), hostPath and
-every other volume that needs a cluster node cannot be mounted there. ConfigMap, Secret,
+every other volume that needs a cluster node cannot be mounted there. Its container runs under
+Docker with NVIDIA's runtime: a pod that asks for another runtime class (a sandbox, a confidential
+VM) is not sent there. ConfigMap, Secret,
 downwardAPI and emptyDir volumes (and projected ones made of those) are created on the instance by
 the controller; a service account token is not (the instance cannot reach the API server), which
 is worth a warning only where the app mounts one itself. Hard problems deny the pod; soft ones
@@ -18,6 +20,7 @@ from typing import Any
 from vastmarket.requirements import GPU_RESOURCE
 
 PREFIX = "this pod cannot run on Vast: "
+ENABLED_LABEL = "vast.ai/enabled"
 NO_GPU = (f"it requests no {GPU_RESOURCE}, and kube-vast sends only GPU pods to Vast (add resources.limits "
           f'{GPU_RESOURCE}: 1, or remove the label vast.ai/enabled: "true")')
 
@@ -29,6 +32,11 @@ SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 _CLAIMS = {"persistentVolumeClaim": "a PersistentVolumeClaim",
            "ephemeral": "a generic ephemeral volume (a PersistentVolumeClaim per pod)"}
 HOOKS = ("postStart", "preStop")
+# Runtime classes that only give the container its GPUs, which Vast's runtime (Docker with NVIDIA's)
+# does on every instance: NVIDIA's GPU operator creates nvidia, nvidia-cdi and nvidia-legacy, and
+# k3s nvidia and nvidia-experimental. Any other (gVisor, Kata, a confidential VM) asks for an
+# isolation that a Vast host does not give.
+GPU_RUNTIME_CLASSES = frozenset({"nvidia", "nvidia-cdi", "nvidia-legacy", "nvidia-experimental"})
 
 
 def _name(container: Mapping[str, Any], idx: int) -> str:
@@ -64,7 +72,21 @@ def volume_reasons(spec: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-def unrunnable_reasons(pod: Mapping[str, Any]) -> list[str]:
+def runtime_reasons(spec: Mapping[str, Any], gpu_runtime_classes: frozenset[str] = GPU_RUNTIME_CLASSES) -> list[str]:
+    """Why the pod's ``runtimeClassName`` cannot be had on a Vast instance (empty when it can)."""
+    name = spec.get("runtimeClassName")
+    if name is None or name == "" or name in gpu_runtime_classes:
+        return []
+    accepted = ", ".join(sorted(gpu_runtime_classes)) or "none"
+    shown = repr(name) if isinstance(name, str) else f"{name!r} (not a string)"
+    return [f"runtimeClassName {shown} asks for a container runtime a Vast instance does not have: Vast runs "
+            "the container with Docker and NVIDIA's runtime on a rented host, with no sandbox (gVisor, Kata) "
+            f"or confidential VM around it; the GPU runtime classes that may go to Vast are {accepted} "
+            f'(the webhook\'s KUBE_VAST_GPU_RUNTIME_CLASSES); to keep the pod in the cluster, label it '
+            f'{ENABLED_LABEL}: "false"']
+
+
+def unrunnable_reasons(pod: Mapping[str, Any], gpu_runtime_classes: frozenset[str] = GPU_RUNTIME_CLASSES) -> list[str]:
     """Why Vast cannot run ``pod`` (empty when it can)."""
     spec = pod.get("spec")
     spec = spec if isinstance(spec, Mapping) else {}
@@ -88,6 +110,7 @@ def unrunnable_reasons(pod: Mapping[str, Any]) -> list[str]:
         names = ", ".join(_name(c, i) if isinstance(c, Mapping) else f"#{i}" for i, c in enumerate(init))
         reasons.append(f"init containers ({names}) cannot run on a Vast instance")
     reasons.extend(volume_reasons(spec))
+    reasons.extend(runtime_reasons(spec, gpu_runtime_classes))
     return reasons
 
 

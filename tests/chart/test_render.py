@@ -307,7 +307,10 @@ def test_the_components_accept_the_environment_the_chart_gives_them(variant, ren
         assert ctl.cluster_id == "prod-eu-1" and ctl.reaper_dry_run and ctl.poll_interval == 60
         assert ctl.refresh_interval == 120
         assert hook.scheduler_name == "gpu-burst-scheduler"
-    # values.yaml's defaults are the controller's own.
+    # values.yaml's defaults are the components' own.
+    from webhooks.settings import WebhookSettings
+
+    assert hook.gpu_runtime_classes == WebhookSettings().gpu_runtime_classes
     from controller.settings import ControllerSettings
 
     defaults = ControllerSettings()

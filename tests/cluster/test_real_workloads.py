@@ -34,8 +34,8 @@ CLUSTER = "realwl01"
 
 
 class World:
-    def __init__(self, api: Any, sim: SimulatorServer, ns: str) -> None:
-        self.api, self.sim, self.ns = api, sim, ns
+    def __init__(self, api: Any, sim: SimulatorServer, ns: str, kubeconfig: Path) -> None:
+        self.api, self.sim, self.ns, self.kubeconfig = api, sim, ns, kubeconfig
         self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
 
     def pod(self, name: str) -> Any:
@@ -89,7 +89,7 @@ def world(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
                 vast_stack(control_plane, kube_scheduler, work, sim=sim, node=NODE, cluster_id=CLUSTER,
                            release_namespace=release, probe_namespace=ns):
             kubectl(control_plane.kubeconfig_path, "apply", "-n", ns, "-f", str(MANIFEST))
-            yield World(api, sim, ns)
+            yield World(api, sim, ns, control_plane.kubeconfig_path)
             # Deleting the namespace's workloads: the controller stops and destroys every instance.
             client.BatchV1Api(api).delete_collection_namespaced_job(ns, propagation_policy="Background")
             client.AppsV1Api(api).delete_collection_namespaced_deployment(ns, propagation_policy="Background")
@@ -100,6 +100,11 @@ def world(control_plane, controller_manager, kube_scheduler, tmp_path_factory):
         for name in (ns, release):
             try:
                 core.delete_namespace(name)
+            except ApiException:
+                pass
+        for runtime in ("nvidia", "gvisor"):  # cluster-wide, applied with the manifests
+            try:
+                client.NodeV1Api(api).delete_runtime_class(runtime)
             except ApiException:
                 pass
 
@@ -189,9 +194,53 @@ def test_configmap_files_reach_the_instance_before_the_entrypoint(world, tmp_pat
     assert done.stdout == config + "arg:--model-repository=/models\n"
 
 
+def test_a_pod_naming_nvidias_runtime_class_runs_on_vast(world):
+    pod = wait_until(lambda: (p := world.pod("nbody-gpu-benchmark")) and p.status.phase == "Running" and p,
+                     timeout=120)
+    assert pod.spec.node_name == NODE and pod.spec.runtime_class_name == "nvidia"
+    (instance,) = world.rentals_for(pod)
+    assert instance["args"] == ["nbody", "-gpu", "-benchmark"]
+
+
+SANDBOXED = """\
+# A GPU pod in GKE Sandbox (gVisor) as GKE's docs shape it: an isolation a Vast host does not give.
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: gvisor
+handler: runsc
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sandboxed-inference
+spec:
+  runtimeClassName: gvisor
+  nodeSelector:
+    cloud.google.com/gke-accelerator: nvidia-tesla-t4
+  containers:
+    - name: inference
+      image: nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0
+      resources:
+        limits:
+          nvidia.com/gpu: 1
+"""
+
+
+def test_a_pod_asking_for_a_sandbox_runtime_is_refused_at_apply_with_the_reason(world, tmp_path):
+    manifest = tmp_path / "sandboxed.yaml"
+    manifest.write_text(SANDBOXED)
+    done = subprocess.run([str(find_binaries().kubectl), "--kubeconfig", str(world.kubeconfig), "apply", "-n",
+                           world.ns, "-f", str(manifest)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "this pod cannot run on Vast: runtimeClassName 'gvisor' asks for a container runtime a Vast " \
+           "instance does not have" in done.stderr, done.stderr
+    assert "sandboxed-inference" not in {p.metadata.name for p in world.core.list_namespaced_pod(world.ns).items}
+
+
 def test_a_pod_without_a_gpu_is_left_alone_and_never_rented(world):
     # By now every GPU workload above has been rented for; the plain pod was applied with them.
-    wait_until(lambda: len({i["label"] for i in world.instances()}) >= 6, timeout=120)
+    wait_until(lambda: len({i["label"] for i in world.instances()}) >= 7, timeout=120)
     pod = world.pod("plain")
     assert pod.spec.scheduler_name == "default-scheduler"
     assert not any((t.key or "").startswith("virtual-kubelet.io") for t in pod.spec.tolerations or [])
@@ -209,5 +258,5 @@ def test_one_rental_per_pod_run_and_never_two_for_one_pod(world):
     per_pod = Counter(i["label"].rsplit(":", 1)[1] for i in world.instances())
     assert set(per_pod) <= set(pods), "an instance for a pod that is not in the namespace"
     assert max(per_pod.values()) == 1, per_pod
-    # trl-sft 1 + cuda-vectoradd 2 + tgi + vllm + l4-inference + triton; none for plain.
-    assert sum(per_pod.values()) == 7, {pods[uid]: n for uid, n in per_pod.items()}
+    # trl-sft 1 + cuda-vectoradd 2 + tgi + vllm + l4-inference + triton + nbody; none for plain.
+    assert sum(per_pod.values()) == 8, {pods[uid]: n for uid, n in per_pod.items()}

@@ -117,6 +117,37 @@ def test_volumes_the_instance_gets_are_admitted_without_a_warning(hook, volume):
     assert "warnings" not in response, "the service account token volume is there too, and not warned about"
 
 
+# --- runtime classes ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("runtime", ["nvidia", "nvidia-cdi", "nvidia-legacy", "nvidia-experimental", None, ""])
+def test_a_gpu_runtime_class_goes_to_vast(hook, runtime):
+    """NVIDIA's GPU operator (containerd) and k3s write runtimeClassName: nvidia into GPU pods:
+    it only gives the container its GPUs, which Vast's runtime does on every instance."""
+    review = pod_review(runtimeClassName=runtime)
+    reply = hook.review(review)
+    assert reply["response"]["allowed"] is True and patch_of(reply), reply["response"]
+
+
+@pytest.mark.parametrize("runtime", ["kata-qemu", "gvisor", "kata-qemu-nvidia-gpu-snp", 7])
+def test_a_sandbox_or_confidential_runtime_class_is_denied_with_what_vast_runs(hook, runtime):
+    message = denial(hook.review(pod_review(runtimeClassName=runtime)))
+    assert message.startswith(f"this pod cannot run on Vast: runtimeClassName {runtime!r}")
+    assert "asks for a container runtime a Vast instance does not have" in message
+    assert "may go to Vast are nvidia, nvidia-cdi, nvidia-experimental, nvidia-legacy" in message
+    assert 'label it vast.ai/enabled: "false"' in message
+    assert hook.metric("kube_vast_webhook_selections_total", result="offer") == 0
+
+
+def test_the_gpu_runtime_classes_are_the_operators_to_choose():
+    own = Harness(WebhookSettings(max_snapshot_age=120, gpu_runtime_classes=frozenset({"nvidia-gpu"})))
+    assert own.review(pod_review(runtimeClassName="nvidia-gpu"))["response"]["allowed"] is True
+    message = denial(own.review(pod_review(runtimeClassName="nvidia")))
+    assert "the GPU runtime classes that may go to Vast are nvidia-gpu " in message
+    none = Harness(WebhookSettings(max_snapshot_age=120, gpu_runtime_classes=frozenset()))
+    assert "may go to Vast are none " in denial(none.review(pod_review(runtimeClassName="nvidia")))
+    assert none.review(pod_review())["response"]["allowed"] is True, "a pod naming no runtime class still goes"
+
+
 def test_a_token_the_app_mounts_itself_is_admitted_with_a_warning_that_it_is_missing(hook):
     review = captured(POD)
     review["request"]["object"]["spec"]["volumes"].append(
@@ -247,12 +278,14 @@ def broken(change: str) -> dict[str, Any]:
         spec["containers"][0]["resources"]["limits"].pop("nvidia.com/gpu")
     elif change == "unknown instance type":
         spec["nodeSelector"] = {"node.kubernetes.io/instance-type": "m5.large"}
+    elif change == "sandbox runtime":
+        spec["runtimeClassName"] = "gvisor"
     return template
 
 
 @pytest.mark.parametrize("kind", sorted(WORKLOADS))
 @pytest.mark.parametrize("change", ["two containers", "init container", "bad annotation", "claim",
-                                    "no gpu, own label", "unknown instance type"])
+                                    "no gpu, own label", "unknown instance type", "sandbox runtime"])
 def test_a_workload_whose_pods_would_be_denied_is_denied_with_the_pods_message(hook, kind, change):
     template = broken(change)
     pod_message = denial(hook.review(pod_of(template)))

@@ -28,6 +28,13 @@ def test_environment_then_flags():
     assert s.taint == Taint("vast.ai/node", "yes", "NoSchedule")
 
 
+def test_the_gpu_runtime_classes_are_nvidias_unless_set():
+    assert settings_from({}).gpu_runtime_classes == {"nvidia", "nvidia-cdi", "nvidia-legacy", "nvidia-experimental"}
+    assert settings_from({"KUBE_VAST_GPU_RUNTIME_CLASSES": " nvidia-gpu , nvidia ,"}).gpu_runtime_classes == {
+        "nvidia-gpu", "nvidia"}
+    assert settings_from({"KUBE_VAST_GPU_RUNTIME_CLASSES": ""}).gpu_runtime_classes == frozenset()
+
+
 def test_the_scheduler_name_can_be_left_alone():
     assert settings_from({"KUBE_VAST_SET_SCHEDULER_NAME": "false"}).scheduler_name is None
     assert settings_from({}, keep_scheduler_name=True).scheduler_name is None
@@ -45,6 +52,8 @@ def test_https_only():
     ({"KUBE_VAST_SCHEDULER_NAME": "Vast Scheduler"}, "expected a DNS subdomain"),
     ({"KUBE_VAST_NAMESPACE": "Kube_Vast"}, "expected a namespace name"),
     ({"KUBE_VAST_VIRTUAL_NODE_TAINT": "vast"}, "expected key[=value]:Effect"),
+    ({"KUBE_VAST_GPU_RUNTIME_CLASSES": "nvidia, NVIDIA GPU"}, "GPU runtime class 'NVIDIA GPU': expected a "
+                                                               "RuntimeClass name such as nvidia"),
 ])
 def test_a_wrong_value_names_the_setting(env, message):
     with pytest.raises(ConfigError) as err:
