@@ -11,8 +11,11 @@ Run: ``make bench`` (or ``.venv/bin/python bench/ranking.py [--offers N] [--repe
   mask of the requirements but price, the policy's modifiers). Target ≤ 2 ms.
 * new cap — the same requirements with another price cap, the shared parts kept, and its best
   offer: a pod of another Deployment asking for the same GPU with its own budget (what the
-  extender's filter and prioritize do for each such pod). In microseconds, over ``--repeat`` × 20
-  caps.
+  extender's filter and prioritize do for each such pod whose offer is gone). In microseconds,
+  over ``--repeat`` × 20 caps.
+* named offer — the same, but the pod names the offer the webhook chose for it (its best, found
+  before the clock starts) and that offer is found: what filter and prioritize do for a pod as
+  the webhook admitted it (only that offer's score is worked out). Microseconds, same caps.
 * warm  — :meth:`vastmarket.snapshot.OfferSnapshot.rank` for requirements already asked on the
   same snapshot (filter, prioritize and the webhook asking about the same pod).
 
@@ -85,22 +88,30 @@ def main() -> int:
     print(f"offers: {len(offers)} (parse {parse_ms:.0f} ms, column table {table_ms:.0f} ms, once per snapshot)")
     print(f"repeat: {args.repeat}\n")
     print("| requirements | matched | naive median ms | cold median ms | cold p95 ms | new cap median µs "
-          "| warm median ms | warm p95 ms | cold speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| named offer median µs | warm median ms | warm p95 ms | cold speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     worst_cold = worst_warm = 0.0
     for name, req in PROFILES.items():
         naive = timed(lambda: naive_rank(offers, req, policy), max(3, args.repeat // 5))
         cold = timed(lambda: (snapshot.table.forget(), rank(snapshot.table, req, policy)), args.repeat)
-        caps = iter([dataclasses.replace(req, max_price=req.max_price * (1 + k / 10000))
-                     for k in range(args.repeat * 20)])
+        capped = [dataclasses.replace(req, max_price=req.max_price * (1 + k / 10000)) for k in range(args.repeat * 20)]
+        caps = iter(capped)
         new_cap = timed(lambda: rank(snapshot.table, next(caps), policy).best, args.repeat * 20)
+        named = [(r, best.offer_id) for r in capped if (best := rank(snapshot.table, r, policy).best) is not None]
+        pairs = iter(named)
+
+        def find_named() -> None:
+            capped_req, offer_id = next(pairs)
+            assert rank(snapshot.table, capped_req, policy).find(offer_id) is not None
+        found = timed(find_named, len(named)) if named else [float("nan")]
         snapshot.rank(req, policy)
         warm = timed(lambda: snapshot.rank(req, policy), args.repeat)
         matched = snapshot.rank(req, policy).passed
         worst_cold = max(worst_cold, statistics.median(cold))
         worst_warm = max(worst_warm, statistics.median(warm))
         print(f"| {name} | {matched} | {statistics.median(naive):.1f} | {statistics.median(cold):.2f} | "
-              f"{p95(cold):.2f} | {statistics.median(new_cap) * 1000:.1f} | {statistics.median(warm):.4f} | {p95(warm):.4f} | "
+              f"{p95(cold):.2f} | {statistics.median(new_cap) * 1000:.1f} | {statistics.median(found) * 1000:.1f} | "
+              f"{statistics.median(warm):.4f} | {p95(warm):.4f} | "
               f"{statistics.median(naive) / statistics.median(cold):.1f}x |")
     asks = distinct_requirements(args.distinct)
     distinct = [rank_ms(snapshot, req, policy, forget=True) for req in asks]

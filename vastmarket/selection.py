@@ -386,9 +386,9 @@ class Ranking:
     array, in price order) are computed when first needed (:attr:`best`, :meth:`top`,
     :attr:`ranked`): :meth:`find` works out the score of the one offer it finds when they are not
     there yet. The best offer is found without sorting, and the full order, the rejection counts
-    and the terms of an offer's score are worked out when they are asked for. A ranking is shared by the threads that ask the same
-    question (the snapshot caches it): every lazy part is computed the same way by whichever
-    thread comes first."""
+    and the terms of an offer's score are worked out when they are asked for. A ranking is
+    shared by the threads that ask the same question (the snapshot caches it): every lazy part is
+    computed the same way by whichever thread comes first."""
 
     def __init__(self, requirements: Requirements, seen: int, passing: Ints, parts: _Parts,
                  ids: Sequence[int] | Ints, id_array: Ints | None = None) -> None:
@@ -854,7 +854,6 @@ def rank(table: OfferTable, req: Requirements, policy: ScoringPolicy = ScoringPo
     Vectorised over the table's columns, from parts shared by the pods of one kind (the same
     requirements but the price cap). The property tests compare scores and order with the
     one-offer-at-a-time definition in the module docstring (``bench/naive.py``)."""
-    w = policy.normalised
     gpu_rank = (table.memo(("gpu", req.gpu_types),
                            lambda: _ranks(table.gpu_keys, [gpu_key(g) for g in req.gpu_types], gpu_matches))
                 if req.gpu_types else None)

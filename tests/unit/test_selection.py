@@ -410,6 +410,8 @@ def test_ranking_a_pod_on_a_warm_table_calls_nothing_that_lets_the_interpreter_l
             ranking = rank(table, dataclasses.replace(req, max_price=0.2 + k * 0.003))
             best = ranking.best
             assert best is not None and ranking.find(best.offer_id) is best
+            unscored = rank(table, dataclasses.replace(req, max_price=0.2001 + k * 0.003))
+            assert unscored.find(best.offer_id) is not None  # the webhook's offer, scored alone
             assert table.index_of(offers[k].id) is not None
             assert ranking.rejections  # the reasons a failing pod's message names
             assert ranking.top(3)[0] is best  # the webhook's runners-up
