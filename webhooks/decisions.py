@@ -3,8 +3,9 @@
 Order of questions for a pod CREATE: excluded namespace or ``vast.ai/enabled: "false"`` →
 untouched; no ``nvidia.com/gpu`` → untouched when only its namespace opted in, denied when the
 pod opted in by its own label (only GPU pods go to Vast); not runnable on Vast (containers,
-volumes, a runtime class other than a GPU one), an invalid ``vast.ai/*`` annotation or a GPU node selector that cannot be translated →
-denied (400, the message names the field, the value and the accepted form); otherwise the placement
+volumes, a runtime class other than a GPU one), an invalid ``vast.ai/*`` annotation or a GPU node
+selector that cannot be translated → denied (400, the message names the field, the value and the
+accepted form); otherwise the placement
 (:func:`vastmarket.placement.place`, the same decision the scheduler extender takes) picks the
 offer, and the pod is patched with it — or, without one, with ``vast.ai/selection-error``
 (denied instead when ``deny_without_offer``). The toleration and the scheduler name are added
